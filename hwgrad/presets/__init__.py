@@ -1,0 +1,320 @@
+"""Preset catalogue: chips, models, memory technologies and economics from shipped data.
+
+The CSV files in ``hwgrad/presets/data`` are copies of the project's curated data set
+(each row keeps its ``source`` column; see ``data/README.md``). Presets are built from
+them on demand; names are registry keys, never spec fields.
+
+Blank cells are unknown, never zero. Two conventions from the data README fill them:
+a blank dense peak is derived from the nearest given dtype at 2x per halving of operand
+width (bf16 = fp8/2 = fp4/4, int8 = fp8); a blank capacity becomes ``inf`` (capacity
+check skipped). Every derived or skipped value is recorded in :func:`chip_notes`.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import functools
+import math
+from importlib import resources
+
+from .. import units
+from ..specs import Chip, Economics, MemoryTier, Model, Network, System
+
+DATA = resources.files(__package__) / "data"
+
+__all__ = [
+    "table",
+    "model",
+    "chip",
+    "memory_tier",
+    "network",
+    "system",
+    "default_economics",
+    "economics_value",
+    "chip_notes",
+    "names",
+    "source",
+]
+
+
+@functools.cache
+def table(name: str) -> dict[str, dict[str, str]]:
+    """Rows of ``data/<name>.csv`` keyed by their first column."""
+    with (DATA / f"{name}.csv").open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    key = next(iter(rows[0]))
+    return {r[key]: r for r in rows}
+
+
+def names(kind: str) -> list[str]:
+    """Preset names of one kind: ``"hardware"``, ``"models"`` or ``"memory_tech"``."""
+    return sorted(table(kind))
+
+
+def _lookup(kind: str, name: str) -> dict[str, str]:
+    rows = table(kind)
+    if name in rows:
+        return rows[name]
+    close = difflib.get_close_matches(name, rows, n=3, cutoff=0.4)
+    hint = f"did you mean {', '.join(close)}?" if close else f"run `hwgrad presets {kind}`"
+    label = {"hardware": "hardware", "models": "model", "memory_tech": "memory technology"}[kind]
+    raise ValueError(f"unknown {label} {name!r}: {hint}")
+
+
+def source(kind: str, name: str) -> str:
+    """The cited source of a preset row."""
+    return _lookup(kind, name).get("source", "")
+
+
+def _num(row: dict, col: str, default=math.nan) -> float:
+    cell = (row.get(col) or "").strip()
+    return float(cell) if cell else default
+
+
+# ----------------------------------------------------------------------------- models
+
+
+@functools.cache
+def model(name: str) -> Model:
+    """Model architecture preset from ``models.csv``."""
+    r = _lookup("models", name)
+    n = functools.partial(_num, r, default=0.0)
+    n_layers = n("n_layers")
+    has_moe = n("n_experts") > 0
+    return Model(
+        n_layers=n_layers,
+        d_model=n("d_model"),
+        n_heads=n("n_heads"),
+        n_kv_heads=n("n_kv_heads"),
+        head_dim=n("head_dim"),
+        vocab_size=n("vocab_size"),
+        d_ff=n("d_ff"),
+        n_experts=n("n_experts"),
+        n_experts_active=n("n_experts_active"),
+        n_shared_experts=n("n_shared_experts"),
+        moe_d_ff=n("moe_d_ff"),
+        n_dense_layers=n("n_dense_layers") if has_moe else n_layers,
+        kv_lora_rank=n("kv_lora_rank"),
+        q_lora_rank=n("q_lora_rank"),
+        qk_rope_head_dim=n("qk_rope_head_dim"),
+        qk_nope_head_dim=n("qk_nope_head_dim"),
+        v_head_dim=n("v_head_dim"),
+        sliding_window=n("sliding_window"),
+        n_sliding_layers=n("n_sliding_layers"),
+        attention=r["attention"],
+        gated_ffn=r["gated_ffn"] == "1",
+        tied_embeddings=r["tied_embeddings"] == "1",
+    )
+
+
+# ----------------------------------------------------------------------------- memory
+
+# Map a chip's ``memory_type`` text to the memory_tech row whose energy/latency it uses
+# when the chip row does not say. HBM generations without a cited pJ/bit borrow the nearest
+# cited generation (noted in chip_notes).
+_MEMORY_FAMILY = {
+    "hbm2": ("hbm2", "hbm2"),
+    "hbm2e": ("hbm2e", "hbm2"),
+    "hbm3": ("hbm3", "hbm3e"),
+    "hbm3e": ("hbm3e", "hbm3e"),
+    "hbm": ("hbm", "hbm2"),
+    "hbm4": ("hbm4", "hbm4"),
+    "lpddr5": ("lpddr5", "lpddr5"),
+    "lpddr5x": ("lpddr5x", "lpddr5"),
+    "lpddr4x": ("lpddr5", "lpddr5"),
+    "ddr5": ("ddr5", "ddr5"),
+    "gddr6x": ("gddr7", "hbm3e"),
+    "gddr7": ("gddr7", "hbm3e"),
+    "sram": ("sram", "sram"),
+}
+
+_PRICE_KEYS = {"hbm3": "hbm3_price", "hbm3e": "hbm3e_price", "ddr5": "ddr5_price", "hbf": "hbf_price"}
+
+
+def _memory_family(memory_type: str) -> tuple[str, str]:
+    token = memory_type.lower().split()[0] if memory_type else ""
+    return _MEMORY_FAMILY.get(token, ("hbm3e", "hbm3e"))
+
+
+def memory_tier(name: str, capacity_bytes: float | None = None, bandwidth_bytes_per_s=None) -> MemoryTier:
+    """A memory tier from ``memory_tech.csv`` (one device unless sizes are given).
+
+    Args:
+      name: memory technology slug (``hbm4``, ``hbf``, ``ddr5``, ...).
+      capacity_bytes, bandwidth_bytes_per_s: per-chip totals; default one device.
+    """
+    r = _lookup("memory_tech", name)
+    cap = capacity_bytes if capacity_bytes is not None else _num(r, "capacity_per_device_GB") * units.GB
+    bw = (
+        bandwidth_bytes_per_s
+        if bandwidth_bytes_per_s is not None
+        else _num(r, "bandwidth_per_device_GBps") * units.GBPS
+    )
+    energy = _num(r, "energy_pJ_per_bit")
+    if math.isnan(energy):
+        energy = _num(table("memory_tech")["hbm3e"], "energy_pJ_per_bit")
+    price_key = _PRICE_KEYS.get(name)
+    price = economics_value(price_key) if price_key else math.nan
+    embodied = {"hbf": "embodied_nand_per_gb", "flash-card": "embodied_nand_per_gb"}.get(name)
+    if embodied is None:
+        embodied = "embodied_hbm_per_gb" if name.startswith("hbm") else "embodied_dram_per_gb"
+    return MemoryTier(
+        capacity_bytes=cap if not math.isnan(cap) else math.inf,
+        bandwidth_bytes_per_s=bw,
+        read_latency_s=_num(r, "read_latency_ns", 32.0) * units.NS,
+        access_granularity_bytes=_num(r, "bytes_per_read", 32.0),
+        energy_j_per_byte=energy * units.PJ_PER_BIT,
+        cost_usd_per_gb=price,
+        embodied_kgco2e_per_gb=economics_value(embodied),
+        low_write_endurance=r["write_endurance"] == "low",
+    )
+
+
+# ----------------------------------------------------------------------------- economics
+
+
+def economics_value(key: str) -> float:
+    """A cited constant from ``economics.csv`` (``nan`` when blank)."""
+    return _num(_lookup_economics(key), "value")
+
+
+def _lookup_economics(key: str) -> dict:
+    rows = table("economics")
+    if key not in rows:
+        raise KeyError(f"economics.csv has no key {key!r}")
+    return rows[key]
+
+
+def default_economics() -> Economics:
+    """US industrial electricity, hyperscaler PUE, US-average grid, 5-year life."""
+    return Economics(
+        electricity_usd_per_kwh=economics_value("electricity_price_us_industrial"),
+        pue=economics_value("pue_hyperscaler_typical"),
+        grid_gco2e_per_kwh=economics_value("grid_ci_us_average"),
+        lifetime_years=economics_value("server_lifetime_years"),
+        server_cost_multiplier=economics_value("server_cost_overhead_multiplier"),
+        utilization=1.0,
+    )
+
+
+_CHIP_ECONOMICS = {
+    # chip slug: (price key, embodied key, die-area key)
+    "a100-80gb-sxm": ("price_a100_80gb", None, "die_area_ga100"),
+    "a100-40gb-sxm": (None, "embodied_a100_40gb", "die_area_ga100"),
+    "h100-sxm": ("price_h100_sxm", "embodied_h100_per_gpu", "die_area_gh100"),
+    "h800": (None, "embodied_h100_per_gpu", "die_area_gh100"),
+    "h200-sxm": ("price_h200", None, "die_area_gh100"),
+    "gh200": (None, None, "die_area_gh100"),
+    "b200": ("price_b200", "embodied_b200_per_gpu", None),
+    "mi300x": ("price_mi300x", None, None),
+    "gaudi3": ("price_gaudi3", None, None),
+    "tpu-v5e": ("price_tpu", None, None),
+    "tpu-v6e": ("price_tpu", "embodied_tpu_v6e", None),
+    "tpu-v5p": ("price_tpu", "embodied_tpu_v5p", None),
+}
+
+
+# ----------------------------------------------------------------------------- chips
+
+
+@functools.cache
+def _chip_and_notes(name: str) -> tuple[Chip, tuple[str, ...]]:
+    r = _lookup("hardware", name)
+    notes: list[str] = []
+    bf16 = _num(r, "bf16_dense_TFLOPS")
+    fp8 = _num(r, "fp8_dense_TFLOPS")
+    int8 = _num(r, "int8_dense_TOPS")
+    fp4 = _num(r, "fp4_dense_TFLOPS")
+    if math.isnan(fp8) and not math.isnan(int8):
+        fp8 = int8
+        notes.append("fp8 peak taken from the int8 peak (int8 = fp8 convention)")
+    if math.isnan(bf16) and not math.isnan(fp8):
+        bf16 = fp8 / 2
+        notes.append("bf16 peak derived as fp8 / 2")
+    if math.isnan(fp8) and not math.isnan(bf16):
+        fp8 = 2 * bf16
+        notes.append("fp8 peak derived as 2 x bf16")
+    if math.isnan(fp4) and not math.isnan(fp8):
+        fp4 = 2 * fp8
+        notes.append("fp4 peak derived as 2 x fp8")
+    if math.isnan(bf16):
+        bf16 = fp8 = fp4 = math.inf
+        notes.append("no FLOPS published: compute time not modelled (memory-bound bound only)")
+
+    cap = _num(r, "memory_capacity_GB") * units.GB
+    if math.isnan(cap):
+        cap = math.inf
+        notes.append("memory capacity not published: capacity check skipped")
+    bw = _num(r, "memory_bandwidth_GBps") * units.GBPS
+    tech, energy_tech = _memory_family(r["memory_type"])
+    tech_row = table("memory_tech").get(tech, {})
+    if tech != energy_tech or math.isnan(_num(tech_row, "energy_pJ_per_bit")):
+        notes.append(f"memory energy/bit of {r['memory_type']} taken from {energy_tech}")
+    energy_row = table("memory_tech")[energy_tech]
+    energy_j_per_byte = _num(energy_row, "energy_pJ_per_bit") * units.PJ_PER_BIT
+    main = MemoryTier(
+        capacity_bytes=cap,
+        bandwidth_bytes_per_s=bw,
+        read_latency_s=_num(energy_row, "read_latency_ns", 32.0) * units.NS,
+        access_granularity_bytes=_num(energy_row, "bytes_per_read", 32.0),
+        energy_j_per_byte=energy_j_per_byte,
+        cost_usd_per_gb=math.nan,
+        embodied_kgco2e_per_gb=economics_value(
+            "embodied_hbm_per_gb" if tech.startswith("hbm") else "embodied_dram_per_gb"
+        ),
+    )
+    tdp = _num(r, "tdp_W")
+    peak = bf16 * units.TFLOPS
+    # dynamic energy per FLOP: TDP minus memory power at peak bandwidth, spread over the
+    # bf16 peak (an upper bound, cf. energy_ops.csv "dense FLOP at TDP" rows)
+    if math.isnan(tdp) or math.isinf(peak):
+        e_flop = math.nan
+        notes.append("TDP or FLOPS unknown: compute energy not modelled")
+    else:
+        e_flop = max(tdp - bw * energy_j_per_byte, 0.1 * tdp) / peak
+    price_key, embodied_key, area_key = _CHIP_ECONOMICS.get(name, (None, None, None))
+    price = economics_value(price_key) if price_key else math.nan
+    embodied = economics_value(embodied_key) if embodied_key else math.nan
+    if math.isnan(price):
+        notes.append("price not in economics.csv: $ metrics need --chip-price-usd")
+    if math.isnan(embodied):
+        notes.append("embodied carbon not in economics.csv: embodied CO2e not modelled")
+    chip_ = Chip(
+        tiers=(main,),
+        peak_flops_bf16=bf16 * units.TFLOPS,
+        peak_flops_fp8=fp8 * units.TFLOPS,
+        peak_flops_fp4=fp4 * units.TFLOPS,
+        sram_bytes=_num(r, "sram_MB", 0.0) * units.MB,
+        tdp_w=tdp,
+        energy_j_per_flop_bf16=e_flop,
+        price_usd=price,
+        embodied_kgco2e=embodied,
+        die_area_mm2=economics_value(area_key) if area_key else math.nan,
+    )
+    return chip_, tuple(notes)
+
+
+def chip(name: str) -> Chip:
+    """Chip preset from ``hardware.csv`` (main memory as tier 0)."""
+    return _chip_and_notes(name)[0]
+
+
+def chip_notes(name: str) -> tuple[str, ...]:
+    """What was derived or skipped while building the chip preset ``name``."""
+    return _chip_and_notes(name)[1]
+
+
+def network(name: str) -> Network:
+    """The chip's scale-up network: a single switch level at the row's per-direction
+    bandwidth (PCIe 5 x16 when the row has none)."""
+    r = _lookup("hardware", name)
+    bw = _num(r, "scaleup_bw_GBps_per_direction")
+    if math.isnan(bw):
+        bw = _num(table("interconnect")["pcie5-x16"], "per_device_GBps_per_direction")
+    return Network(link_bandwidth_bytes_per_s=bw * units.GBPS)
+
+
+def system(name: str, n_chips: int = 1) -> System:
+    """``n_chips`` of the chip preset ``name`` on its scale-up network."""
+    return System(chip=chip(name), n_chips=float(n_chips), network=network(name))
