@@ -1,0 +1,39 @@
+"""hwgrad: a jit-compiled, differentiable JAX model of LLM inference on memory hierarchies
+and interconnects.
+
+    import hwgrad as hg
+    system = hg.presets.system("h100-sxm", 8)
+    model = hg.presets.model("llama-3.1-70b")
+    workload = hg.Workload(batch=32, prompt_len=2048, output_len=512, tp=8)
+    result = hg.evaluate(system, model, workload, hg.compression("fp8", "fp8"))
+    result.tpot_s
+"""
+
+from . import counts as counts
+from . import network as network
+from . import presets as presets
+from . import smooth as smooth
+from .calibrated import calibrated_efficiency as calibrated_efficiency
+from .calibrated import load_efficiency as load_efficiency
+from .cost import PassCost as PassCost
+from .cost import Result as Result
+from .cost import decode_step as decode_step
+from .cost import evaluate as evaluate
+from .cost import forward_pass as forward_pass
+from .cost import prefill as prefill
+from .dtypes import compression as compression
+from .specs import Chip as Chip
+from .specs import Compression as Compression
+from .specs import Economics as Economics
+from .specs import Efficiency as Efficiency
+from .specs import MemoryTier as MemoryTier
+from .specs import Model as Model
+from .specs import Network as Network
+from .specs import Options as Options
+from .specs import Placement as Placement
+from .specs import System as System
+from .specs import Workload as Workload
+from .specs import replace as replace
+from .validate import validate as validate
+
+__version__ = "0.1.0"

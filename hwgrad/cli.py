@@ -1,0 +1,438 @@
+"""``hwgrad`` command line: ``eval``, ``presets`` (more subcommands register themselves).
+
+Every error a user can cause ends in one line on stderr naming the field, the value and the
+fix, and exit code 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+EXIT_USAGE = 2
+
+DEFAULTS = dict(model="llama-3.1-70b", hardware="h100-sxm", chips=8, batch=32, prompt_len=2048, output_len=512)
+
+
+class UsageError(ValueError):
+    """A user-caused error (exit code 2)."""
+
+
+def _positive_float(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(x) or x <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
+    return x
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        x = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if x < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return x
+
+
+def _positive_int(text: str) -> int:
+    x = _nonneg_int(text)
+    if x == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return x
+
+
+def _fraction(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= x < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must lie in [0, 1)")
+    return x
+
+
+# ----------------------------------------------------------------------------- design point
+
+
+def add_design_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags that define one design point (shared by eval and other subcommands)."""
+    g = p.add_argument_group("design point")
+    g.add_argument("--config", metavar="FILE", help="TOML design file (see hwgrad.config); flags override it")
+    g.add_argument("--model", help=f"model preset (default {DEFAULTS['model']}); see `hwgrad presets models`")
+    g.add_argument("--hardware", help=f"chip preset (default {DEFAULTS['hardware']}); see `hwgrad presets hardware`")
+    g.add_argument("--chips", type=_positive_int, help="chips in the system (default tp x pp x dp, or 8)")
+    g.add_argument("--tp", type=_positive_int, help="tensor-parallel degree (default chips / (pp dp))")
+    g.add_argument("--pp", type=_positive_int, help="pipeline stages (default 1)")
+    g.add_argument("--ep", type=_positive_int, help="expert-parallel degree, divides tp (default 1)")
+    g.add_argument("--dp", type=_positive_int, help="data-parallel replicas (default 1)")
+    g.add_argument("--microbatches", type=_positive_int, help="pipeline micro-batches (default 1)")
+    g.add_argument("--batch", type=_positive_int, help=f"sequences per batch (default {DEFAULTS['batch']})")
+    g.add_argument("--prompt-len", type=_nonneg_int, help=f"prompt tokens (default {DEFAULTS['prompt_len']})")
+    g.add_argument("--output-len", type=_positive_int, help=f"output tokens (default {DEFAULTS['output_len']})")
+    g.add_argument("--weight-dtype", help="bf16, fp16, fp8, int8, int4, q8_0, q4_0, mxfp4, fp4 (default bf16)")
+    g.add_argument("--kv-dtype", help="KV-cache format (default bf16)")
+    g.add_argument("--act-dtype", help="activation / compute format (default: the weight format's usual)")
+    g.add_argument("--sparsity", type=_fraction, help="pruned fraction of weights (unstructured)")
+    g.add_argument("--sparsity-pattern", choices=("dense", "unstructured", "2:4"), help="sparse format")
+    g.add_argument("--chip-price-usd", type=_positive_float, help="chip price when the preset has none")
+    g.add_argument("--params", metavar="FILE", help="efficiency parameters (TOML from `hwgrad calibrate`)")
+    g.add_argument("--speed-of-light", action="store_true", help="ideal roofline: no efficiency losses")
+
+
+def design_from_args(args) -> dict:
+    """Build validated specs from CLI flags (+ optional ``--config``)."""
+    from . import config, dtypes, presets
+    from .calibrated import calibrated_efficiency, load_efficiency
+    from .specs import Efficiency, Workload, replace
+    from .validate import validate
+
+    base = config.load(args.config) if args.config else dict.fromkeys(
+        ("system", "model", "workload", "compression", "economics", "efficiency")
+    )
+    model_name = args.model or (None if base["model"] is not None else DEFAULTS["model"])
+    model = presets.model(model_name) if model_name else base["model"]
+
+    hw_name = args.hardware or (None if base["system"] is not None else DEFAULTS["hardware"])
+    system = presets.system(hw_name) if hw_name else base["system"]
+
+    wl = base["workload"] or Workload(
+        batch=float(DEFAULTS["batch"]), prompt_len=float(DEFAULTS["prompt_len"]), output_len=float(DEFAULTS["output_len"])
+    )
+    changes = {
+        k: float(v)
+        for k, v in dict(
+            batch=args.batch, prompt_len=args.prompt_len, output_len=args.output_len,
+            pp=args.pp, ep=args.ep, dp=args.dp, microbatches=args.microbatches,
+        ).items()
+        if v is not None
+    }
+    wl = replace(wl, **changes)
+    chips = args.chips
+    if chips is None and args.config and base["system"] is not None and not args.hardware:
+        chips = int(base["system"].n_chips)
+    tp = args.tp
+    if tp is None and args.config and base["workload"] is not None and "tp" in _explicit_workload_fields(args.config):
+        tp = int(wl.tp)
+    pp_dp = int(wl.pp * wl.dp)
+    if tp is None and chips is None:
+        chips = DEFAULTS["chips"]
+    if tp is None:
+        if chips % pp_dp:
+            raise UsageError(f"--chips {chips} is not divisible by pp x dp = {pp_dp}: pass --tp explicitly")
+        tp = chips // pp_dp
+    if chips is None:
+        chips = tp * pp_dp
+    wl = replace(wl, tp=float(tp))
+    system = replace(system, n_chips=float(chips))
+    if args.chip_price_usd:
+        system = replace(system, chip=replace(system.chip, price_usd=args.chip_price_usd))
+
+    if args.weight_dtype or args.kv_dtype or args.act_dtype or args.sparsity is not None or args.sparsity_pattern:
+        pattern = args.sparsity_pattern or ("unstructured" if args.sparsity else "dense")
+        comp = dtypes.compression(
+            args.weight_dtype or "bf16", args.kv_dtype, args.act_dtype, args.sparsity or 0.0, pattern
+        )
+    else:
+        comp = base["compression"] or dtypes.compression("bf16")
+
+    if args.speed_of_light:
+        eff, eff_label = Efficiency.speed_of_light(), "speed of light"
+    elif args.params:
+        eff, eff_label = load_efficiency(args.params), f"from {args.params}"
+    elif base["efficiency"] is not None:
+        eff, eff_label = base["efficiency"], f"from {args.config}"
+    else:
+        eff, eff_label = calibrated_efficiency(), "calibrated (shipped)"
+    econ = base["economics"] or presets.default_economics()
+
+    validate(system, model, wl, comp)
+    notes = list(presets.chip_notes(hw_name)) if hw_name else []
+    return dict(
+        system=system, model=model, workload=wl, compression=comp, efficiency=eff, economics=econ,
+        model_name=model_name or "custom", hardware_name=hw_name or "custom", efficiency_label=eff_label,
+        notes=notes,
+    )
+
+
+def _explicit_workload_fields(path) -> set[str]:
+    import tomllib
+
+    with open(path, "rb") as fh:
+        return set(tomllib.load(fh).get("workload", {}))
+
+
+# ----------------------------------------------------------------------------- eval
+
+
+def _fmt_time(s: float) -> str:
+    if not math.isfinite(s):
+        return "n/a"
+    if s >= 1:
+        return f"{s:.3g} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.3g} ms"
+    return f"{s * 1e6:.3g} us"
+
+
+def _fmt_bytes(b: float) -> str:
+    if not math.isfinite(b):
+        return "unknown"
+    return f"{b / 1e9:,.1f} GB"
+
+
+def _num(x) -> float | None:
+    v = float(x)
+    return v if math.isfinite(v) else None
+
+
+def report_dict(design: dict, result) -> dict:
+    """The stable JSON object of ``hwgrad eval --json``."""
+    from .cost import COMPONENTS
+
+    def pass_dict(pc):
+        comps = dict(zip(COMPONENTS, (float(v) for v in pc.component_times()), strict=True))
+        return {
+            "time_s": float(pc.time_s),
+            "component_time_s": comps,
+            "bound": max(comps, key=comps.get),
+            "flops": float(pc.flops),
+            "bytes_per_tier": [float(b) for b in pc.bytes_per_tier],
+            "energy_j": {
+                "memory": _num(pc.energy_memory_j),
+                "compute": _num(pc.energy_compute_j),
+                "network": _num(pc.energy_network_j),
+                "static": _num(pc.energy_static_j),
+            },
+        }
+
+    decode = pass_dict(result.decode)
+    tiers = design["system"].chip.tiers
+    capacity = [
+        {
+            "tier": i,
+            "capacity_bytes": _num(t.capacity_bytes),
+            "used_bytes": float(result.capacity_used_bytes[i]),
+            "margin_bytes": _num(result.capacity_margin_bytes[i]),
+        }
+        for i, t in enumerate(tiers)
+    ]
+    wl, comp = design["workload"], design["compression"]
+    return {
+        "model": design["model_name"],
+        "hardware": design["hardware_name"],
+        "chips": int(design["system"].n_chips),
+        "workload": {k: float(getattr(wl, k)) for k in ("batch", "prompt_len", "output_len", "tp", "pp", "ep", "dp", "microbatches")},
+        "compression": {
+            "weight_bits": float(comp.weight_bits + comp.weight_overhead_bits),
+            "kv_bits": float(comp.kv_bits + comp.kv_overhead_bits),
+            "act_bits": float(comp.act_bits),
+            "sparsity": float(comp.sparsity),
+            "pattern": comp.pattern,
+        },
+        "efficiency": design["efficiency_label"],
+        "tpot_s": float(result.tpot_s),
+        "ttft_s": float(result.ttft_s),
+        "e2e_latency_s": float(result.e2e_latency_s),
+        "tokens_per_s": float(result.tokens_per_s),
+        "tokens_per_s_per_user": float(result.tokens_per_s_per_user),
+        "decode_tokens_per_s": float(result.decode_tokens_per_s),
+        "energy_j_per_token": _num(result.energy_j_per_token),
+        "power_w": _num(result.power_w),
+        "usd_per_million_tokens": _num(result.usd_per_million_tokens),
+        "tco_usd": _num(result.tco_usd),
+        "gco2e_per_token": _num(result.gco2e_per_token),
+        "fits": bool(result.fits > 0),
+        "bottleneck": decode["bound"],
+        "breakdown": {
+            "decode_step": decode,
+            "prefill": pass_dict(result.prefill),
+            "capacity": capacity,
+            "gco2e_per_token": {
+                "operational": _num(result.gco2e_operational_per_token),
+                "embodied": _num(result.gco2e_embodied_per_token),
+            },
+        },
+        "notes": design["notes"],
+    }
+
+
+def _capacity_error(design: dict, rep: dict) -> str:
+    for tier in rep["breakdown"]["capacity"]:
+        if tier["margin_bytes"] is not None and tier["margin_bytes"] < 0:
+            wl, comp = rep["workload"], rep["compression"]
+            return (
+                f"tier {tier['tier']} capacity {_fmt_bytes(tier['capacity_bytes'])} < {_fmt_bytes(tier['used_bytes'])} "
+                f"needed per chip for weights + KV + activations ({rep['model']}, {comp['weight_bits']:g}-bit weights, "
+                f"batch {wl['batch']:g}, context {wl['prompt_len'] + wl['output_len']:g}, tp {wl['tp']:g}): "
+                "raise tp/pp, lower bits or batch, or add a memory tier"
+            )
+    return ""
+
+
+def print_report(rep: dict) -> None:
+    wl, comp = rep["workload"], rep["compression"]
+    print(
+        f"{rep['model']} on {rep['chips']} x {rep['hardware']} (tp {wl['tp']:g}, pp {wl['pp']:g}, ep {wl['ep']:g}, "
+        f"dp {wl['dp']:g}); batch {wl['batch']:g}, prompt {wl['prompt_len']:g}, output {wl['output_len']:g} tokens"
+    )
+    print(
+        f"weights {comp['weight_bits']:g} bits, KV {comp['kv_bits']:g} bits, activations {comp['act_bits']:g} bits"
+        + (f", {comp['pattern']} sparsity {comp['sparsity']:g}" if comp["pattern"] != "dense" else "")
+        + f"; efficiency: {rep['efficiency']}"
+    )
+    print()
+    print("latency")
+    print(f"  time to first token     {_fmt_time(rep['ttft_s'])}")
+    print(f"  time per output token   {_fmt_time(rep['tpot_s'])}")
+    print(f"  end-to-end (batch)      {_fmt_time(rep['e2e_latency_s'])}")
+    print("throughput")
+    print(f"  per user                {rep['tokens_per_s_per_user']:,.1f} tok/s")
+    print(f"  system, decode only     {rep['decode_tokens_per_s']:,.0f} tok/s")
+    print(f"  system, with prefill    {rep['tokens_per_s']:,.0f} tok/s")
+    dec = rep["breakdown"]["decode_step"]
+    print("decode step (mean over the output; components overlap, each shown alone)")
+    total = dec["time_s"]
+    for name, t in dec["component_time_s"].items():
+        bar = "#" * int(round(20 * min(t / total, 1.0))) if total > 0 else ""
+        print(f"  {name:<14} {_fmt_time(t):>10}  {bar}")
+    print(f"  {'step':<14} {_fmt_time(total):>10}  bound by {rep['bottleneck']}")
+    e = dec["energy_j"]
+    print("energy")
+    ej = rep["energy_j_per_token"]
+    if ej is None:
+        print("  energy per token        unknown (TDP or FLOPS of this chip not published)")
+    else:
+        known = {k: v for k, v in e.items() if v is not None}
+        tot = sum(known.values()) or 1.0
+        shares = ", ".join(f"{k} {100 * v / tot:.0f}%" for k, v in known.items())
+        print(f"  energy per token        {ej:.3g} J  (decode: {shares})")
+        print(f"  power                   {rep['power_w']:,.0f} W")
+    print("cost and carbon")
+    usd = rep["usd_per_million_tokens"]
+    print(f"  $ per million tokens    {'unknown: pass --chip-price-usd' if usd is None else f'${usd:.3g}'}")
+    g = rep["gco2e_per_token"]
+    op = rep["breakdown"]["gco2e_per_token"]["operational"]
+    print(
+        f"  gCO2e per token         "
+        + ("unknown" if g is None else f"{g:.3g}")
+        + ("" if op is None else f"  (operational {op:.3g})")
+    )
+    print("capacity per chip")
+    for t in rep["breakdown"]["capacity"]:
+        ok = "ok" if t["margin_bytes"] is None or t["margin_bytes"] >= 0 else "DOES NOT FIT"
+        cap = "capacity unknown, not checked" if t["capacity_bytes"] is None else f"of {_fmt_bytes(t['capacity_bytes'])}"
+        print(f"  tier {t['tier']}: {_fmt_bytes(t['used_bytes'])} {cap}  {ok}")
+    for note in rep["notes"]:
+        print(f"note: {note}")
+
+
+def cmd_eval(args) -> int:
+    import jax
+
+    from .cost import evaluate_jit
+
+    design = design_from_args(args)
+    result = evaluate_jit(
+        design["system"], design["model"], design["workload"], design["compression"],
+        design["efficiency"], design["economics"],
+    )
+    result = jax.device_get(result)
+    rep = report_dict(design, result)
+    if not rep["fits"] and not args.allow_overflow:
+        raise UsageError(_capacity_error(design, rep))
+    if args.json:
+        print(json.dumps(rep, indent=2))
+    else:
+        print_report(rep)
+    return 0
+
+
+# ----------------------------------------------------------------------------- presets
+
+
+def cmd_presets(args) -> int:
+    from . import presets
+
+    kinds = {"hardware": "hardware", "models": "models", "memory": "memory_tech"}
+    chosen = [args.kind] if args.kind != "all" else list(kinds)
+    out = {}
+    for kind in chosen:
+        rows = presets.table(kinds[kind])
+        out[kind] = {name: {k: v for k, v in row.items() if v} for name, row in rows.items()}
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    cols = {
+        "hardware": ("memory_capacity_GB", "memory_bandwidth_GBps", "bf16_dense_TFLOPS", "tdp_W"),
+        "models": ("params_total_B", "params_active_B", "attention", "n_layers"),
+        "memory": ("capacity_per_device_GB", "bandwidth_per_device_GBps", "energy_pJ_per_bit", "bytes_per_read"),
+    }
+    for kind in chosen:
+        print(f"{kind} ({len(out[kind])} presets)")
+        print("  " + f"{'name':<18}" + "".join(f"{c:>26}" for c in cols[kind]) + "  source")
+        for name, row in presets.table(kinds[kind]).items():
+            vals = "".join(f"{row.get(c) or '-':>26}" for c in cols[kind])
+            src = (row.get("source") or "")[:60]
+            print(f"  {name:<18}{vals}  {src}")
+        print()
+    return 0
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hwgrad", description="Differentiable LLM-inference hardware model.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_eval = sub.add_parser("eval", help="evaluate one design point", description="Latency, energy, cost and capacity of one design point.")
+    add_design_arguments(p_eval)
+    p_eval.add_argument("--json", action="store_true", help="print one JSON object")
+    p_eval.add_argument("--allow-overflow", action="store_true", help="report designs that do not fit instead of failing")
+    p_eval.set_defaults(func=cmd_eval)
+
+    p_pre = sub.add_parser("presets", help="list presets and their sources")
+    p_pre.add_argument("kind", nargs="?", default="all", choices=("all", "hardware", "models", "memory"))
+    p_pre.add_argument("--json", action="store_true")
+    p_pre.set_defaults(func=cmd_presets)
+
+    for register in _extra_commands():
+        register(sub)
+    return parser
+
+
+def _extra_commands():
+    """Subcommands defined in other modules (each module has ``register_cli(subparsers)``)."""
+    import importlib
+
+    for name in ("hwgrad.calibrate",):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        yield module.register_cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as exc:  # includes UsageError: user-caused, one line, exit 2
+        print(f"hwgrad {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"hwgrad {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Design points from TOML files: custom chips, memory tiers, networks, models, workloads.
+
+Every table may start from a preset and override fields (SI units, field names as in
+:mod:`hwgrad.specs`)::
+
+    [system]
+    hardware = "h100-sxm"          # base chip + network preset
+    chips = 8
+
+    [chip]                         # overrides of Chip fields
+    tdp_w = 650.0
+
+    [[chip.tiers]]                 # replaces the tier list when present
+    technology = "hbm4"            # base row of memory_tech.csv
+    capacity_bytes = 192e9
+    bandwidth_bytes_per_s = 6.5e12
+
+    [network]
+    topology = "switch"
+    hop_latency_s = 2.5e-7
+
+    [model]
+    preset = "llama-3.1-70b"       # or every Model field
+
+    [workload]
+    batch = 32
+    tp = 8
+
+    [compression]
+    weight_dtype = "fp8"           # or weight_bits = 8.0 ...
+
+Errors name the file, the table and the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+from . import dtypes, presets
+from .calibrated import efficiency_from_mapping
+from .specs import Chip, Compression, Economics, MemoryTier, Model, Network, Placement, System, Workload
+
+_STATIC_TEXT = {"attention", "pattern", "topology"}
+_STATIC_BOOL = {"gated_ffn", "tied_embeddings", "in_network_reduction", "low_write_endurance"}
+_STATIC_INT = {"torus_dims"}
+
+
+def _fields(cls) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _override(base, cls, values: dict, where: str, skip: tuple[str, ...] = ()):
+    """``base`` (or a new ``cls``) with the numeric / static fields of ``values``."""
+    fields = _fields(cls)
+    changes = {}
+    for key, val in values.items():
+        if key in skip:
+            continue
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}?" if close else f"known fields: {', '.join(fields)}"
+            raise ValueError(f"{where}: unknown field {key!r}; {hint}")
+        if key in _STATIC_TEXT:
+            if not isinstance(val, str):
+                raise ValueError(f"{where}.{key} = {val!r}: expected text")
+        elif key in _STATIC_BOOL:
+            if not isinstance(val, bool):
+                raise ValueError(f"{where}.{key} = {val!r}: expected true or false")
+        elif key in _STATIC_INT:
+            if not isinstance(val, int) or isinstance(val, bool):
+                raise ValueError(f"{where}.{key} = {val!r}: expected a whole number")
+        else:
+            if isinstance(val, bool) or not isinstance(val, int | float | list):
+                raise ValueError(f"{where}.{key} = {val!r}: expected a number")
+            val = np.asarray(val, dtype=float) if isinstance(val, list) else float(val)
+        changes[key] = val
+    if base is None:
+        missing = [n for n, f in fields.items() if n not in changes and f.default is dataclasses.MISSING]
+        if missing:
+            raise ValueError(f"{where}: missing field(s) {', '.join(missing)} (or name a preset to start from)")
+        return cls(**changes)
+    return dataclasses.replace(base, **changes)
+
+
+def _tier(values: dict, where: str) -> MemoryTier:
+    tech = values.get("technology")
+    base = presets.memory_tier(tech) if tech else None
+    return _override(base, MemoryTier, values, where, skip=("technology",))
+
+
+def load(path: str | Path) -> dict:
+    """Parse a design file into specs.
+
+    Returns:
+      dict with keys ``system``, ``model``, ``workload``, ``compression``, ``economics``,
+      ``efficiency``; each a spec or ``None`` when the file does not set it.
+    """
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    known = {"system", "chip", "network", "placement", "model", "workload", "compression", "economics", "efficiency"}
+    for key in doc:
+        if key not in known:
+            raise ValueError(f"{path}: unknown table [{key}]; known: {', '.join(sorted(known))}")
+    out: dict = dict.fromkeys(("system", "model", "workload", "compression", "economics", "efficiency"))
+    w = str(path)
+
+    sys_t = dict(doc.get("system", {}))
+    hardware = sys_t.pop("hardware", None)
+    chips = sys_t.pop("chips", None)
+    if sys_t:
+        raise ValueError(f"{w}: [system] unknown field(s) {sorted(sys_t)}; use hardware, chips")
+    chip_t = dict(doc.get("chip", {}))
+    if hardware or chip_t or "network" in doc:
+        chip = presets.chip(hardware) if hardware else None
+        tiers_t = chip_t.pop("tiers", None)
+        if tiers_t is not None:
+            tiers = tuple(_tier(t, f"{w}: [chip.tiers][{i}]") for i, t in enumerate(tiers_t))
+            chip = dataclasses.replace(chip, tiers=tiers) if chip else None
+            if chip is None:
+                chip_t["tiers"] = tiers
+        if chip is None:
+            if "tiers" not in chip_t or "peak_flops_bf16" not in chip_t:
+                raise ValueError(
+                    f"{w}: [chip] needs peak_flops_bf16 and [[chip.tiers]], or [system] hardware = <preset>"
+                )
+            # narrower dtypes default to 2x per halving of width (data README convention)
+            bf16 = chip_t["peak_flops_bf16"]
+            if isinstance(bf16, bool) or not isinstance(bf16, int | float):
+                raise ValueError(f"{w}: [chip].peak_flops_bf16 = {bf16!r}: expected a number")
+            base = Chip(tiers=chip_t.pop("tiers"), peak_flops_bf16=bf16, peak_flops_fp8=2 * bf16, peak_flops_fp4=4 * bf16)
+            chip = _override(base, Chip, chip_t, f"{w}: [chip]")
+        else:
+            chip = _override(chip, Chip, chip_t, f"{w}: [chip]")
+        net_base = presets.network(hardware) if hardware else None
+        net = _override(net_base, Network, doc.get("network", {}), f"{w}: [network]")
+        placement = None
+        if "placement" in doc:
+            placement = _override(None, Placement, doc["placement"], f"{w}: [placement]")
+        out["system"] = System(chip=chip, n_chips=float(chips or 1), network=net, placement=placement)
+
+    if "model" in doc:
+        model_t = dict(doc["model"])
+        name = model_t.pop("preset", None)
+        out["model"] = _override(presets.model(name) if name else None, Model, model_t, f"{w}: [model]")
+    if "workload" in doc:
+        out["workload"] = _override(Workload(), Workload, doc["workload"], f"{w}: [workload]")
+    if "compression" in doc:
+        comp_t = dict(doc["compression"])
+        names = {k: comp_t.pop(k) for k in ("weight_dtype", "kv_dtype", "act_dtype") if k in comp_t}
+        base = dtypes.compression(**names) if names else Compression()
+        out["compression"] = _override(base, Compression, comp_t, f"{w}: [compression]")
+    if "economics" in doc:
+        out["economics"] = _override(presets.default_economics(), Economics, doc["economics"], f"{w}: [economics]")
+    if "efficiency" in doc:
+        out["efficiency"] = efficiency_from_mapping(doc["efficiency"], where=f"{w}: [efficiency]")
+    return out

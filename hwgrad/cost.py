@@ -1,0 +1,376 @@
+"""The cost model: roofline per op over memory tiers, collectives, prefill and decode.
+
+One forward pass on one chip of a tensor-parallel group (counts from :mod:`counts`):
+
+    t_op   = rmax(flops_op / (peak(act_bits) * flops_eff),
+                  sum_c bytes_op,c * sum_t f_c,t / (bw_t * bw_eff))  +  launches_op * op_overhead
+    t_comm = sum_collectives calls * (alpha-beta time + collective_overhead)
+    t_pass = overlap * rmax(sum t_op, t_comm) + (1 - overlap) * (sum t_op + t_comm)
+
+where ``c`` ranges over tensor classes (weights, KV cache, activations), ``f_c,t`` is the
+fraction of class ``c`` placed in tier ``t`` and ``rmax`` the roofline maximum of
+:func:`hwgrad.smooth.roofline_max` (exact value, smooth gradient by default). A pipeline of
+``pp`` stages and ``m`` micro-batches takes ``(m + pp - 1) t_pass(B/m) / pp`` plus
+``pp - 1`` stage-to-stage sends (the ``(pp - 1)/(m + pp - 1)`` bubble of GPipe).
+
+A request (static batch) costs one prefill of ``prompt_len`` tokens per sequence (its time
+is the time to first token) and ``output_len`` decode steps whose context grows from
+``prompt_len``; the sum over steps is integrated with Gauss-Legendre quadrature over the
+context (exact for the linear growth of KV traffic; the kinks of the roofline add a small,
+tested error).
+
+Energy = sum_t bytes_t e_t + FLOPs e_flop(bits) + link bytes e_link + static power x time.
+Roofline after Williams, Waterman & Patterson, CACM 2009; the decode accounting follows
+"How To Scale Your Model" (jax-ml/scaling-book), inference chapter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import counts, network, units
+from .smooth import roofline_max, safe_div
+from .specs import (
+    Compression,
+    Economics,
+    Efficiency,
+    Model,
+    Options,
+    System,
+    Workload,
+    replace,
+    spec,
+)
+
+COMPONENTS = ("compute", "weights", "kv_cache", "activations", "communication", "overhead")
+
+
+@spec
+class PassCost:
+    """Time and energy of one forward pass (a decode step or a prefill) of one replica.
+
+    Component times are what each would take alone (they overlap in the roofline);
+    ``time_s`` is the modelled wall time. Energies are for all ``tp * pp`` chips.
+    """
+
+    time_s: Any
+    compute_s: Any
+    weights_s: Any
+    kv_cache_s: Any
+    activations_s: Any
+    communication_s: Any
+    overhead_s: Any
+    flops: Any
+    bytes_per_tier: Any
+    link_bytes: Any
+    energy_memory_j: Any
+    energy_compute_j: Any
+    energy_network_j: Any
+    energy_static_j: Any
+
+    @property
+    def energy_j(self):
+        return self.energy_memory_j + self.energy_compute_j + self.energy_network_j + self.energy_static_j
+
+    def component_times(self):
+        """``(6,)`` array in the order of :data:`COMPONENTS`."""
+        return jnp.stack(
+            [
+                self.compute_s,
+                self.weights_s,
+                self.kv_cache_s,
+                self.activations_s,
+                self.communication_s,
+                self.overhead_s,
+            ],
+            axis=-1,
+        )
+
+
+@spec
+class Result:
+    """Everything :func:`evaluate` reports for one design point (all SI units).
+
+    ``fits`` is ``1.0`` when every tier's capacity margin is non-negative.
+    """
+
+    tpot_s: Any
+    ttft_s: Any
+    e2e_latency_s: Any
+    tokens_per_s: Any
+    tokens_per_s_per_user: Any
+    decode_tokens_per_s: Any
+    energy_j_per_token: Any
+    power_w: Any
+    usd_per_million_tokens: Any
+    tco_usd: Any
+    gco2e_per_token: Any
+    gco2e_operational_per_token: Any
+    gco2e_embodied_per_token: Any
+    capacity_used_bytes: Any
+    capacity_margin_bytes: Any
+    fits: Any
+    decode: PassCost
+    prefill: PassCost
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def seconds_per_flop(system: System, compression: Compression):
+    """1 / peak FLOP/s at the activation width, interpolated between 4, 8 and 16 bits.
+
+    Peaks double per halving of operand width on tensor cores, so ``1/peak`` is linear in
+    bits between the published points; 2:4 sparsity runs at the dense peak on half the
+    FLOPs (see :func:`counts.flop_fraction`).
+    """
+    chip = system.chip
+    inv = jnp.stack(
+        [safe_div(1.0, chip.peak_flops_fp4), safe_div(1.0, chip.peak_flops_fp8), safe_div(1.0, chip.peak_flops_bf16)]
+    )
+    return jnp.interp(jnp.clip(compression.act_bits, 4.0, 16.0), jnp.array([4.0, 8.0, 16.0]), inv)
+
+
+def _stacked_tiers(system: System):
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *system.chip.tiers)
+
+
+def _class_fractions(system: System):
+    """``(3, n_tiers)`` placement fractions for weights, KV cache, activations."""
+    pl = system.resolved_placement()
+    return jnp.stack([jnp.asarray(pl.weights), jnp.asarray(pl.kv_cache), jnp.asarray(pl.activations)])
+
+
+def forward_pass(
+    system: System,
+    model: Model,
+    workload: Workload,
+    compression: Compression,
+    efficiency: Efficiency,
+    new_tokens,
+    context_len,
+    options: Options = Options(),
+) -> PassCost:
+    """Cost of one forward pass of ``workload.batch`` sequences (see module docstring)."""
+    m_micro = workload.microbatches
+    pp = workload.pp
+    micro = replace(workload, batch=workload.batch / m_micro)
+    ops, comm = counts.forward_counts(model, compression, micro, new_tokens, context_len)
+    tiers = _stacked_tiers(system)
+    frac = _class_fractions(system)  # (3, T)
+    inv_bw = 1.0 / (tiers.bandwidth_bytes_per_s * efficiency.bandwidth_efficiency)  # (T,)
+    s_per_byte = frac @ inv_bw  # (3,) seconds per byte of each class
+
+    kv_bytes = ops.kv_read_bytes + ops.kv_write_bytes
+    class_bytes = jnp.stack([ops.weight_bytes, kv_bytes, ops.act_bytes])  # (3, ops)
+    class_time = class_bytes * s_per_byte[:, None]
+    t_flop = seconds_per_flop(system, compression) / efficiency.flops_efficiency
+    compute_t = ops.flops * t_flop
+    memory_t = jnp.sum(class_time, axis=0)
+    roof = roofline_max(
+        jnp.stack([compute_t, memory_t], axis=-1), p=options.smooth_p, mode=options.roofline
+    )
+    overhead_t = ops.launches * efficiency.op_overhead_s
+    t_ops = jnp.sum(roof + overhead_t)
+
+    net = system.network
+    tp, ep = workload.tp, workload.ep
+    co = efficiency.collective_overhead_s
+    t_tp = comm.tp_allreduce_calls * (network.allreduce_s(net, comm.tp_allreduce_bytes, tp) + co * (tp > 1))
+    t_ep = comm.ep_alltoall_calls * (network.alltoall_s(net, comm.ep_alltoall_bytes, ep) + co)
+    t_ep_ar = comm.ep_allreduce_calls * (
+        network.allreduce_s(net, comm.tp_allreduce_bytes, tp / ep) + co
+    )
+    t_comm = t_tp + t_ep + t_ep_ar
+    ov = efficiency.comm_overlap
+    both = jnp.stack([t_ops, t_comm])
+    t_pass = ov * roofline_max(both, p=options.smooth_p, mode=options.roofline) + (1.0 - ov) * (t_ops + t_comm)
+
+    # pipeline: each stage runs 1/pp of the pass; (m + pp - 1) slots per step
+    slots = m_micro + pp - 1.0
+    t_p2p = comm.pp_p2p_calls * network.p2p_s(net, comm.pp_p2p_bytes)
+    time_s = slots * t_pass / pp + t_p2p * m_micro
+
+    # bytes moved per tier (per chip, whole step) and energy for all chips of the replica
+    chips = tp * pp
+    per_pass_bytes = jnp.sum(class_bytes, axis=1) @ frac  # (T,) per chip per micro-pass
+    bytes_per_tier = per_pass_bytes * m_micro
+    flops = jnp.sum(ops.flops) * m_micro
+    link_bytes = m_micro * (
+        comm.tp_allreduce_calls * 2.0 * comm.tp_allreduce_bytes * (tp > 1)
+        + comm.ep_alltoall_calls * comm.ep_alltoall_bytes
+        + comm.pp_p2p_calls * comm.pp_p2p_bytes / jnp.maximum(chips, 1.0)
+    )
+    e_mem = chips * jnp.sum(bytes_per_tier * tiers.energy_j_per_byte)
+    e_flop = system.chip.energy_j_per_flop_bf16 * compression.act_bits / 16.0
+    e_compute = chips * flops * e_flop
+    e_net = chips * link_bytes * net.energy_j_per_byte
+    static_w = efficiency.static_power_fraction * system.chip.tdp_w
+    e_static = chips * static_w * time_s
+
+    scale = slots / pp * 1.0
+    return PassCost(
+        time_s=time_s,
+        compute_s=jnp.sum(compute_t) * scale,
+        weights_s=jnp.sum(class_time[0]) * scale,
+        kv_cache_s=jnp.sum(class_time[1]) * scale,
+        activations_s=jnp.sum(class_time[2]) * scale,
+        communication_s=t_comm * scale + t_p2p * m_micro,
+        overhead_s=jnp.sum(overhead_t) * scale,
+        flops=flops,
+        bytes_per_tier=bytes_per_tier,
+        link_bytes=link_bytes,
+        energy_memory_j=e_mem,
+        energy_compute_j=e_compute,
+        energy_network_j=e_net,
+        energy_static_j=e_static,
+    )
+
+
+def decode_step(system, model, workload, compression=Compression(), efficiency=Efficiency(), context_len=None, options=Options()):
+    """One decode step (one new token per sequence) at ``context_len`` cached tokens
+    (default: the prompt length)."""
+    context_len = workload.prompt_len if context_len is None else context_len
+    return forward_pass(system, model, workload, compression, efficiency, 1.0, context_len, options)
+
+
+def prefill(system, model, workload, compression=Compression(), efficiency=Efficiency(), options=Options()):
+    """The prefill of ``prompt_len`` tokens per sequence (time to first token)."""
+    return forward_pass(system, model, workload, compression, efficiency, workload.prompt_len, 0.0, options)
+
+
+def _gauss_legendre(n: int):
+    x, w = np.polynomial.legendre.leggauss(n)
+    return jnp.asarray((x + 1.0) / 2.0), jnp.asarray(w / 2.0)
+
+
+def decode_total(system, model, workload, compression, efficiency, options=Options()) -> PassCost:
+    """Sum of ``output_len`` decode steps as the context grows from ``prompt_len``.
+
+    Step ``i`` (0-based) sees ``prompt_len + i`` cached tokens; the sum is the integral of
+    the step cost over ``[prompt_len - 1/2, prompt_len + output_len - 1/2]`` (midpoint
+    rule), evaluated with ``options.decode_quadrature_nodes`` Gauss-Legendre nodes.
+    """
+    nodes, weights = _gauss_legendre(options.decode_quadrature_nodes)
+    start = workload.prompt_len - 0.5
+    span = workload.output_len
+    ctx = jnp.maximum(start + span * nodes, 0.0)
+
+    def at(c):
+        return decode_step(system, model, workload, compression, efficiency, c, options)
+
+    steps = jax.vmap(at)(ctx)
+    return jax.tree_util.tree_map(lambda v: span * jnp.tensordot(weights, v, axes=(0, 0)), steps)
+
+
+# ----------------------------------------------------------------------------- capacity
+
+
+def capacity_used_bytes(system: System, model: Model, workload: Workload, compression: Compression):
+    """Bytes each tier of one chip holds: weights + final KV cache + activation workspace."""
+    frac = _class_fractions(system)
+    resident = jnp.stack(
+        [
+            counts.weight_bytes_resident(model, compression, workload),
+            counts.kv_bytes_resident(model, compression, workload),
+            counts.activation_bytes_resident(model, compression, workload),
+        ]
+    )
+    return resident @ frac
+
+
+# ----------------------------------------------------------------------------- the whole request
+
+
+def evaluate(
+    system: System,
+    model: Model,
+    workload: Workload,
+    compression: Compression = Compression(),
+    efficiency: Efficiency | None = None,
+    economics: Economics | None = None,
+    options: Options = Options(),
+) -> Result:
+    """Latency, throughput, energy, cost, carbon and capacity of one static batch.
+
+    Args:
+      system: chips, their memory tiers and network (one model replica is ``tp * pp``
+        chips; ``dp`` replicas make up ``system.n_chips``).
+      model: architecture.
+      workload: batch, prompt/output lengths and parallelism.
+      compression: numeric formats and sparsity.
+      efficiency: achieved fractions and overheads (default: the calibrated set,
+        :func:`hwgrad.calibrated_efficiency`; ``Efficiency.speed_of_light()`` for the ideal).
+      economics: prices and carbon (default: :func:`hwgrad.presets.default_economics`).
+      options: static evaluation options.
+
+    Returns:
+      A :class:`Result` pytree of scalars (and per-tier arrays).
+    """
+    if efficiency is None:
+        from .calibrated import calibrated_efficiency
+
+        efficiency = calibrated_efficiency()
+    if economics is None:
+        from .presets import default_economics
+
+        economics = default_economics()
+    pre = prefill(system, model, workload, compression, efficiency, options)
+    dec = decode_total(system, model, workload, compression, efficiency, options)
+    n_out = workload.output_len
+    tpot = dec.time_s / n_out
+    e2e = pre.time_s + dec.time_s
+    seq_tokens = workload.batch * n_out  # output tokens per replica per request
+    tokens_per_s = workload.dp * seq_tokens / e2e
+    energy_per_token = (pre.energy_j + dec.energy_j) / seq_tokens
+    chips = system.n_chips
+    power_w = energy_per_token * tokens_per_s
+
+    # cost: capex amortised over the lifetime + electricity at the facility PUE
+    chip = system.chip
+    tiers = _stacked_tiers(system)
+    extra_tier_usd = jnp.sum(tiers.capacity_bytes[1:] / units.GB * tiers.cost_usd_per_gb[1:]) if len(chip.tiers) > 1 else 0.0
+    capex = chips * (chip.price_usd * economics.server_cost_multiplier + extra_tier_usd)
+    lifetime_s = economics.lifetime_years * units.YEAR
+    served_s = lifetime_s * economics.utilization
+    energy_kwh_per_token = energy_per_token * economics.pue / units.KWH
+    usd_per_token = capex / (served_s * tokens_per_s) + energy_kwh_per_token * economics.electricity_usd_per_kwh
+    tco = capex + energy_kwh_per_token * economics.electricity_usd_per_kwh * tokens_per_s * served_s
+
+    extra_tier_kg = jnp.sum(tiers.capacity_bytes[1:] / units.GB * tiers.embodied_kgco2e_per_gb[1:]) if len(chip.tiers) > 1 else 0.0
+    embodied_g = chips * (chip.embodied_kgco2e + extra_tier_kg) * 1e3
+    g_embodied = embodied_g / (served_s * tokens_per_s)
+    g_operational = energy_kwh_per_token * economics.grid_gco2e_per_kwh
+
+    used = capacity_used_bytes(system, model, workload, compression)
+    margin = tiers.capacity_bytes - used
+    fits = jnp.all(margin >= 0).astype(used.dtype)
+
+    mean_step = jax.tree_util.tree_map(lambda v: v / n_out, dec)
+    return Result(
+        tpot_s=tpot,
+        ttft_s=pre.time_s,
+        e2e_latency_s=e2e,
+        tokens_per_s=tokens_per_s,
+        tokens_per_s_per_user=1.0 / tpot,
+        decode_tokens_per_s=workload.dp * workload.batch / tpot,
+        energy_j_per_token=energy_per_token,
+        power_w=power_w,
+        usd_per_million_tokens=usd_per_token * 1e6,
+        tco_usd=tco,
+        gco2e_per_token=g_operational + g_embodied,
+        gco2e_operational_per_token=g_operational,
+        gco2e_embodied_per_token=g_embodied,
+        capacity_used_bytes=used,
+        capacity_margin_bytes=margin,
+        fits=fits,
+        decode=mean_step,
+        prefill=pre,
+    )
+
+
+evaluate_jit = jax.jit(evaluate, static_argnames=("options",))
