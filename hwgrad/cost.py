@@ -10,8 +10,10 @@ One forward pass on one chip of a tensor-parallel group (counts from :mod:`count
 where ``c`` ranges over tensor classes (weights, KV cache, activations), ``f_c,t`` is the
 fraction of class ``c`` placed in tier ``t`` and ``rmax`` the roofline maximum of
 :func:`hwgrad.smooth.roofline_max` (exact value, smooth gradient by default). A pipeline of
-``pp`` stages and ``m`` micro-batches takes ``(m + pp - 1) t_pass(B/m) / pp`` plus
-``pp - 1`` stage-to-stage sends (the ``(pp - 1)/(m + pp - 1)`` bubble of GPipe).
+``pp`` stages and ``m`` micro-batches takes ``(m + pp - 1) t_pass(B/m) / pp`` for a
+one-shot prefill (the ``(pp - 1)/(m + pp - 1)`` bubble of GPipe) and
+``max(m, pp) t_pass(B/m) / pp`` per decode round (micro-batches circulate; stages idle when
+``m < pp``), plus ``pp - 1`` stage-to-stage sends per micro-batch.
 
 A request (static batch) costs one prefill of ``prompt_len`` tokens per sequence (its time
 is the time to first token) and ``output_len`` decode steps whose context grows from
@@ -154,8 +156,16 @@ def forward_pass(
     new_tokens,
     context_len,
     options: Options = Options(),
+    steady_state=False,
 ) -> PassCost:
-    """Cost of one forward pass of ``workload.batch`` sequences (see module docstring)."""
+    """Cost of one forward pass of ``workload.batch`` sequences (see module docstring).
+
+    ``steady_state`` (a bool or 0/1 array, so passes can be batched) selects the pipeline
+    schedule: ``False`` for a one-shot pass
+    (prefill: ``m + pp - 1`` stage slots, the GPipe fill and drain); ``True`` for decode,
+    where micro-batches circulate through the stages token after token and a round takes
+    ``max(m, pp)`` stage slots (idle stages when ``m < pp``).
+    """
     m_micro = workload.microbatches
     pp = workload.pp
     micro = replace(workload, batch=workload.batch / m_micro)
@@ -180,18 +190,18 @@ def forward_pass(
     net = system.network
     tp, ep = workload.tp, workload.ep
     co = efficiency.collective_overhead_s
-    t_tp = comm.tp_allreduce_calls * (network.allreduce_s(net, comm.tp_allreduce_bytes, tp) + co * (tp > 1))
+    t_tp = comm.tp_allreduce_calls * (network.allreduce_s(net, comm.tp_allreduce_bytes, tp, options.roofline) + co * (tp > 1))
     t_ep = comm.ep_alltoall_calls * (network.alltoall_s(net, comm.ep_alltoall_bytes, ep) + co)
     t_ep_ar = comm.ep_allreduce_calls * (
-        network.allreduce_s(net, comm.tp_allreduce_bytes, tp / ep) + co
+        network.allreduce_s(net, comm.tp_allreduce_bytes, tp / ep, options.roofline) + co
     )
     t_comm = t_tp + t_ep + t_ep_ar
     ov = efficiency.comm_overlap
     both = jnp.stack([t_ops, t_comm])
     t_pass = ov * roofline_max(both, p=options.smooth_p, mode=options.roofline) + (1.0 - ov) * (t_ops + t_comm)
 
-    # pipeline: each stage runs 1/pp of the pass; (m + pp - 1) slots per step
-    slots = m_micro + pp - 1.0
+    # pipeline: each stage runs 1/pp of the pass
+    slots = jnp.where(steady_state, jnp.maximum(m_micro, pp), m_micro + pp - 1.0)
     t_p2p = comm.pp_p2p_calls * network.p2p_s(net, comm.pp_p2p_bytes)
     time_s = slots * t_pass / pp + t_p2p * m_micro
 
@@ -235,7 +245,7 @@ def decode_step(system, model, workload, compression=Compression(), efficiency=E
     """One decode step (one new token per sequence) at ``context_len`` cached tokens
     (default: the prompt length)."""
     context_len = workload.prompt_len if context_len is None else context_len
-    return forward_pass(system, model, workload, compression, efficiency, 1.0, context_len, options)
+    return forward_pass(system, model, workload, compression, efficiency, 1.0, context_len, options, steady_state=True)
 
 
 def prefill(system, model, workload, compression=Compression(), efficiency=Efficiency(), options=Options()):
@@ -248,23 +258,35 @@ def _gauss_legendre(n: int):
     return jnp.asarray((x + 1.0) / 2.0), jnp.asarray(w / 2.0)
 
 
-def decode_total(system, model, workload, compression, efficiency, options=Options()) -> PassCost:
-    """Sum of ``output_len`` decode steps as the context grows from ``prompt_len``.
+def _request_passes(system, model, workload, compression, efficiency, options):
+    """The prefill and the decode quadrature nodes, evaluated as one batched pass.
 
-    Step ``i`` (0-based) sees ``prompt_len + i`` cached tokens; the sum is the integral of
+    Returns ``(prefill, decode_total)``. Step ``i`` (0-based) of the decode sees
+    ``prompt_len + i`` cached tokens; the sum over ``output_len`` steps is the integral of
     the step cost over ``[prompt_len - 1/2, prompt_len + output_len - 1/2]`` (midpoint
-    rule), evaluated with ``options.decode_quadrature_nodes`` Gauss-Legendre nodes.
+    rule), evaluated with ``options.decode_quadrature_nodes`` Gauss-Legendre nodes. The
+    prefill and the nodes share one traced graph (``vmap``), which halves compile time.
     """
     nodes, weights = _gauss_legendre(options.decode_quadrature_nodes)
-    start = workload.prompt_len - 0.5
     span = workload.output_len
-    ctx = jnp.maximum(start + span * nodes, 0.0)
+    ctx = jnp.maximum(workload.prompt_len - 0.5 + span * nodes, 0.0)
+    zero = jnp.zeros((1,))
+    new_tokens = jnp.concatenate([zero + workload.prompt_len, jnp.ones_like(ctx)])
+    context = jnp.concatenate([zero, ctx])
+    steady = jnp.concatenate([zero, jnp.ones_like(ctx)]) > 0
 
-    def at(c):
-        return decode_step(system, model, workload, compression, efficiency, c, options)
+    def one(n, c, st):
+        return forward_pass(system, model, workload, compression, efficiency, n, c, options, steady_state=st)
 
-    steps = jax.vmap(at)(ctx)
-    return jax.tree_util.tree_map(lambda v: span * jnp.tensordot(weights, v, axes=(0, 0)), steps)
+    passes = jax.vmap(one)(new_tokens, context, steady)
+    pre = jax.tree_util.tree_map(lambda v: v[0], passes)
+    dec = jax.tree_util.tree_map(lambda v: span * jnp.tensordot(weights, v[1:], axes=(0, 0)), passes)
+    return pre, dec
+
+
+def decode_total(system, model, workload, compression, efficiency, options=Options()) -> PassCost:
+    """Sum of ``output_len`` decode steps as the context grows from ``prompt_len``."""
+    return _request_passes(system, model, workload, compression, efficiency, options)[1]
 
 
 # ----------------------------------------------------------------------------- capacity
@@ -319,8 +341,7 @@ def evaluate(
         from .presets import default_economics
 
         economics = default_economics()
-    pre = prefill(system, model, workload, compression, efficiency, options)
-    dec = decode_total(system, model, workload, compression, efficiency, options)
+    pre, dec = _request_passes(system, model, workload, compression, efficiency, options)
     n_out = workload.output_len
     tpot = dec.time_s / n_out
     e2e = pre.time_s + dec.time_s

@@ -77,16 +77,22 @@ def allreduce_algorithms_s(net: Network, n_bytes, p):
     return jnp.stack(jnp.broadcast_arrays(ring, tree, innet), axis=-1)
 
 
-def allreduce_s(net: Network, n_bytes, p):
+def allreduce_s(net: Network, n_bytes, p, mode: str = "straight_through"):
     """All-reduce of ``n_bytes`` per chip over ``p`` chips with the cheapest algorithm.
 
-    Zero for ``p <= 1``. The value is the hard minimum; the gradient that of a p-norm
-    smooth minimum (so the crossover between algorithms is differentiable).
+    Zero for ``p <= 1``. ``mode`` as in :func:`hwgrad.smooth.roofline_max`: by default the
+    value is the hard minimum and the gradient that of a p-norm smooth minimum (so the
+    crossover between algorithms is differentiable).
     """
     times = allreduce_algorithms_s(net, n_bytes, p)
     finite = jnp.where(jnp.isfinite(times), times, 1e30)
     hard = jnp.min(finite, axis=-1)
-    t = straight_through(hard, _smooth_min(finite))
+    if mode == "hard":
+        t = hard
+    elif mode == "smooth":
+        t = _smooth_min(finite)
+    else:
+        t = straight_through(hard, _smooth_min(finite))
     return jnp.where(p > 1.0, t, 0.0)
 
 

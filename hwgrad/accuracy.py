@@ -1,0 +1,383 @@
+"""Compression -> quality: a smooth, fitted model of Wikitext-2 perplexity loss.
+
+The quantity modelled is the increase in language-model loss (nats per token) caused by
+compression, which is the log of the perplexity ratio:
+
+    delta_loss = ln(ppl_compressed) - ln(ppl_dense) = ln(ppl_compressed / ppl_dense)
+    delta_ppl  = ppl_dense * (exp(delta_loss) - 1)
+
+Every compressed tensor contributes an effective noise ``z``. Quantising a tensor with ``b``
+bits leaves a rounding error whose power falls geometrically with ``b`` (``4^-b`` for an
+ideal scalar quantiser, i.e. ``gamma = 1 / ln 4 = 0.72``); pruning a fraction ``s`` removes
+signal that grows with the odds ``s / (1 - s)``. Each term scales with model size as a power
+law, and the method family sets the amplitude (a better method behaves like a worse one with
+more bits):
+
+    z_w = A_w[family] * exp(-(b_w - 4) / gamma) * (N / 7)^-beta_w           weights
+    z_a = A_a[family] * exp(-(b_a - 4) / gamma) * (N / 7)^-beta_a           activations
+    z_kv = A_kv[family] * exp(-(b_kv - 4) / gamma) * (N / 7)^-beta_a        KV cache
+    z_s = A_s[pruner] * M[pattern] * (s / (1 - s))^k * (N / 7)^-beta_s         sparsity
+    z = z_w + z_a + z_kv + z_s
+
+with ``N`` the parameter count in billions. Small noise adds loss linearly; large noise breaks
+the model, so the loss grows faster than ``z`` and then saturates at a collapsed model:
+
+    u = z * exp(z / z_c)
+    delta_loss = y_max * v / (1 + v^4)^(1/4),   v = u / y_max
+
+``y_max = 10`` nats (a 22 000x perplexity increase) is the collapse level. The amplitudes
+``A`` are the noise at 4 bits (or 50 % sparsity) for a 7B model. The constants are fitted by
+``experiments/fit_accuracy.py`` to the published tables in
+``hwgrad/presets/data/compression_accuracy.csv`` and stored in ``accuracy_fit.json``; the
+equations, constants and held-out errors are in ``docs/accuracy.md``.
+
+Method families (static strings):
+
+* ``family`` (quantisers): ``"rtn"`` round-to-nearest, group size 128 (per-token int for
+  KV/activations); ``"gptq"`` calibrated scalar quantisers (GPTQ, AWQ; SmoothQuant for
+  activations; grouped/outlier-aware KV such as ATOM); ``"rotation"`` incoherence-processed
+  scalar quantisers (QuaRot, SpinQuant, QuIP; KVQuant-style KV); ``"vector"`` vector/codebook
+  weight quantisers (QuIP#, AQLM), which use the ``"rotation"`` activation and KV terms.
+* ``pruner``: ``"magnitude"``, ``"wanda"``, ``"sparsegpt"``, ``"owl"`` (non-uniform layer-wise
+  sparsity: OWL, BESA).
+* ``pattern``: ``"dense"``/``"unstructured"``, ``"4:8"``, ``"2:4"``.
+
+References:
+  Kumar et al., "Scaling Laws for Precision", 2024 (exp(-bits/gamma) degradation law).
+  Frantar & Alistarh, "SparseGPT", ICML 2023; Sun et al., "Wanda", ICLR 2024.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import json
+import math
+from importlib import resources
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "AccuracyFit",
+    "FAMILIES",
+    "PRUNERS",
+    "PATTERNS",
+    "load_fit",
+    "delta_loss",
+    "delta_ppl",
+    "validate_inputs",
+]
+
+FAMILIES = ("rtn", "gptq", "rotation", "vector")
+PRUNERS = ("magnitude", "wanda", "sparsegpt", "owl")
+PATTERNS = ("dense", "unstructured", "4:8", "2:4")
+
+# Which fitted amplitude each family uses per tensor class. The data has no activation or KV
+# rows for vector quantisers (QuIP#, AQLM are weight-only), so they share the rotation terms;
+# every calibrated KV scheme in the data (ATOM, KVQuant, QuaRot, SpinQuant) shares one term.
+_WEIGHT_LEVEL = {"rtn": 0, "gptq": 1, "rotation": 2, "vector": 3}
+_ACT_LEVEL = {"rtn": 0, "gptq": 1, "rotation": 2, "vector": 2}
+_KV_LEVEL = {"rtn": 0, "gptq": 1, "rotation": 1, "vector": 1}
+_PRUNER_LEVEL = {p: i for i, p in enumerate(PRUNERS)}
+_PATTERN_LEVEL = {"dense": 0, "unstructured": 0, "4:8": 1, "2:4": 2}
+
+COLLAPSE_LOSS_NATS = 10.0  # y_max: delta loss of a collapsed model (ppl x 2.2e4)
+REFERENCE_BITS = 4.0
+REFERENCE_PARAMS_B = 7.0
+_SATURATION_POWER = 4.0  # sharpness of the soft cap at y_max
+
+FIT_FILE = "accuracy_fit.json"
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class AccuracyFit:
+    """Fitted constants of the accuracy model; every field is a pytree leaf.
+
+    Attributes:
+      weight_log_amp: shape (4,), ln A_w for rtn, gptq, rotation, vector.
+      act_log_amp: shape (3,), ln A_a for rtn, gptq, rotation (vector uses rotation).
+      kv_log_amp: shape (2,), ln A_kv for per-token uniform (rtn) and calibrated KV schemes.
+      sparsity_log_amp: shape (4,), ln A_s for magnitude, wanda, sparsegpt, owl.
+      pattern_log_mult: shape (3,), ln M for unstructured (0), 4:8, 2:4.
+      bits_scale: gamma, bits per e-fold of weight and activation quantisation noise.
+      kv_bits_scale: gamma for the KV cache.
+      weight_size_exp / act_size_exp / sparsity_size_exp: beta; KV shares ``act_size_exp``.
+      sparsity_power: k >= 1, exponent on the pruning odds.
+      blowup_noise: z_c, noise at which loss starts growing faster than linearly.
+      per_channel_log_mult: ln of the extra weight noise of per-channel (group-free) scales
+        for rtn/gptq; a nuisance constant of the fit, not exposed by :func:`delta_loss`.
+      baseline_log_ppl_7b / baseline_size_exp: default dense perplexity
+        ``ppl0 = exp(baseline_log_ppl_7b) * (N / 7)^-baseline_size_exp`` (LLaMA-1/2,
+        Wikitext-2, 2048-token context) used when ``baseline_ppl`` is not given.
+    """
+
+    weight_log_amp: Any
+    act_log_amp: Any
+    kv_log_amp: Any
+    sparsity_log_amp: Any
+    pattern_log_mult: Any
+    bits_scale: Any
+    kv_bits_scale: Any
+    weight_size_exp: Any
+    act_size_exp: Any
+    sparsity_size_exp: Any
+    sparsity_power: Any
+    blowup_noise: Any
+    per_channel_log_mult: Any
+    baseline_log_ppl_7b: Any
+    baseline_size_exp: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python copy (lists and floats) for JSON."""
+        return {f.name: np.asarray(getattr(self, f.name)).tolist() for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AccuracyFit:
+        """Inverse of :meth:`to_dict`; values become float arrays."""
+        return cls(**{f.name: jnp.asarray(d[f.name], dtype=float) for f in dataclasses.fields(cls)})
+
+
+@functools.cache
+def _fit_file() -> dict[str, Any]:
+    path = resources.files("hwgrad.presets") / "data" / FIT_FILE
+    with path.open(encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def load_fit() -> AccuracyFit:
+    """The shipped constants from ``hwgrad/presets/data/accuracy_fit.json``."""
+    return AccuracyFit.from_dict(_fit_file()["constants"])
+
+
+def _static_index(table: dict[str, int], name: str, value: str, hint: str) -> int:
+    if value in table:
+        return table[value]
+    close = difflib.get_close_matches(str(value), list(table), n=1, cutoff=0.5)
+    suggestion = f"did you mean {close[0]!r}? " if close else ""
+    raise ValueError(
+        f"accuracy: {name} = {value!r} is not one of {', '.join(table)}: {suggestion}{hint}"
+    )
+
+
+def _indices(family: str, pruner: str, pattern: str) -> tuple[int, int, int, int, int]:
+    _static_index(
+        _WEIGHT_LEVEL, "family", family, "AWQ/GPTQ are 'gptq', QuaRot/SpinQuant 'rotation', QuIP#/AQLM 'vector'"
+    )
+    _static_index(_PRUNER_LEVEL, "pruner", pruner, "OWL and BESA are 'owl'")
+    _static_index(_PATTERN_LEVEL, "pattern", pattern, "use 'unstructured' for element-wise pruning")
+    return (
+        _WEIGHT_LEVEL[family],
+        _ACT_LEVEL[family],
+        _KV_LEVEL[family],
+        _PRUNER_LEVEL[pruner],
+        _PATTERN_LEVEL[pattern],
+    )
+
+
+def _safe_pow(x, p):
+    """``x**p`` for ``x >= 0`` with finite gradients at ``x = 0`` (zero there)."""
+    ok = x > 0
+    return jnp.where(ok, jnp.exp(p * jnp.log(jnp.where(ok, x, 1.0))), 0.0)
+
+
+def _quant_noise(log_amp, bits, bits_scale, size_term):
+    return jnp.exp(log_amp - (bits - REFERENCE_BITS) / bits_scale) * size_term
+
+
+def _sparsity_noise(log_amp, log_mult, sparsity, size_term, fit: AccuracyFit):
+    # Pruning odds s/(1-s), normalised to 1 at s = 0.5; clipped below 1 so that s -> 1 stays finite.
+    s = jnp.clip(sparsity, 0.0, 0.999)
+    odds = s / (1.0 - s)
+    return jnp.exp(log_amp + log_mult) * _safe_pow(odds, fit.sparsity_power) * size_term
+
+
+def noise_to_loss(z, fit: AccuracyFit):
+    """Map total effective noise ``z >= 0`` to delta loss (nats), monotone and NaN-free.
+
+    ``u = z exp(z / z_c)``; ``y = y_max v (1 + v^4)^(-1/4)`` with ``v = u / y_max``, evaluated
+    in log space so that huge ``z`` saturates at ``y_max`` without overflow.
+    """
+    ok = z > 0
+    log_z = jnp.log(jnp.where(ok, z, 1.0))
+    t = log_z + z / fit.blowup_noise - math.log(COLLAPSE_LOSS_NATS)
+    p = _SATURATION_POWER
+    y = COLLAPSE_LOSS_NATS * jnp.exp(t - jax.nn.softplus(p * t) / p)
+    return jnp.where(ok, y, 0.0)
+
+
+def _total_noise(
+    fit, weight_bits, kv_bits, act_bits, sparsity, params_b, idx, per_channel=0.0, layer_sensitivity=None
+):
+    w_i, a_i, kv_i, s_i, pat_i = idx
+    rel_size = jnp.asarray(params_b, dtype=float) / REFERENCE_PARAMS_B
+    log_size = jnp.log(jnp.maximum(rel_size, 1e-6))
+    size_w = jnp.exp(-fit.weight_size_exp * log_size)
+    size_a = jnp.exp(-fit.act_size_exp * log_size)
+    size_s = jnp.exp(-fit.sparsity_size_exp * log_size)
+    w_amp = jnp.asarray(fit.weight_log_amp)[w_i] + per_channel * fit.per_channel_log_mult
+    parts = (
+        _quant_noise(w_amp, weight_bits, fit.bits_scale, size_w),
+        _quant_noise(jnp.asarray(fit.act_log_amp)[a_i], act_bits, fit.bits_scale, size_a),
+        _quant_noise(jnp.asarray(fit.kv_log_amp)[kv_i], kv_bits, fit.kv_bits_scale, size_a),
+        _sparsity_noise(
+            jnp.asarray(fit.sparsity_log_amp)[s_i],
+            jnp.asarray(fit.pattern_log_mult)[pat_i],
+            sparsity,
+            size_s,
+            fit,
+        ),
+    )
+    if layer_sensitivity is None:
+        return sum(parts)
+    # Per-layer inputs: the last axis is the layer; each layer's noise is weighted by its
+    # share of the (normalised) sensitivity profile, so equal bits in every layer reproduce
+    # the whole-model result.
+    weights = jnp.asarray(layer_sensitivity, dtype=float)
+    weights = weights / jnp.sum(weights)
+    return sum(jnp.sum(jnp.broadcast_to(p, jnp.broadcast_shapes(p.shape, weights.shape)) * weights, -1) for p in parts)
+
+
+def delta_loss(
+    weight_bits,
+    kv_bits=16.0,
+    act_bits=16.0,
+    sparsity=0.0,
+    *,
+    params_b,
+    family: str = "gptq",
+    pruner: str = "sparsegpt",
+    pattern: str = "unstructured",
+    layer_sensitivity=None,
+    fit: AccuracyFit | None = None,
+):
+    """Increase in Wikitext-2 loss (nats/token) = ln(ppl / ppl_dense) caused by compression.
+
+    Smooth, monotone (non-increasing in every bit width, non-decreasing in sparsity) and
+    NaN-free under ``jit``/``vmap``/``grad`` for bits in [1, 32] and sparsity in [0, 0.999].
+    Numeric arguments broadcast; strings are static. Check inputs at the edges with
+    :func:`validate_inputs` (this function does not, so it can run inside ``jit``).
+
+    Args:
+      weight_bits: nominal code bits per weight element (group scales not counted).
+      kv_bits: bits per KV-cache element.
+      act_bits: bits per activation element (matmul inputs).
+      sparsity: pruned fraction of weights in [0, 1); at most 0.5 for ``"2:4"``/``"4:8"``.
+      params_b: model size, billions of parameters (fitted on 6.7B-70B dense LLaMA models).
+      family: quantiser family, one of :data:`FAMILIES`.
+      pruner: pruning method, one of :data:`PRUNERS`.
+      pattern: sparsity pattern, one of :data:`PATTERNS`.
+      layer_sensitivity: optional shape ``(L,)`` non-negative profile; the numeric inputs then
+        carry a trailing layer axis (broadcast against it) and the noise is the
+        profile-weighted mean over layers (an assumption: no per-layer data was fitted).
+      fit: constants; defaults to :func:`load_fit`.
+
+    Returns:
+      Delta loss in nats per token, shape of the broadcast inputs (without the layer axis).
+    """
+    idx = _indices(family, pruner, pattern)
+    fit = load_fit() if fit is None else fit
+    z = _total_noise(fit, weight_bits, kv_bits, act_bits, sparsity, params_b, idx, 0.0, layer_sensitivity)
+    return noise_to_loss(z, fit)
+
+
+def delta_ppl(
+    weight_bits,
+    kv_bits=16.0,
+    act_bits=16.0,
+    sparsity=0.0,
+    *,
+    params_b,
+    baseline_ppl=None,
+    family: str = "gptq",
+    pruner: str = "sparsegpt",
+    pattern: str = "unstructured",
+    layer_sensitivity=None,
+    fit: AccuracyFit | None = None,
+):
+    """Increase in Wikitext-2 perplexity: ``ppl_dense * (exp(delta_loss) - 1)``.
+
+    Args:
+      baseline_ppl: the uncompressed model's perplexity. ``None`` uses the fitted LLaMA-1/2
+        curve ``ppl0(N)`` (Wikitext-2, 2048-token context); pass the real value for other
+        models, tokenisers or context lengths.
+      others: as :func:`delta_loss`.
+
+    Returns:
+      Delta perplexity (same units as ``baseline_ppl``), at most ``ppl0 * (e^10 - 1)``.
+    """
+    fit = load_fit() if fit is None else fit
+    y = delta_loss(
+        weight_bits,
+        kv_bits,
+        act_bits,
+        sparsity,
+        params_b=params_b,
+        family=family,
+        pruner=pruner,
+        pattern=pattern,
+        layer_sensitivity=layer_sensitivity,
+        fit=fit,
+    )
+    if baseline_ppl is None:
+        baseline_ppl = default_baseline_ppl(params_b, fit)
+    return baseline_ppl * jnp.expm1(y)
+
+
+def default_baseline_ppl(params_b, fit: AccuracyFit | None = None):
+    """Fitted dense Wikitext-2 perplexity of a LLaMA-1/2-class model of ``params_b`` billion."""
+    fit = load_fit() if fit is None else fit
+    rel = jnp.maximum(jnp.asarray(params_b, dtype=float) / REFERENCE_PARAMS_B, 1e-6)
+    return jnp.exp(fit.baseline_log_ppl_7b - fit.baseline_size_exp * jnp.log(rel))
+
+
+def _check_range(name: str, value, lo: float, hi: float, hi_open: bool, fix: str) -> None:
+    arr = np.asarray(value, dtype=float)
+    bad = ~np.isfinite(arr) | (arr < lo) | ((arr >= hi) if hi_open else (arr > hi))
+    if np.any(bad):
+        first = arr[bad].flat[0] if arr.ndim else float(arr)
+        interval = f"[{lo:g}, {hi:g})" if hi_open else f"[{lo:g}, {hi:g}]"
+        raise ValueError(f"accuracy: {name} = {first:g} is outside {interval}: {fix}")
+
+
+def validate_inputs(
+    weight_bits,
+    kv_bits=16.0,
+    act_bits=16.0,
+    sparsity=0.0,
+    *,
+    params_b,
+    family: str = "gptq",
+    pruner: str = "sparsegpt",
+    pattern: str = "unstructured",
+    baseline_ppl=None,
+) -> None:
+    """Raise ``ValueError`` naming the field, the value and the fix for out-of-range inputs.
+
+    Meant for the edges (CLI, config loading, before an optimisation starts) on concrete
+    values; not inside ``jit``. Checks: known family/pruner/pattern; bits in [1, 32];
+    sparsity in [0, 1) (at most 0.5 for N:M patterns, exactly 0 for ``"dense"``);
+    positive ``params_b`` and ``baseline_ppl``.
+    """
+    _indices(family, pruner, pattern)
+    for name, bits in (("weight_bits", weight_bits), ("kv_bits", kv_bits), ("act_bits", act_bits)):
+        _check_range(name, bits, 1.0, 32.0, False, "pass nominal bits per element, e.g. 4 for int4, 16 for bf16")
+    _check_range("sparsity", sparsity, 0.0, 1.0, True, "pass the pruned fraction, e.g. 0.5 for half the weights")
+    if pattern in ("2:4", "4:8"):
+        _check_range(
+            "sparsity", sparsity, 0.0, 0.5, False, f"pattern {pattern!r} prunes at most half; use 'unstructured'"
+        )
+    if pattern == "dense" and np.any(np.asarray(sparsity, dtype=float) != 0):
+        raise ValueError(
+            f"accuracy: sparsity = {np.max(sparsity):g} with pattern = 'dense': "
+            "use pattern='unstructured' (or '2:4') for a pruned model, or sparsity=0"
+        )
+    _check_range("params_b", params_b, 1e-3, 1e5, False, "pass the parameter count in billions, e.g. 70 for a 70B model")
+    if baseline_ppl is not None:
+        _check_range(
+            "baseline_ppl", baseline_ppl, 1.0, 1e6, False, "pass the dense model's perplexity (> 1), or None"
+        )

@@ -1,0 +1,6 @@
+import os
+import sys
+
+# Make tests/reference.py importable and keep XLA to the 2 CI cores.
+sys.path.insert(0, os.path.dirname(__file__))
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
