@@ -139,6 +139,15 @@ def load(path: str | Path) -> dict:
                 raise ValueError(f"{w}: [chip].peak_flops_bf16 = {bf16!r}: expected a number")
             base = Chip(tiers=chip_t.pop("tiers"), peak_flops_bf16=bf16, peak_flops_fp8=2 * bf16, peak_flops_fp4=4 * bf16)
             chip = _override(base, Chip, chip_t, f"{w}: [chip]")
+            if "energy_j_per_flop_bf16" not in chip_t:
+                main = chip.tiers[0]
+                chip = dataclasses.replace(
+                    chip,
+                    energy_j_per_flop_bf16=presets.energy_j_per_flop_from_tdp(
+                        float(chip.tdp_w), float(chip.peak_flops_bf16),
+                        float(main.bandwidth_bytes_per_s), float(main.energy_j_per_byte),
+                    ),
+                )
         else:
             chip = _override(chip, Chip, chip_t, f"{w}: [chip]")
         net_base = presets.network(hardware) if hardware else None

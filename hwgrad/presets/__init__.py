@@ -265,14 +265,9 @@ def _chip_and_notes(name: str) -> tuple[Chip, tuple[str, ...]]:
         ),
     )
     tdp = _num(r, "tdp_W")
-    peak = bf16 * units.TFLOPS
-    # dynamic energy per FLOP: TDP minus memory power at peak bandwidth, spread over the
-    # bf16 peak (an upper bound, cf. energy_ops.csv "dense FLOP at TDP" rows)
-    if math.isnan(tdp) or math.isinf(peak):
-        e_flop = math.nan
+    e_flop = energy_j_per_flop_from_tdp(tdp, bf16 * units.TFLOPS, bw, energy_j_per_byte)
+    if math.isnan(e_flop):
         notes.append("TDP or FLOPS unknown: compute energy not modelled")
-    else:
-        e_flop = max(tdp - bw * energy_j_per_byte, 0.1 * tdp) / peak
     price_key, embodied_key, area_key = _CHIP_ECONOMICS.get(name, (None, None, None))
     price = economics_value(price_key) if price_key else math.nan
     embodied = economics_value(embodied_key) if embodied_key else math.nan
@@ -293,6 +288,15 @@ def _chip_and_notes(name: str) -> tuple[Chip, tuple[str, ...]]:
         die_area_mm2=economics_value(area_key) if area_key else math.nan,
     )
     return chip_, tuple(notes)
+
+
+def energy_j_per_flop_from_tdp(tdp_w, peak_flops, bandwidth_bytes_per_s, energy_j_per_byte) -> float:
+    """Dynamic energy per bf16 FLOP: TDP less the memory power at peak bandwidth, spread
+    over the bf16 peak (floored at 10 % of TDP). An upper bound, like the "dense FLOP at
+    TDP" rows of ``energy_ops.csv``; ``nan`` when TDP or the peak is unknown."""
+    if math.isnan(tdp_w) or not math.isfinite(peak_flops):
+        return math.nan
+    return max(tdp_w - bandwidth_bytes_per_s * energy_j_per_byte, 0.1 * tdp_w) / peak_flops
 
 
 def chip(name: str) -> Chip:
