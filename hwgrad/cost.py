@@ -270,17 +270,14 @@ def _request_passes(system, model, workload, compression, efficiency, options):
     nodes, weights = _gauss_legendre(options.decode_quadrature_nodes)
     span = workload.output_len
     ctx = jnp.maximum(workload.prompt_len - 0.5 + span * nodes, 0.0)
-    zero = jnp.zeros((1,))
-    new_tokens = jnp.concatenate([zero + workload.prompt_len, jnp.ones_like(ctx)])
-    context = jnp.concatenate([zero, ctx])
-    steady = jnp.concatenate([zero, jnp.ones_like(ctx)]) > 0
+    pre = forward_pass(system, model, workload, compression, efficiency, workload.prompt_len, 0.0, options)
 
-    def one(n, c, st):
-        return forward_pass(system, model, workload, compression, efficiency, n, c, options, steady_state=st)
+    def step(c):
+        return forward_pass(system, model, workload, compression, efficiency, 1.0, c, options, steady_state=True)
 
-    passes = jax.vmap(one)(new_tokens, context, steady)
-    pre = jax.tree_util.tree_map(lambda v: v[0], passes)
-    dec = jax.tree_util.tree_map(lambda v: span * jnp.tensordot(weights, v[1:], axes=(0, 0)), passes)
+    # only context-dependent work (attention over the cache) is batched over the nodes
+    steps = jax.vmap(step)(ctx)
+    dec = jax.tree_util.tree_map(lambda v: span * jnp.tensordot(weights, v, axes=(0, 0)), steps)
     return pre, dec
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from .smooth import safe_div, smooth_max, straight_through
+from .smooth import safe_div, smooth_max, straight_through_min
 from .specs import Network
 
 _HOPS_PER_STEP = {"switch": 2.0, "fully_connected": 1.0, "ring": 1.0, "torus": 1.0}
@@ -55,11 +55,6 @@ def _bisection_slowdown(net: Network, p):
     return jnp.maximum(side / 4.0, 1.0)
 
 
-def _smooth_min(times, p_norm=8.0):
-    inv = safe_div(1.0, times)
-    return safe_div(1.0, smooth_max(inv, p=p_norm))
-
-
 def allreduce_algorithms_s(net: Network, n_bytes, p):
     """All-reduce time of each algorithm: array ``[ring, tree, in_network]`` (s).
 
@@ -85,14 +80,16 @@ def allreduce_s(net: Network, n_bytes, p, mode: str = "straight_through"):
     crossover between algorithms is differentiable).
     """
     times = allreduce_algorithms_s(net, n_bytes, p)
-    finite = jnp.where(jnp.isfinite(times), times, 1e30)
-    hard = jnp.min(finite, axis=-1)
+    # unavailable algorithms (inf) and the p <= 1 case (all zero) get a harmless stand-in so
+    # that no NaN reaches the gradient of the untaken branch
+    usable = jnp.isfinite(times) & (times > 0)
+    times = jnp.where(usable, times, 1e30)
     if mode == "hard":
-        t = hard
+        t = jnp.min(times, axis=-1)
     elif mode == "smooth":
-        t = _smooth_min(finite)
+        t = safe_div(1.0, smooth_max(1.0 / times))
     else:
-        t = straight_through(hard, _smooth_min(finite))
+        t = straight_through_min(times)
     return jnp.where(p > 1.0, t, 0.0)
 
 

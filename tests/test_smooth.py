@@ -52,3 +52,16 @@ def test_straight_through_value_is_hard_gradient_is_smooth():
 def test_unknown_mode_is_a_clear_error():
     with pytest.raises(ValueError, match="roofline mode"):
         smooth.roofline_max(jnp.ones(2), mode="soft")
+
+
+@given(st.lists(st.floats(min_value=1e-3, max_value=1e3), min_size=2, max_size=5))
+@settings(max_examples=50, deadline=None)
+def test_straight_through_max_has_the_smooth_gradient_and_the_hard_value(values):
+    v = jnp.asarray(values)
+    assert float(smooth.straight_through_max(v)) == float(jnp.max(v))
+    g_st = jax.grad(lambda x: smooth.straight_through_max(x))(v)
+    g_sm = jax.grad(lambda x: smooth.smooth_max(x))(v)
+    np.testing.assert_allclose(np.asarray(g_st), np.asarray(g_sm), rtol=1e-4, atol=1e-7)
+    g_min = jax.grad(lambda x: smooth.straight_through_min(x))(v)
+    g_smin = jax.grad(lambda x: 1.0 / smooth.smooth_max(1.0 / x))(v)
+    np.testing.assert_allclose(np.asarray(g_min), np.asarray(g_smin), rtol=1e-4, atol=1e-7)
