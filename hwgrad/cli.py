@@ -332,10 +332,33 @@ def print_report(rep: dict) -> None:
         print(f"note: {note}")
 
 
+def enable_compile_cache() -> None:
+    """Keep compiled XLA programs on disk so later CLI runs skip compilation.
+
+    ``$HWGRAD_CACHE_DIR`` (default ``~/.cache/hwgrad/xla``); set it to an empty string to
+    disable.
+    """
+    import os
+
+    import jax
+
+    path = os.environ.get("HWGRAD_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "hwgrad", "xla"))
+    if not path:
+        return
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return  # read-only home: just compile every time
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
 def cmd_eval(args) -> int:
     import jax
 
     from .cost import evaluate_jit
+
+    enable_compile_cache()
 
     design = design_from_args(args)
     result = evaluate_jit(

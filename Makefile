@@ -1,0 +1,35 @@
+# Two commands do all the set-up on a fresh clone:
+#   make demo   - create .venv, install hwgrad, run the default study, write out/
+#   make test   - create .venv, install hwgrad with test extras, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= out
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(BIN)/.installed
+	mkdir -p $(OUT)
+	$(BIN)/hwgrad eval --model llama-3.1-70b --hardware h100-sxm --chips 8 --tp 8 --batch 32 \
+		--prompt-len 2048 --output-len 512 --weight-dtype fp8 --kv-dtype fp8
+	$(BIN)/hwgrad eval --model llama-3.1-70b --hardware h100-sxm --chips 8 --tp 8 --batch 32 \
+		--prompt-len 2048 --output-len 512 --weight-dtype fp8 --kv-dtype fp8 --json > $(OUT)/eval.json
+	@echo "wrote $(OUT)/eval.json"
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check hwgrad tests benchmarks experiments
+
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_eval.py
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache
