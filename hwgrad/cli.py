@@ -434,7 +434,7 @@ def _extra_commands():
     """Subcommands defined in other modules (each module has ``register_cli(subparsers)``)."""
     import importlib
 
-    for name in ("hwgrad.calibrate",):
+    for name in ("hwgrad.calibrate", "hwgrad.sweep", "hwgrad.codesign"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
