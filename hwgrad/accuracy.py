@@ -6,45 +6,55 @@ compression, which is the log of the perplexity ratio:
     delta_loss = ln(ppl_compressed) - ln(ppl_dense) = ln(ppl_compressed / ppl_dense)
     delta_ppl  = ppl_dense * (exp(delta_loss) - 1)
 
-Every compressed tensor contributes an effective noise ``z``. Quantising a tensor with ``b``
+Every compressed tensor class contributes an effective noise ``z``. Quantising with ``b``
 bits leaves a rounding error whose power falls geometrically with ``b`` (``4^-b`` for an
-ideal scalar quantiser, i.e. ``gamma = 1 / ln 4 = 0.72``); pruning a fraction ``s`` removes
-signal that grows with the odds ``s / (1 - s)``. Each term scales with model size as a power
-law, and the method family sets the amplitude (a better method behaves like a worse one with
-more bits):
+ideal scalar quantiser, i.e. ``gamma = 1 / ln 4 = 0.72`` bits per e-fold; the fit finds 0.75
+for weights); pruning a fraction ``s`` removes signal that grows with the odds ``s / (1 - s)``.
+The method family sets the amplitude ``A`` (a better method behaves like a worse one with
+more bits). With ``N`` the parameter count in billions:
 
-    z_w = A_w[family] * exp(-(b_w - 4) / gamma) * (N / 7)^-beta_w           weights
-    z_a = A_a[family] * exp(-(b_a - 4) / gamma) * (N / 7)^-beta_a           activations
-    z_kv = A_kv[family] * exp(-(b_kv - 4) / gamma) * (N / 7)^-beta_a        KV cache
-    z_s = A_s[pruner] * M[pattern] * (s / (1 - s))^k * (N / 7)^-beta_s         sparsity
-    z = z_w + z_a + z_kv + z_s
+    z_w  = A_w[family]  exp(-(b_w  - 4) / gamma)    (N / 7)^-beta_w
+    z_a  = A_a[family]  exp(-(b_a  - 4) / gamma)    (N / 7)^-beta_a
+    z_kv = A_kv[family] exp(-(b_kv - 4) / gamma_kv) (N / 7)^-beta_a
+    z_s  = A_s[pruner] M[pattern] (s / (1 - s))^k   (N / 7)^-beta_s
+    z    = z_w + z_a + z_kv + z_s
 
-with ``N`` the parameter count in billions. Small noise adds loss linearly; large noise breaks
-the model, so the loss grows faster than ``z`` and then saturates at a collapsed model:
+Small noise adds loss linearly; past ``z_c`` the model breaks, so the loss grows faster than
+``z``, and it saturates at a collapsed model. Larger models break later:
 
-    u = z * exp(z / z_c)
-    delta_loss = y_max * v / (1 + v^4)^(1/4),   v = u / y_max
+    u = z exp(z / z_c),   z_c = z_c7 (N / 7)^beta_c
+    delta_loss = y_max v / (1 + v^4)^(1/4),   v = u / y_max,   y_max = 10 nats
 
-``y_max = 10`` nats (a 22 000x perplexity increase) is the collapse level. The amplitudes
-``A`` are the noise at 4 bits (or 50 % sparsity) for a 7B model. The constants are fitted by
+Every exponent ``beta`` is >= 0, so the loss never grows with model size, and the result is
+non-increasing in every bit width and non-decreasing in sparsity. The constants are fitted by
 ``experiments/fit_accuracy.py`` to the published tables in
 ``hwgrad/presets/data/compression_accuracy.csv`` and stored in ``accuracy_fit.json``; the
-equations, constants and held-out errors are in ``docs/accuracy.md``.
+constants, held-out errors and range of validity are in ``docs/accuracy.md``.
 
 Method families (static strings):
 
-* ``family`` (quantisers): ``"rtn"`` round-to-nearest, group size 128 (per-token int for
-  KV/activations); ``"gptq"`` calibrated scalar quantisers (GPTQ, AWQ; SmoothQuant for
-  activations; grouped/outlier-aware KV such as ATOM); ``"rotation"`` incoherence-processed
-  scalar quantisers (QuaRot, SpinQuant, QuIP; KVQuant-style KV); ``"vector"`` vector/codebook
-  weight quantisers (QuIP#, AQLM), which use the ``"rotation"`` activation and KV terms.
+* ``family`` (quantisers): ``"rtn"`` round-to-nearest with group size 128 (per-token RTN for
+  activations and KV); ``"gptq"`` calibrated scalar quantisers with group size 128 (GPTQ,
+  AWQ; SmoothQuant for activations; grouped/outlier-aware KV such as ATOM); ``"rotation"``
+  incoherence-processed per-channel scalar quantisers (QuaRot, SpinQuant, QuIP; their
+  rotated KV and KVQuant-style KV); ``"vector"`` vector/codebook weight quantisers (QuIP#,
+  AQLM), which use the ``"rotation"`` activation and KV terms.
 * ``pruner``: ``"magnitude"``, ``"wanda"``, ``"sparsegpt"``, ``"owl"`` (non-uniform layer-wise
   sparsity: OWL, BESA).
 * ``pattern``: ``"dense"``/``"unstructured"``, ``"4:8"``, ``"2:4"``.
 
+Example:
+  >>> import hwgrad.accuracy as acc
+  >>> round(float(acc.delta_loss(16.0, params_b=7.0)), 6)
+  0.0
+  >>> vq, rtn = (acc.delta_loss(2.0, params_b=7.0, family=f) for f in ("vector", "rtn"))
+  >>> bool(vq < rtn)
+  True
+
 References:
   Kumar et al., "Scaling Laws for Precision", 2024 (exp(-bits/gamma) degradation law).
   Frantar & Alistarh, "SparseGPT", ICML 2023; Sun et al., "Wanda", ICLR 2024.
+  Data sources: see the ``source`` column of ``compression_accuracy.csv``.
 """
 
 from __future__ import annotations
@@ -69,6 +79,7 @@ __all__ = [
     "load_fit",
     "delta_loss",
     "delta_ppl",
+    "default_baseline_ppl",
     "validate_inputs",
 ]
 
@@ -108,7 +119,8 @@ class AccuracyFit:
       kv_bits_scale: gamma for the KV cache.
       weight_size_exp / act_size_exp / sparsity_size_exp: beta; KV shares ``act_size_exp``.
       sparsity_power: k >= 1, exponent on the pruning odds.
-      blowup_noise: z_c, noise at which loss starts growing faster than linearly.
+      blowup_noise: z_c at 7B, noise at which loss starts growing faster than linearly.
+      blowup_size_exp: z_c grows as ``(N / 7)^blowup_size_exp`` (larger models break later).
       per_channel_log_mult: ln of the extra weight noise of per-channel (group-free) scales
         for rtn/gptq; a nuisance constant of the fit, not exposed by :func:`delta_loss`.
       baseline_log_ppl_7b / baseline_size_exp: default dense perplexity
@@ -128,6 +140,7 @@ class AccuracyFit:
     sparsity_size_exp: Any
     sparsity_power: Any
     blowup_noise: Any
+    blowup_size_exp: Any
     per_channel_log_mult: Any
     baseline_log_ppl_7b: Any
     baseline_size_exp: Any
@@ -151,6 +164,13 @@ def _fit_file() -> dict[str, Any]:
 
 def load_fit() -> AccuracyFit:
     """The shipped constants from ``hwgrad/presets/data/accuracy_fit.json``."""
+    return _load_fit(bool(jax.config.jax_enable_x64))
+
+
+@functools.cache
+def _load_fit(x64: bool) -> AccuracyFit:
+    # Cached per precision mode so that enabling x64 later yields float64 constants.
+    del x64
     return AccuracyFit.from_dict(_fit_file()["constants"])
 
 
@@ -159,14 +179,15 @@ def _static_index(table: dict[str, int], name: str, value: str, hint: str) -> in
         return table[value]
     close = difflib.get_close_matches(str(value), list(table), n=1, cutoff=0.5)
     suggestion = f"did you mean {close[0]!r}? " if close else ""
-    raise ValueError(
-        f"accuracy: {name} = {value!r} is not one of {', '.join(table)}: {suggestion}{hint}"
-    )
+    raise ValueError(f"accuracy: {name} = {value!r} is not one of {', '.join(table)}: {suggestion}{hint}")
 
 
 def _indices(family: str, pruner: str, pattern: str) -> tuple[int, int, int, int, int]:
     _static_index(
-        _WEIGHT_LEVEL, "family", family, "AWQ/GPTQ are 'gptq', QuaRot/SpinQuant 'rotation', QuIP#/AQLM 'vector'"
+        _WEIGHT_LEVEL,
+        "family",
+        family,
+        "AWQ/GPTQ are 'gptq', QuaRot/SpinQuant 'rotation', QuIP#/AQLM 'vector'",
     )
     _static_index(_PRUNER_LEVEL, "pruner", pruner, "OWL and BESA are 'owl'")
     _static_index(_PATTERN_LEVEL, "pattern", pattern, "use 'unstructured' for element-wise pruning")
@@ -196,7 +217,7 @@ def _sparsity_noise(log_amp, log_mult, sparsity, size_term, fit: AccuracyFit):
     return jnp.exp(log_amp + log_mult) * _safe_pow(odds, fit.sparsity_power) * size_term
 
 
-def noise_to_loss(z, fit: AccuracyFit):
+def _noise_to_loss(z, blowup_noise):
     """Map total effective noise ``z >= 0`` to delta loss (nats), monotone and NaN-free.
 
     ``u = z exp(z / z_c)``; ``y = y_max v (1 + v^4)^(-1/4)`` with ``v = u / y_max``, evaluated
@@ -204,18 +225,37 @@ def noise_to_loss(z, fit: AccuracyFit):
     """
     ok = z > 0
     log_z = jnp.log(jnp.where(ok, z, 1.0))
-    t = log_z + z / fit.blowup_noise - math.log(COLLAPSE_LOSS_NATS)
+    t = log_z + z / blowup_noise - math.log(COLLAPSE_LOSS_NATS)
     p = _SATURATION_POWER
     y = COLLAPSE_LOSS_NATS * jnp.exp(t - jax.nn.softplus(p * t) / p)
     return jnp.where(ok, y, 0.0)
+
+
+def _log_rel_size(params_b):
+    return jnp.log(jnp.maximum(jnp.asarray(params_b, dtype=float) / REFERENCE_PARAMS_B, 1e-6))
+
+
+@jax.jit
+def _loss(
+    fit, weight_bits, kv_bits, act_bits, sparsity, params_b, idx, per_channel=0.0, layer_sensitivity=None
+):
+    """Delta loss from level indices (ints or int arrays); shared by the API and the fit.
+
+    Jitted as a whole (indices are traced, so one compilation serves every family) because
+    op-by-op dispatch of the ~60 small operations dominates eager calls.
+    """
+    z = _total_noise(
+        fit, weight_bits, kv_bits, act_bits, sparsity, params_b, idx, per_channel, layer_sensitivity
+    )
+    blowup = fit.blowup_noise * jnp.exp(fit.blowup_size_exp * _log_rel_size(params_b))
+    return _noise_to_loss(z, blowup)
 
 
 def _total_noise(
     fit, weight_bits, kv_bits, act_bits, sparsity, params_b, idx, per_channel=0.0, layer_sensitivity=None
 ):
     w_i, a_i, kv_i, s_i, pat_i = idx
-    rel_size = jnp.asarray(params_b, dtype=float) / REFERENCE_PARAMS_B
-    log_size = jnp.log(jnp.maximum(rel_size, 1e-6))
+    log_size = _log_rel_size(params_b)
     size_w = jnp.exp(-fit.weight_size_exp * log_size)
     size_a = jnp.exp(-fit.act_size_exp * log_size)
     size_s = jnp.exp(-fit.sparsity_size_exp * log_size)
@@ -239,7 +279,10 @@ def _total_noise(
     # the whole-model result.
     weights = jnp.asarray(layer_sensitivity, dtype=float)
     weights = weights / jnp.sum(weights)
-    return sum(jnp.sum(jnp.broadcast_to(p, jnp.broadcast_shapes(p.shape, weights.shape)) * weights, -1) for p in parts)
+    return sum(
+        jnp.sum(jnp.broadcast_to(p, jnp.broadcast_shapes(p.shape, weights.shape)) * weights, -1)
+        for p in parts
+    )
 
 
 def delta_loss(
@@ -281,8 +324,7 @@ def delta_loss(
     """
     idx = _indices(family, pruner, pattern)
     fit = load_fit() if fit is None else fit
-    z = _total_noise(fit, weight_bits, kv_bits, act_bits, sparsity, params_b, idx, 0.0, layer_sensitivity)
-    return noise_to_loss(z, fit)
+    return _loss(fit, weight_bits, kv_bits, act_bits, sparsity, params_b, idx, 0.0, layer_sensitivity)
 
 
 def delta_ppl(
@@ -365,18 +407,34 @@ def validate_inputs(
     """
     _indices(family, pruner, pattern)
     for name, bits in (("weight_bits", weight_bits), ("kv_bits", kv_bits), ("act_bits", act_bits)):
-        _check_range(name, bits, 1.0, 32.0, False, "pass nominal bits per element, e.g. 4 for int4, 16 for bf16")
-    _check_range("sparsity", sparsity, 0.0, 1.0, True, "pass the pruned fraction, e.g. 0.5 for half the weights")
+        _check_range(
+            name, bits, 1.0, 32.0, False, "pass nominal bits per element, e.g. 4 for int4, 16 for bf16"
+        )
+    _check_range(
+        "sparsity", sparsity, 0.0, 1.0, True, "pass the pruned fraction, e.g. 0.5 for half the weights"
+    )
     if pattern in ("2:4", "4:8"):
         _check_range(
-            "sparsity", sparsity, 0.0, 0.5, False, f"pattern {pattern!r} prunes at most half; use 'unstructured'"
+            "sparsity",
+            sparsity,
+            0.0,
+            0.5,
+            False,
+            f"pattern {pattern!r} prunes at most half; use 'unstructured'",
         )
     if pattern == "dense" and np.any(np.asarray(sparsity, dtype=float) != 0):
         raise ValueError(
             f"accuracy: sparsity = {np.max(sparsity):g} with pattern = 'dense': "
             "use pattern='unstructured' (or '2:4') for a pruned model, or sparsity=0"
         )
-    _check_range("params_b", params_b, 1e-3, 1e5, False, "pass the parameter count in billions, e.g. 70 for a 70B model")
+    _check_range(
+        "params_b",
+        params_b,
+        1e-3,
+        1e5,
+        False,
+        "pass the parameter count in billions, e.g. 70 for a 70B model",
+    )
     if baseline_ppl is not None:
         _check_range(
             "baseline_ppl", baseline_ppl, 1.0, 1e6, False, "pass the dense model's perplexity (> 1), or None"
