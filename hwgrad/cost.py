@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import counts, network, units
+from . import counts, memory, network, units
 from .smooth import roofline_max, safe_div
 from .specs import (
     Compression,
@@ -142,9 +142,21 @@ def _stacked_tiers(system: System):
 
 
 def _class_fractions(system: System):
-    """``(3, n_tiers)`` placement fractions for weights, KV cache, activations."""
+    """``(4, n_tiers)`` placement fractions for weights, KV cache, activations, context."""
     pl = system.resolved_placement()
-    return jnp.stack([jnp.asarray(pl.weights), jnp.asarray(pl.kv_cache), jnp.asarray(pl.activations)])
+    return jnp.stack([jnp.asarray(x, dtype=float) for x in (pl.weights, pl.kv_cache, pl.activations, pl.context)])
+
+
+def _resident_bytes(model: Model, compression: Compression, workload: Workload):
+    """``(4,)`` bytes one chip holds of weights, KV cache, activations, context."""
+    return jnp.stack(
+        jnp.broadcast_arrays(
+            counts.weight_bytes_resident(model, compression, workload),
+            counts.kv_bytes_resident(model, compression, workload),
+            counts.activation_bytes_resident(model, compression, workload),
+            workload.corpus_bytes,
+        )
+    )
 
 
 def forward_pass(
@@ -171,18 +183,43 @@ def forward_pass(
     micro = replace(workload, batch=workload.batch / m_micro)
     ops, comm = counts.forward_counts(model, compression, micro, new_tokens, context_len)
     tiers = _stacked_tiers(system)
-    frac = _class_fractions(system)  # (3, T)
-    inv_bw = 1.0 / (tiers.bandwidth_bytes_per_s * efficiency.bandwidth_efficiency)  # (T,)
-    s_per_byte = frac @ inv_bw  # (3,) seconds per byte of each class
+    frac = _class_fractions(system)  # (C, T)
+    chunk = counts.read_chunk_bytes(model, compression, workload)
+    bw = memory.effective_bandwidth(tiers, chunk, efficiency.bandwidth_efficiency, options.roofline)  # (C, T)
 
+    # corpus (RAG context) is read during the prefill only; charged to the embedding column
+    corpus = jnp.where(steady_state, 0.0, micro.batch * workload.corpus_read_bytes_per_sequence)
+    n_ops = ops.flops.shape[-1]
+    corpus_row = jnp.zeros(n_ops).at[n_ops - 1].set(corpus)
     kv_bytes = ops.kv_read_bytes + ops.kv_write_bytes
-    class_bytes = jnp.stack([ops.weight_bytes, kv_bytes, ops.act_bytes])  # (3, ops)
-    class_time = class_bytes * s_per_byte[:, None]
+    class_bytes = jnp.stack([ops.weight_bytes, kv_bytes, ops.act_bytes, corpus_row])  # (C, O)
+    bytes_cto = class_bytes[:, None, :] * frac[:, :, None]  # (C, T, O)
+
+    mask = memory.offload_mask(system.chip)  # static (T, O)
     t_flop = seconds_per_flop(system, compression) / efficiency.flops_efficiency
-    compute_t = ops.flops * t_flop
+    if mask.any():
+        drv = memory.driver_matrix()  # static (C, O)
+        driver_bytes = jnp.sum(class_bytes * drv, axis=0)
+        driver_frac = jnp.einsum("co,ct->to", drv, frac)
+        driver_bw = jnp.einsum("co,ct->to", drv, bw)
+        resident = _resident_bytes(model, compression, workload)  # (C,)
+        resident_driver = jnp.einsum("co,c,ct->to", drv, resident, frac)
+        t_nmc, share, nmc_bytes, nmc_flops, red_bytes, _ = memory.near_memory_times(
+            tiers, mask, driver_bytes, driver_frac, driver_bw, ops.flops, ops.out_bytes, resident_driver,
+            efficiency.flops_efficiency, options.smooth_p, options.roofline,
+        )
+        host_bytes_cto = bytes_cto * (1.0 - drv[:, None, :] * mask[None, :, :])
+        host_flops = ops.flops * (1.0 - jnp.sum(share, axis=0))
+    else:
+        t_nmc = jnp.zeros((0, n_ops))
+        nmc_bytes = nmc_flops = red_bytes = jnp.zeros((len(system.chip.tiers), n_ops))
+        host_bytes_cto = bytes_cto
+        host_flops = ops.flops
+    class_time = jnp.sum(host_bytes_cto / bw[:, :, None], axis=1)  # (C, O)
+    compute_t = host_flops * t_flop
     memory_t = jnp.sum(class_time, axis=0)
     roof = roofline_max(
-        jnp.stack([compute_t, memory_t], axis=-1), p=options.smooth_p, mode=options.roofline
+        jnp.concatenate([jnp.stack([compute_t, memory_t]), t_nmc], axis=0).T, p=options.smooth_p, mode=options.roofline
     )
     overhead_t = ops.launches * efficiency.op_overhead_s
     t_ops = jnp.sum(roof + overhead_t)
@@ -207,17 +244,23 @@ def forward_pass(
 
     # bytes moved per tier (per chip, whole step) and energy for all chips of the replica
     chips = tp * pp
-    per_pass_bytes = jnp.sum(class_bytes, axis=1) @ frac  # (T,) per chip per micro-pass
-    bytes_per_tier = per_pass_bytes * m_micro
+    host_bytes_t = jnp.sum(host_bytes_cto, axis=(0, 2))  # (T,) across the interface
+    nmc_bytes_t = jnp.sum(nmc_bytes, axis=1)
+    red_bytes_t = jnp.sum(red_bytes, axis=1)
+    bytes_per_tier = (host_bytes_t + nmc_bytes_t + red_bytes_t) * m_micro
     flops = jnp.sum(ops.flops) * m_micro
     link_bytes = m_micro * (
         comm.tp_allreduce_calls * 2.0 * comm.tp_allreduce_bytes * (tp > 1)
         + comm.ep_alltoall_calls * comm.ep_alltoall_bytes
         + comm.pp_p2p_calls * comm.pp_p2p_bytes / jnp.maximum(chips, 1.0)
     )
-    e_mem = chips * jnp.sum(bytes_per_tier * tiers.energy_j_per_byte)
+    e_mem_chip = jnp.sum((host_bytes_t + red_bytes_t) * tiers.energy_j_per_byte) + jnp.sum(
+        nmc_bytes_t * tiers.nmc_energy_j_per_byte
+    )
+    e_mem = chips * m_micro * e_mem_chip
     e_flop = system.chip.energy_j_per_flop_bf16 * compression.act_bits / 16.0
-    e_compute = chips * flops * e_flop
+    e_nmc_flop = jnp.sum(jnp.sum(nmc_flops, axis=1) * tiers.nmc_energy_j_per_flop)
+    e_compute = chips * m_micro * (jnp.sum(host_flops) * e_flop + e_nmc_flop)
     e_net = chips * link_bytes * net.energy_j_per_byte
     static_w = efficiency.static_power_fraction * system.chip.tdp_w
     e_static = chips * static_w * time_s
@@ -290,16 +333,9 @@ def decode_total(system, model, workload, compression, efficiency, options=Optio
 
 
 def capacity_used_bytes(system: System, model: Model, workload: Workload, compression: Compression):
-    """Bytes each tier of one chip holds: weights + final KV cache + activation workspace."""
-    frac = _class_fractions(system)
-    resident = jnp.stack(
-        [
-            counts.weight_bytes_resident(model, compression, workload),
-            counts.kv_bytes_resident(model, compression, workload),
-            counts.activation_bytes_resident(model, compression, workload),
-        ]
-    )
-    return resident @ frac
+    """Bytes each tier of one chip holds: weights + final KV cache + activation workspace
+    + read-mostly context."""
+    return _resident_bytes(model, compression, workload) @ _class_fractions(system)
 
 
 # ----------------------------------------------------------------------------- the whole request

@@ -196,6 +196,7 @@ class OpCounts:
       weight_bytes: weight bytes streamed from memory on one chip.
       kv_read_bytes / kv_write_bytes: KV-cache traffic on one chip.
       act_bytes: activation bytes read + written on one chip.
+      out_bytes: bytes of the op's outputs (what partial-sum reductions move).
       launches: kernels launched (layers running the op).
     """
 
@@ -204,6 +205,7 @@ class OpCounts:
     kv_read_bytes: Any
     kv_write_bytes: Any
     act_bytes: Any
+    out_bytes: Any
     launches: Any
 
 
@@ -334,6 +336,23 @@ def forward_counts(
 
     zero = jnp.zeros_like(jnp.asarray(tokens, dtype=float))
     launches_attn = m.n_layers + zero
+    n_mat = _ffn_matrices(m)
+    if m.attention == "mla":
+        proj_out = q_width + m.kv_lora_rank + m.qk_rope_head_dim + d
+        core_out = m.n_heads * m.kv_lora_rank
+    else:
+        proj_out = q_width + 2 * m.n_kv_heads * m.head_dim + d
+        core_out = q_width
+    active_experts = m.n_experts_active + m.n_shared_experts
+    out_widths = (
+        proj_out * m.n_layers,
+        core_out * full_layers,
+        core_out * win_layers,
+        ((n_mat - 1.0) * m.d_ff + d) * m.n_dense_layers,
+        ((n_mat - 1.0) * m.moe_d_ff * active_experts + d) * moe_layers,
+        m.vocab_size * b / jnp.maximum(tokens, 1e-9),
+        zero,
+    )
     ops = OpCounts(
         flops=jnp.stack(
             [attn_proj_flops, core_full[0], core_win[0], ffn_flops, moe_flops, head_flops, zero]
@@ -344,6 +363,7 @@ def forward_counts(
         kv_read_bytes=jnp.stack([zero, core_full[1], core_win[1], zero, zero, zero, zero]),
         kv_write_bytes=jnp.stack([zero, core_full[2], core_win[2], zero, zero, zero, zero]),
         act_bytes=jnp.stack([attn_proj_act, zero, zero, ffn_act, moe_act, head_act, emb_act]),
+        out_bytes=jnp.stack([tokens * wdt * abyte / tp + zero for wdt in out_widths]),
         launches=jnp.stack(
             [
                 launches_attn,
@@ -371,6 +391,26 @@ def forward_counts(
         pp_p2p_calls=w.pp - 1.0,
     )
     return ops, comm
+
+
+def read_chunk_bytes(m: Model, c: Compression, w: Workload):
+    """Contiguous bytes per memory read for weights, KV cache, activations, context.
+
+    A weight matrix row (``d_model`` elements) is contiguous; a paged KV block holds
+    ``kv_block_tokens`` tokens of one KV head (GQA) or of the shared latent (MLA); an
+    activation vector is ``d_model`` elements; corpus reads are assumed to be whole 4 KiB
+    pages. Tiers whose access granularity exceeds these waste bandwidth.
+    """
+    per_head = m.kv_lora_rank + m.qk_rope_head_dim if m.attention == "mla" else m.head_dim
+    kv_bits = c.kv_bits + c.kv_overhead_bits
+    return jnp.stack(
+        jnp.broadcast_arrays(
+            m.d_model * weight_bits_per_param(c) / 8.0,
+            w.kv_block_tokens * per_head * kv_bits / 8.0,
+            m.d_model * c.act_bits / 8.0,
+            4096.0,
+        )
+    )
 
 
 def weight_bytes_resident(m: Model, c: Compression, w: Workload):

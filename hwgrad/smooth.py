@@ -126,6 +126,11 @@ def _straight_through_min_jvp(p, axis, primals, tangents):
     return jnp.min(values, axis=axis), jnp.sum(w * dvalues, axis=axis)
 
 
+def ceil_st(x):
+    """``ceil(x)`` with the gradient of ``x`` (counts of pages, shards, chips)."""
+    return x + jax.lax.stop_gradient(jnp.ceil(x) - x)
+
+
 def straight_through(hard, smooth):
     """Value of ``hard`` with the gradient of ``smooth``."""
     return smooth + jax.lax.stop_gradient(hard - smooth)

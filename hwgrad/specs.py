@@ -57,30 +57,58 @@ def replace(obj, **changes):
 # ----------------------------------------------------------------------------- hardware
 
 
+NMC_OPS = ("gemv", "attention")
+
+
 @spec
 class MemoryTier:
-    """One level of a chip's memory hierarchy (per chip).
+    """One level of a chip's memory hierarchy (per chip), optionally with compute in it.
 
     Attributes:
       capacity_bytes: usable capacity per chip (``inf`` = unknown, capacity check skipped).
-      bandwidth_bytes_per_s: peak read bandwidth per chip.
-      read_latency_s: representative read latency (used by the latency-bandwidth model).
-      access_granularity_bytes: smallest unit the device transfers (HBM 32 B, flash page 4 KiB).
-      energy_j_per_byte: access energy (pJ/bit x 8e-12).
+      bandwidth_bytes_per_s: peak read bandwidth per chip (the external interface).
+      read_latency_s: representative read latency (used with ``prefetch_bytes``).
+      access_granularity_bytes: smallest unit the device transfers (HBM 32 B, flash page
+        4 KiB); reads of contiguous chunks smaller than this waste bandwidth.
+      prefetch_bytes: bytes the controller keeps in flight; sustained bandwidth is capped
+        at ``prefetch_bytes / read_latency_s`` (Little's law). ``inf`` = never binds.
+      energy_j_per_byte: access energy across the external interface (pJ/bit x 8e-12).
       cost_usd_per_gb: price per decimal GB (``nan`` = unknown).
       embodied_kgco2e_per_gb: manufacturing carbon per GB (``nan`` = unknown).
+      write_endurance_cycles: program/erase cycles per cell, for the opt-in lifetime
+        estimate (``inf`` = unlimited; the data set cites none, so supply your own).
+      nmc_flops: FLOP/s of compute inside/beside this tier (PIM, PNM, base-die logic); 0 =
+        none.
+      nmc_bandwidth_multiplier: internal bandwidth seen by that compute / external bandwidth.
+      nmc_energy_j_per_byte: access energy for the in-tier compute (no interface crossing).
+      nmc_energy_j_per_flop: energy per FLOP of the in-tier logic.
+      nmc_shard_bytes: capacity one compute unit owns (PIM bank 32-64 MB, PNM 16-32 GB);
+        partial results of every shard cross the interface to be reduced.
+      nmc_power_cap_w: thermal budget of the in-tier logic (``inf`` = none); time is at
+        least the in-tier energy / this cap (a power roofline).
       low_write_endurance: static; ``True`` for flash-like tiers that must not hold
         per-token writes (KV cache).
+      nmc_ops: static; which ops run in the tier: ``"gemv"`` (weight matrix ops) and/or
+        ``"attention"`` (decode attention over the KV cache).
     """
 
     capacity_bytes: Any
     bandwidth_bytes_per_s: Any
     read_latency_s: Any = 32e-9
     access_granularity_bytes: Any = 32.0
+    prefetch_bytes: Any = INF
     energy_j_per_byte: Any = 3.9e-12 * 8
     cost_usd_per_gb: Any = NAN
     embodied_kgco2e_per_gb: Any = NAN
+    write_endurance_cycles: Any = INF
+    nmc_flops: Any = 0.0
+    nmc_bandwidth_multiplier: Any = 1.0
+    nmc_energy_j_per_byte: Any = 0.0
+    nmc_energy_j_per_flop: Any = 0.0
+    nmc_shard_bytes: Any = INF
+    nmc_power_cap_w: Any = INF
     low_write_endurance: bool = static(False)
+    nmc_ops: tuple = static(())
 
 
 @spec
@@ -112,7 +140,7 @@ class Chip:
     die_area_mm2: Any = NAN
 
 
-TOPOLOGIES = ("switch", "ring", "torus", "fully_connected")
+TOPOLOGIES = ("switch", "fat_tree", "ring", "torus", "fully_connected", "dragonfly", "tree")
 
 
 @spec
@@ -126,18 +154,24 @@ class Network:
     Attributes:
       link_bandwidth_bytes_per_s: per-chip injection bandwidth, one direction.
       hop_latency_s: latency added by each switch or router hop.
-      endpoint_overhead_s: fixed software + NIC cost at each end of a message step.
+      endpoint_overhead_s: fixed software + NIC cost at each end of a message step (lower
+        when packets land directly in on-chip SRAM).
       energy_j_per_byte: transfer energy.
-      topology: static; one of ``switch``, ``ring``, ``torus``, ``fully_connected``.
+      in_network_bandwidth_bytes_per_s: reduction throughput of a reducing switch per port
+        (``inf``: limited by the link).
+      switch_radix: ports per switch (fat tree and tree: sets the number of levels).
+      topology: static; one of :data:`TOPOLOGIES`.
       torus_dims: static; number of torus dimensions (``topology == "torus"``).
-      in_network_reduction: static; the switch reduces (NVLink SHARP-style): an
-        all-reduce costs one up-and-down pass instead of ``2 (p - 1)`` ring steps.
+      in_network_reduction: static; switches reduce and multicast (NVLink SHARP, a
+        reduction tree): an all-reduce is one pass up and one down.
     """
 
     link_bandwidth_bytes_per_s: Any
     hop_latency_s: Any = 300e-9
     endpoint_overhead_s: Any = 2.7e-6
     energy_j_per_byte: Any = 5.5e-12 * 8
+    in_network_bandwidth_bytes_per_s: Any = INF
+    switch_radix: Any = 64.0
     topology: str = static("switch")
     torus_dims: int = static(2)
     in_network_reduction: bool = static(False)
@@ -147,17 +181,32 @@ class Network:
 class Placement:
     """Fractions of each tensor class held in each memory tier (each sums to one).
 
-    Shapes are ``(n_tiers,)``. :func:`Placement.main_memory` puts everything in tier 0.
+    Shapes are ``(n_tiers,)``. ``context`` is read-mostly data such as a RAG corpus
+    (``Workload.corpus_bytes``). :func:`Placement.main_memory` puts everything in tier 0;
+    :func:`Placement.from_logits` maps unconstrained logits through a softmax (co-design).
     """
 
     weights: Any
     kv_cache: Any
     activations: Any
+    context: Any = None
+
+    def __post_init__(self):
+        if self.context is None:
+            object.__setattr__(self, "context", self.weights)
 
     @staticmethod
     def main_memory(n_tiers: int) -> Placement:
         one_hot = jnp.zeros(n_tiers).at[0].set(1.0)
-        return Placement(weights=one_hot, kv_cache=one_hot, activations=one_hot)
+        return Placement(weights=one_hot, kv_cache=one_hot, activations=one_hot, context=one_hot)
+
+    @staticmethod
+    def from_logits(weights, kv_cache, activations, context=None) -> Placement:
+        sm = lambda z: jax.nn.softmax(jnp.asarray(z, dtype=float))
+        return Placement(
+            weights=sm(weights), kv_cache=sm(kv_cache), activations=sm(activations),
+            context=sm(weights if context is None else context),
+        )
 
 
 @spec
@@ -256,6 +305,9 @@ class Workload:
     ``tp`` x ``pp`` chips hold one model replica; ``ep`` (dividing ``tp``) splits routed
     experts; ``dp`` replicas serve independent batches. ``microbatches`` splits the batch
     through the pipeline (bubble fraction ``(pp - 1) / (microbatches + pp - 1)``).
+    ``kv_block_tokens`` is the paged-KV block (vLLM's default 16): the contiguous unit of KV
+    reads. A read-mostly corpus (RAG) of ``corpus_bytes`` per chip is held resident and each
+    sequence reads ``corpus_read_bytes_per_sequence`` of it during its prefill.
     """
 
     batch: Any = 1.0
@@ -266,6 +318,9 @@ class Workload:
     ep: Any = 1.0
     dp: Any = 1.0
     microbatches: Any = 1.0
+    kv_block_tokens: Any = 16.0
+    corpus_bytes: Any = 0.0
+    corpus_read_bytes_per_sequence: Any = 0.0
 
 
 # ----------------------------------------------------------------------------- money, carbon
@@ -273,7 +328,11 @@ class Workload:
 
 @spec
 class Economics:
-    """Prices and carbon. Defaults: :func:`hwgrad.presets.default_economics` (cited)."""
+    """Prices and carbon. Defaults: :func:`hwgrad.presets.default_economics` (cited).
+
+    Embodied carbon of a chip whose own figure is unknown is estimated from its logic die
+    area (``embodied_kgco2e_per_cm2_logic``, 5 nm) plus its memory tiers (kgCO2e/GB).
+    """
 
     electricity_usd_per_kwh: Any = 0.0806
     pue: Any = 1.10
@@ -281,6 +340,7 @@ class Economics:
     lifetime_years: Any = 5.0
     server_cost_multiplier: Any = 1.64
     utilization: Any = 1.0
+    embodied_kgco2e_per_cm2_logic: Any = 2.78
 
 
 # ----------------------------------------------------------------------------- model knobs

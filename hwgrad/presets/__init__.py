@@ -195,6 +195,7 @@ def default_economics() -> Economics:
         lifetime_years=economics_value("server_lifetime_years"),
         server_cost_multiplier=economics_value("server_cost_overhead_multiplier"),
         utilization=1.0,
+        embodied_kgco2e_per_cm2_logic=economics_value("embodied_logic_per_cm2_5nm"),
     )
 
 
