@@ -33,7 +33,9 @@ def design_points(n: int, seed: int = 0):
     peak = u(5e14, 5e15)
     chip = jax.tree_util.tree_map(
         lambda x: jnp.broadcast_to(jnp.asarray(x, jnp.float32), (n,)),
-        hg.replace(base.chip, tiers=(tier,), peak_flops_bf16=peak, peak_flops_fp8=2 * peak, peak_flops_fp4=4 * peak),
+        hg.replace(
+            base.chip, tiers=(tier,), peak_flops_bf16=peak, peak_flops_fp8=2 * peak, peak_flops_fp4=4 * peak
+        ),
     )
     net = jax.tree_util.tree_map(
         lambda x: jnp.broadcast_to(jnp.asarray(x, jnp.float32), (n,)),
@@ -77,7 +79,9 @@ def main():
     forward = chunked(point_value, args.forward_chunk)
     gradient = chunked(point_grad, args.gradient_chunk)
 
-    print(f"hwgrad {hg.__version__}, jax {jax.__version__}, {jax.device_count()} {jax.default_backend()} device(s)")
+    print(
+        f"hwgrad {hg.__version__}, jax {jax.__version__}, {jax.device_count()} {jax.default_backend()} device(s)"
+    )
     print("model: llama-3.1-70b on 8 x h100-sxm, tp 8, fp8, batch 1-256, prompt 2048, output 512")
 
     one = design_points(1)
@@ -107,7 +111,9 @@ def main():
             rate = n / best
             print(f"  batch {n:>9,}: {best * 1e3:9.2f} ms  {rate:10.3g} points/s")
         results[name] = rate
-    print(f"forward {results['forward']:.1e} points/s | gradient {results['gradient']:.1e} points/s | compile {compile_s:.2f} s")
+    print(
+        f"forward {results['forward']:.1e} points/s | gradient {results['gradient']:.1e} points/s | compile {compile_s:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ import sys
 
 EXIT_USAGE = 2
 
-DEFAULTS = dict(model="llama-3.1-70b", hardware="h100-sxm", chips=8, batch=32, prompt_len=2048, output_len=512)
+DEFAULTS = dict(
+    model="llama-3.1-70b", hardware="h100-sxm", chips=8, batch=32, prompt_len=2048, output_len=512
+)
 
 
 class UsageError(ValueError):
@@ -65,7 +67,9 @@ def add_design_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("design point")
     g.add_argument("--config", metavar="FILE", help="TOML design file (see hwgrad.config); flags override it")
     g.add_argument("--model", help=f"model preset (default {DEFAULTS['model']}); see `hwgrad presets models`")
-    g.add_argument("--hardware", help=f"chip preset (default {DEFAULTS['hardware']}); see `hwgrad presets hardware`")
+    g.add_argument(
+        "--hardware", help=f"chip preset (default {DEFAULTS['hardware']}); see `hwgrad presets hardware`"
+    )
     g.add_argument("--chips", type=_positive_int, help="chips in the system (default tp x pp x dp, or 8)")
     g.add_argument("--tp", type=_positive_int, help="tensor-parallel degree (default chips / (pp dp))")
     g.add_argument("--pp", type=_positive_int, help="pipeline stages (default 1)")
@@ -74,8 +78,12 @@ def add_design_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--microbatches", type=_positive_int, help="pipeline micro-batches (default 1)")
     g.add_argument("--batch", type=_positive_int, help=f"sequences per batch (default {DEFAULTS['batch']})")
     g.add_argument("--prompt-len", type=_nonneg_int, help=f"prompt tokens (default {DEFAULTS['prompt_len']})")
-    g.add_argument("--output-len", type=_positive_int, help=f"output tokens (default {DEFAULTS['output_len']})")
-    g.add_argument("--weight-dtype", help="bf16, fp16, fp8, int8, int4, q8_0, q4_0, mxfp4, fp4 (default bf16)")
+    g.add_argument(
+        "--output-len", type=_positive_int, help=f"output tokens (default {DEFAULTS['output_len']})"
+    )
+    g.add_argument(
+        "--weight-dtype", help="bf16, fp16, fp8, int8, int4, q8_0, q4_0, mxfp4, fp4 (default bf16)"
+    )
     g.add_argument("--kv-dtype", help="KV-cache format (default bf16)")
     g.add_argument("--act-dtype", help="activation / compute format (default: the weight format's usual)")
     g.add_argument("--sparsity", type=_fraction, help="pruned fraction of weights (unstructured)")
@@ -92,8 +100,10 @@ def design_from_args(args) -> dict:
     from .specs import Efficiency, Workload, replace
     from .validate import validate
 
-    base = config.load(args.config) if args.config else dict.fromkeys(
-        ("system", "model", "workload", "compression", "economics", "efficiency")
+    base = (
+        config.load(args.config)
+        if args.config
+        else dict.fromkeys(("system", "model", "workload", "compression", "economics", "efficiency"))
     )
     model_name = args.model or (None if base["model"] is not None else DEFAULTS["model"])
     model = presets.model(model_name) if model_name else base["model"]
@@ -102,13 +112,20 @@ def design_from_args(args) -> dict:
     system = presets.system(hw_name) if hw_name else base["system"]
 
     wl = base["workload"] or Workload(
-        batch=float(DEFAULTS["batch"]), prompt_len=float(DEFAULTS["prompt_len"]), output_len=float(DEFAULTS["output_len"])
+        batch=float(DEFAULTS["batch"]),
+        prompt_len=float(DEFAULTS["prompt_len"]),
+        output_len=float(DEFAULTS["output_len"]),
     )
     changes = {
         k: float(v)
         for k, v in dict(
-            batch=args.batch, prompt_len=args.prompt_len, output_len=args.output_len,
-            pp=args.pp, ep=args.ep, dp=args.dp, microbatches=args.microbatches,
+            batch=args.batch,
+            prompt_len=args.prompt_len,
+            output_len=args.output_len,
+            pp=args.pp,
+            ep=args.ep,
+            dp=args.dp,
+            microbatches=args.microbatches,
         ).items()
         if v is not None
     }
@@ -117,7 +134,12 @@ def design_from_args(args) -> dict:
     if chips is None and args.config and base["system"] is not None and not args.hardware:
         chips = int(base["system"].n_chips)
     tp = args.tp
-    if tp is None and args.config and base["workload"] is not None and "tp" in _explicit_workload_fields(args.config):
+    if (
+        tp is None
+        and args.config
+        and base["workload"] is not None
+        and "tp" in _explicit_workload_fields(args.config)
+    ):
         tp = int(wl.tp)
     pp_dp = int(wl.pp * wl.dp)
     if tp is None and chips is None:
@@ -133,7 +155,13 @@ def design_from_args(args) -> dict:
     if args.chip_price_usd:
         system = replace(system, chip=replace(system.chip, price_usd=args.chip_price_usd))
 
-    if args.weight_dtype or args.kv_dtype or args.act_dtype or args.sparsity is not None or args.sparsity_pattern:
+    if (
+        args.weight_dtype
+        or args.kv_dtype
+        or args.act_dtype
+        or args.sparsity is not None
+        or args.sparsity_pattern
+    ):
         pattern = args.sparsity_pattern or ("unstructured" if args.sparsity else "dense")
         comp = dtypes.compression(
             args.weight_dtype or "bf16", args.kv_dtype, args.act_dtype, args.sparsity or 0.0, pattern
@@ -154,8 +182,15 @@ def design_from_args(args) -> dict:
     validate(system, model, wl, comp)
     notes = list(presets.chip_notes(hw_name)) if hw_name else []
     return dict(
-        system=system, model=model, workload=wl, compression=comp, efficiency=eff, economics=econ,
-        model_name=model_name or "custom", hardware_name=hw_name or "custom", efficiency_label=eff_label,
+        system=system,
+        model=model,
+        workload=wl,
+        compression=comp,
+        efficiency=eff,
+        economics=econ,
+        model_name=model_name or "custom",
+        hardware_name=hw_name or "custom",
+        efficiency_label=eff_label,
         notes=notes,
     )
 
@@ -227,7 +262,10 @@ def report_dict(design: dict, result) -> dict:
         "model": design["model_name"],
         "hardware": design["hardware_name"],
         "chips": int(design["system"].n_chips),
-        "workload": {k: float(getattr(wl, k)) for k in ("batch", "prompt_len", "output_len", "tp", "pp", "ep", "dp", "microbatches")},
+        "workload": {
+            k: float(getattr(wl, k))
+            for k in ("batch", "prompt_len", "output_len", "tp", "pp", "ep", "dp", "microbatches")
+        },
         "compression": {
             "weight_bits": float(comp.weight_bits + comp.weight_overhead_bits),
             "kv_bits": float(comp.kv_bits + comp.kv_overhead_bits),
@@ -319,14 +357,18 @@ def print_report(rep: dict) -> None:
     g = rep["gco2e_per_token"]
     op = rep["breakdown"]["gco2e_per_token"]["operational"]
     print(
-        f"  gCO2e per token         "
+        "  gCO2e per token         "
         + ("unknown" if g is None else f"{g:.3g}")
         + ("" if op is None else f"  (operational {op:.3g})")
     )
     print("capacity per chip")
     for t in rep["breakdown"]["capacity"]:
         ok = "ok" if t["margin_bytes"] is None or t["margin_bytes"] >= 0 else "DOES NOT FIT"
-        cap = "capacity unknown, not checked" if t["capacity_bytes"] is None else f"of {_fmt_bytes(t['capacity_bytes'])}"
+        cap = (
+            "capacity unknown, not checked"
+            if t["capacity_bytes"] is None
+            else f"of {_fmt_bytes(t['capacity_bytes'])}"
+        )
         print(f"  tier {t['tier']}: {_fmt_bytes(t['used_bytes'])} {cap}  {ok}")
     for note in rep["notes"]:
         print(f"note: {note}")
@@ -342,7 +384,9 @@ def enable_compile_cache() -> None:
 
     import jax
 
-    path = os.environ.get("HWGRAD_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "hwgrad", "xla"))
+    path = os.environ.get(
+        "HWGRAD_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "hwgrad", "xla")
+    )
     if not path:
         return
     try:
@@ -362,8 +406,12 @@ def cmd_eval(args) -> int:
 
     design = design_from_args(args)
     result = evaluate_jit(
-        design["system"], design["model"], design["workload"], design["compression"],
-        design["efficiency"], design["economics"],
+        design["system"],
+        design["model"],
+        design["workload"],
+        design["compression"],
+        design["efficiency"],
+        design["economics"],
     )
     result = jax.device_get(result)
     rep = report_dict(design, result)
@@ -394,7 +442,12 @@ def cmd_presets(args) -> int:
     cols = {
         "hardware": ("memory_capacity_GB", "memory_bandwidth_GBps", "bf16_dense_TFLOPS", "tdp_W"),
         "models": ("params_total_B", "params_active_B", "attention", "n_layers"),
-        "memory": ("capacity_per_device_GB", "bandwidth_per_device_GBps", "energy_pJ_per_bit", "bytes_per_read"),
+        "memory": (
+            "capacity_per_device_GB",
+            "bandwidth_per_device_GBps",
+            "energy_pJ_per_bit",
+            "bytes_per_read",
+        ),
     }
     for kind in chosen:
         print(f"{kind} ({len(out[kind])} presets)")
@@ -411,13 +464,21 @@ def cmd_presets(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hwgrad", description="Differentiable LLM-inference hardware model.")
+    parser = argparse.ArgumentParser(
+        prog="hwgrad", description="Differentiable LLM-inference hardware model."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p_eval = sub.add_parser("eval", help="evaluate one design point", description="Latency, energy, cost and capacity of one design point.")
+    p_eval = sub.add_parser(
+        "eval",
+        help="evaluate one design point",
+        description="Latency, energy, cost and capacity of one design point.",
+    )
     add_design_arguments(p_eval)
     p_eval.add_argument("--json", action="store_true", help="print one JSON object")
-    p_eval.add_argument("--allow-overflow", action="store_true", help="report designs that do not fit instead of failing")
+    p_eval.add_argument(
+        "--allow-overflow", action="store_true", help="report designs that do not fit instead of failing"
+    )
     p_eval.set_defaults(func=cmd_eval)
 
     p_pre = sub.add_parser("presets", help="list presets and their sources")

@@ -82,7 +82,9 @@ def _override(base, cls, values: dict, where: str, skip: tuple[str, ...] = ()):
     if base is None:
         missing = [n for n, f in fields.items() if n not in changes and f.default is dataclasses.MISSING]
         if missing:
-            raise ValueError(f"{where}: missing field(s) {', '.join(missing)} (or name a preset to start from)")
+            raise ValueError(
+                f"{where}: missing field(s) {', '.join(missing)} (or name a preset to start from)"
+            )
         return cls(**changes)
     return dataclasses.replace(base, **changes)
 
@@ -107,7 +109,17 @@ def load(path: str | Path) -> dict:
         raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML ({exc})") from None
-    known = {"system", "chip", "network", "placement", "model", "workload", "compression", "economics", "efficiency"}
+    known = {
+        "system",
+        "chip",
+        "network",
+        "placement",
+        "model",
+        "workload",
+        "compression",
+        "economics",
+        "efficiency",
+    }
     for key in doc:
         if key not in known:
             raise ValueError(f"{path}: unknown table [{key}]; known: {', '.join(sorted(known))}")
@@ -137,15 +149,22 @@ def load(path: str | Path) -> dict:
             bf16 = chip_t["peak_flops_bf16"]
             if isinstance(bf16, bool) or not isinstance(bf16, int | float):
                 raise ValueError(f"{w}: [chip].peak_flops_bf16 = {bf16!r}: expected a number")
-            base = Chip(tiers=chip_t.pop("tiers"), peak_flops_bf16=bf16, peak_flops_fp8=2 * bf16, peak_flops_fp4=4 * bf16)
+            base = Chip(
+                tiers=chip_t.pop("tiers"),
+                peak_flops_bf16=bf16,
+                peak_flops_fp8=2 * bf16,
+                peak_flops_fp4=4 * bf16,
+            )
             chip = _override(base, Chip, chip_t, f"{w}: [chip]")
             if "energy_j_per_flop_bf16" not in chip_t:
                 main = chip.tiers[0]
                 chip = dataclasses.replace(
                     chip,
                     energy_j_per_flop_bf16=presets.energy_j_per_flop_from_tdp(
-                        float(chip.tdp_w), float(chip.peak_flops_bf16),
-                        float(main.bandwidth_bytes_per_s), float(main.energy_j_per_byte),
+                        float(chip.tdp_w),
+                        float(chip.peak_flops_bf16),
+                        float(main.bandwidth_bytes_per_s),
+                        float(main.energy_j_per_byte),
                     ),
                 )
         else:
@@ -169,7 +188,9 @@ def load(path: str | Path) -> dict:
         base = dtypes.compression(**names) if names else Compression()
         out["compression"] = _override(base, Compression, comp_t, f"{w}: [compression]")
     if "economics" in doc:
-        out["economics"] = _override(presets.default_economics(), Economics, doc["economics"], f"{w}: [economics]")
+        out["economics"] = _override(
+            presets.default_economics(), Economics, doc["economics"], f"{w}: [economics]"
+        )
     if "efficiency" in doc:
         out["efficiency"] = efficiency_from_mapping(doc["efficiency"], where=f"{w}: [efficiency]")
     return out

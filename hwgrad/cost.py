@@ -28,6 +28,7 @@ Roofline after Williams, Waterman & Patterson, CACM 2009; the decode accounting 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -40,6 +41,7 @@ from .specs import (
     Compression,
     Economics,
     Efficiency,
+    MemoryTier,
     Model,
     Options,
     System,
@@ -98,6 +100,11 @@ class Result:
     """Everything :func:`evaluate` reports for one design point (all SI units).
 
     ``fits`` is ``1.0`` when every tier's capacity margin is non-negative.
+    ``kv_on_low_endurance`` is the fraction of the KV cache placed on flash-like tiers (an
+    endurance violation unless 0). ``tier_lifetime_years`` is the wear-out time of each tier
+    under the decode's KV writes (``inf`` without writes or without an endurance figure).
+    The paper's figures of merit are properties: tokens per joule (performance/W), per
+    dollar of TCO and per gram of CO2e.
     """
 
     tpot_s: Any
@@ -116,8 +123,25 @@ class Result:
     capacity_used_bytes: Any
     capacity_margin_bytes: Any
     fits: Any
+    kv_on_low_endurance: Any
+    tier_lifetime_years: Any
     decode: PassCost
     prefill: PassCost
+
+    @property
+    def tokens_per_joule(self):
+        """Performance per watt: (tokens/s) / W."""
+        return 1.0 / self.energy_j_per_token
+
+    @property
+    def tokens_per_usd(self):
+        """Performance per TCO: tokens per dollar of amortised capex + electricity."""
+        return 1e6 / self.usd_per_million_tokens
+
+    @property
+    def tokens_per_gco2e(self):
+        """Performance per carbon: tokens per gram CO2e (operational + embodied)."""
+        return 1.0 / self.gco2e_per_token
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -132,19 +156,31 @@ def seconds_per_flop(system: System, compression: Compression):
     """
     chip = system.chip
     inv = jnp.stack(
-        [safe_div(1.0, chip.peak_flops_fp4), safe_div(1.0, chip.peak_flops_fp8), safe_div(1.0, chip.peak_flops_bf16)]
+        [
+            safe_div(1.0, chip.peak_flops_fp4),
+            safe_div(1.0, chip.peak_flops_fp8),
+            safe_div(1.0, chip.peak_flops_bf16),
+        ]
     )
     return jnp.interp(jnp.clip(compression.act_bits, 4.0, 16.0), jnp.array([4.0, 8.0, 16.0]), inv)
 
 
 def _stacked_tiers(system: System):
-    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *system.chip.tiers)
+    """The chip's tiers as one :class:`MemoryTier` whose numeric leaves have shape ``(T,)``
+    (static fields, which may differ per tier, are dropped)."""
+    numeric = [f.name for f in dataclasses.fields(MemoryTier) if not f.metadata.get("static")]
+    tiers = system.chip.tiers
+    return MemoryTier(
+        **{n: jnp.stack([jnp.asarray(getattr(t, n), dtype=float) for t in tiers]) for n in numeric}
+    )
 
 
 def _class_fractions(system: System):
     """``(4, n_tiers)`` placement fractions for weights, KV cache, activations, context."""
     pl = system.resolved_placement()
-    return jnp.stack([jnp.asarray(x, dtype=float) for x in (pl.weights, pl.kv_cache, pl.activations, pl.context)])
+    return jnp.stack(
+        [jnp.asarray(x, dtype=float) for x in (pl.weights, pl.kv_cache, pl.activations, pl.context)]
+    )
 
 
 def _resident_bytes(model: Model, compression: Compression, workload: Workload):
@@ -205,8 +241,17 @@ def forward_pass(
         resident = _resident_bytes(model, compression, workload)  # (C,)
         resident_driver = jnp.einsum("co,c,ct->to", drv, resident, frac)
         t_nmc, share, nmc_bytes, nmc_flops, red_bytes, _ = memory.near_memory_times(
-            tiers, mask, driver_bytes, driver_frac, driver_bw, ops.flops, ops.out_bytes, resident_driver,
-            efficiency.flops_efficiency, options.smooth_p, options.roofline,
+            tiers,
+            mask,
+            driver_bytes,
+            driver_frac,
+            driver_bw,
+            ops.flops,
+            ops.out_bytes,
+            resident_driver,
+            efficiency.flops_efficiency,
+            options.smooth_p,
+            options.roofline,
         )
         host_bytes_cto = bytes_cto * (1.0 - drv[:, None, :] * mask[None, :, :])
         host_flops = ops.flops * (1.0 - jnp.sum(share, axis=0))
@@ -219,7 +264,9 @@ def forward_pass(
     compute_t = host_flops * t_flop
     memory_t = jnp.sum(class_time, axis=0)
     roof = roofline_max(
-        jnp.concatenate([jnp.stack([compute_t, memory_t]), t_nmc], axis=0).T, p=options.smooth_p, mode=options.roofline
+        jnp.concatenate([jnp.stack([compute_t, memory_t]), t_nmc], axis=0).T,
+        p=options.smooth_p,
+        mode=options.roofline,
     )
     overhead_t = ops.launches * efficiency.op_overhead_s
     t_ops = jnp.sum(roof + overhead_t)
@@ -227,7 +274,9 @@ def forward_pass(
     net = system.network
     tp, ep = workload.tp, workload.ep
     co = efficiency.collective_overhead_s
-    t_tp = comm.tp_allreduce_calls * (network.allreduce_s(net, comm.tp_allreduce_bytes, tp, options.roofline) + co * (tp > 1))
+    t_tp = comm.tp_allreduce_calls * (
+        network.allreduce_s(net, comm.tp_allreduce_bytes, tp, options.roofline) + co * (tp > 1)
+    )
     t_ep = comm.ep_alltoall_calls * (network.alltoall_s(net, comm.ep_alltoall_bytes, ep) + co)
     t_ep_ar = comm.ep_allreduce_calls * (
         network.allreduce_s(net, comm.tp_allreduce_bytes, tp / ep, options.roofline) + co
@@ -235,7 +284,9 @@ def forward_pass(
     t_comm = t_tp + t_ep + t_ep_ar
     ov = efficiency.comm_overlap
     both = jnp.stack([t_ops, t_comm])
-    t_pass = ov * roofline_max(both, p=options.smooth_p, mode=options.roofline) + (1.0 - ov) * (t_ops + t_comm)
+    t_pass = ov * roofline_max(both, p=options.smooth_p, mode=options.roofline) + (1.0 - ov) * (
+        t_ops + t_comm
+    )
 
     # pipeline: each stage runs 1/pp of the pass
     slots = jnp.where(steady_state, jnp.maximum(m_micro, pp), m_micro + pp - 1.0)
@@ -284,11 +335,21 @@ def forward_pass(
     )
 
 
-def decode_step(system, model, workload, compression=Compression(), efficiency=Efficiency(), context_len=None, options=Options()):
+def decode_step(
+    system,
+    model,
+    workload,
+    compression=Compression(),
+    efficiency=Efficiency(),
+    context_len=None,
+    options=Options(),
+):
     """One decode step (one new token per sequence) at ``context_len`` cached tokens
     (default: the prompt length)."""
     context_len = workload.prompt_len if context_len is None else context_len
-    return forward_pass(system, model, workload, compression, efficiency, 1.0, context_len, options, steady_state=True)
+    return forward_pass(
+        system, model, workload, compression, efficiency, 1.0, context_len, options, steady_state=True
+    )
 
 
 def prefill(system, model, workload, compression=Compression(), efficiency=Efficiency(), options=Options()):
@@ -316,7 +377,9 @@ def _request_passes(system, model, workload, compression, efficiency, options):
     pre = forward_pass(system, model, workload, compression, efficiency, workload.prompt_len, 0.0, options)
 
     def step(c):
-        return forward_pass(system, model, workload, compression, efficiency, 1.0, c, options, steady_state=True)
+        return forward_pass(
+            system, model, workload, compression, efficiency, 1.0, c, options, steady_state=True
+        )
 
     # only context-dependent work (attention over the cache) is batched over the nodes
     steps = jax.vmap(step)(ctx)
@@ -387,22 +450,53 @@ def evaluate(
     # cost: capex amortised over the lifetime + electricity at the facility PUE
     chip = system.chip
     tiers = _stacked_tiers(system)
-    extra_tier_usd = jnp.sum(tiers.capacity_bytes[1:] / units.GB * tiers.cost_usd_per_gb[1:]) if len(chip.tiers) > 1 else 0.0
+    extra_tier_usd = (
+        jnp.sum(tiers.capacity_bytes[1:] / units.GB * tiers.cost_usd_per_gb[1:])
+        if len(chip.tiers) > 1
+        else 0.0
+    )
     capex = chips * (chip.price_usd * economics.server_cost_multiplier + extra_tier_usd)
     lifetime_s = economics.lifetime_years * units.YEAR
     served_s = lifetime_s * economics.utilization
     energy_kwh_per_token = energy_per_token * economics.pue / units.KWH
-    usd_per_token = capex / (served_s * tokens_per_s) + energy_kwh_per_token * economics.electricity_usd_per_kwh
+    usd_per_token = (
+        capex / (served_s * tokens_per_s) + energy_kwh_per_token * economics.electricity_usd_per_kwh
+    )
     tco = capex + energy_kwh_per_token * economics.electricity_usd_per_kwh * tokens_per_s * served_s
 
-    extra_tier_kg = jnp.sum(tiers.capacity_bytes[1:] / units.GB * tiers.embodied_kgco2e_per_gb[1:]) if len(chip.tiers) > 1 else 0.0
-    embodied_g = chips * (chip.embodied_kgco2e + extra_tier_kg) * 1e3
+    extra_tier_kg = (
+        jnp.sum(tiers.capacity_bytes[1:] / units.GB * tiers.embodied_kgco2e_per_gb[1:])
+        if len(chip.tiers) > 1
+        else 0.0
+    )
+    # unknown per-chip figure: logic die area x kg/cm^2 + main memory x kg/GB
+    estimate_kg = chip.die_area_mm2 / 100.0 * economics.embodied_kgco2e_per_cm2_logic + (
+        tiers.capacity_bytes[0] / units.GB * tiers.embodied_kgco2e_per_gb[0]
+    )
+    chip_kg = jnp.where(jnp.isnan(chip.embodied_kgco2e), estimate_kg, chip.embodied_kgco2e)
+    embodied_g = chips * (chip_kg + extra_tier_kg) * 1e3
     g_embodied = embodied_g / (served_s * tokens_per_s)
     g_operational = energy_kwh_per_token * economics.grid_gco2e_per_kwh
 
     used = capacity_used_bytes(system, model, workload, compression)
     margin = tiers.capacity_bytes - used
     fits = jnp.all(margin >= 0).astype(used.dtype)
+
+    kv_frac = jnp.asarray(system.resolved_placement().kv_cache, dtype=float)
+    low = jnp.array([1.0 if t.low_write_endurance else 0.0 for t in chip.tiers])
+    kv_write_per_step = counts.kv_cache_bytes(model, compression, workload.batch, 1.0) / (
+        counts.kv_shard_factor(model, workload.tp) * workload.pp
+    )
+    write_rate = kv_write_per_step * kv_frac / tpot  # bytes/s into each tier
+    wear = tiers.write_endurance_cycles * tiers.capacity_bytes
+    lifetime_years = (
+        jnp.where(
+            (write_rate > 0) & jnp.isfinite(wear),
+            safe_div(jnp.where(jnp.isfinite(wear), wear, 0.0), write_rate),
+            jnp.inf,
+        )
+        / units.YEAR
+    )
 
     mean_step = jax.tree_util.tree_map(lambda v: v / n_out, dec)
     return Result(
@@ -422,6 +516,8 @@ def evaluate(
         capacity_used_bytes=used,
         capacity_margin_bytes=margin,
         fits=fits,
+        kv_on_low_endurance=jnp.sum(kv_frac * low),
+        tier_lifetime_years=lifetime_years,
         decode=mean_step,
         prefill=pre,
     )

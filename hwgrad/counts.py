@@ -354,12 +354,8 @@ def forward_counts(
         zero,
     )
     ops = OpCounts(
-        flops=jnp.stack(
-            [attn_proj_flops, core_full[0], core_win[0], ffn_flops, moe_flops, head_flops, zero]
-        ),
-        weight_bytes=jnp.stack(
-            [attn_proj_bytes, zero, zero, ffn_bytes, moe_bytes, head_bytes, emb_bytes]
-        ),
+        flops=jnp.stack([attn_proj_flops, core_full[0], core_win[0], ffn_flops, moe_flops, head_flops, zero]),
+        weight_bytes=jnp.stack([attn_proj_bytes, zero, zero, ffn_bytes, moe_bytes, head_bytes, emb_bytes]),
         kv_read_bytes=jnp.stack([zero, core_full[1], core_win[1], zero, zero, zero, zero]),
         kv_write_bytes=jnp.stack([zero, core_full[2], core_win[2], zero, zero, zero, zero]),
         act_bytes=jnp.stack([attn_proj_act, zero, zero, ffn_act, moe_act, head_act, emb_act]),

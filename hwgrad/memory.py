@@ -75,7 +75,10 @@ def effective_bandwidth(tiers, chunk_bytes, bandwidth_efficiency, mode: str = "s
 def offload_mask(chip) -> np.ndarray:
     """Static ``(n_tiers, n_ops)`` 0/1 mask: tier ``t`` runs op ``o`` in memory."""
     return np.array(
-        [[1.0 if kind is not None and kind in tier.nmc_ops else 0.0 for kind in _OP_KIND] for tier in chip.tiers]
+        [
+            [1.0 if kind is not None and kind in tier.nmc_ops else 0.0 for kind in _OP_KIND]
+            for tier in chip.tiers
+        ]
     )
 
 
@@ -119,7 +122,9 @@ def near_memory_times(
     mult = tiers.nmc_bandwidth_multiplier[:, None]
     t_mem = safe_div(nmc_bytes, driver_bw * mult)
     t_flop = safe_div(nmc_flops, tiers.nmc_flops[:, None] * flops_efficiency)
-    energy = nmc_bytes * tiers.nmc_energy_j_per_byte[:, None] + nmc_flops * tiers.nmc_energy_j_per_flop[:, None]
+    energy = (
+        nmc_bytes * tiers.nmc_energy_j_per_byte[:, None] + nmc_flops * tiers.nmc_energy_j_per_flop[:, None]
+    )
     cap = tiers.nmc_power_cap_w[:, None]
     t_therm = jnp.where(jnp.isfinite(cap), safe_div(energy, jnp.where(jnp.isfinite(cap), cap, 1.0)), 0.0)
     shards = jnp.maximum(safe_div(resident_driver_bytes, tiers.nmc_shard_bytes[:, None]), 1.0) * (share > 0)
@@ -127,3 +132,25 @@ def near_memory_times(
     t_red = safe_div(reduction_bytes, tiers.bandwidth_bytes_per_s[:, None])
     t = roofline_max(jnp.stack([t_mem, t_flop, t_therm], axis=-1), p=p, mode=mode) + t_red
     return t, share, nmc_bytes, nmc_flops, reduction_bytes, shards
+
+
+def shard_counts(system, model, workload, compression):
+    """``(n_tiers,)`` near-memory shards per chip: resident bytes of the classes a tier
+    computes on (weights for ``gemv``, KV cache for ``attention``) / ``nmc_shard_bytes``
+    (0 for tiers without near-memory compute)."""
+    from .cost import _class_fractions, _resident_bytes
+
+    resident = _resident_bytes(model, compression, workload) * _class_fractions(system).T  # (T, C)
+    counted = np.array(
+        [
+            [
+                1.0
+                if ("gemv" in t.nmc_ops and c == "weights") or ("attention" in t.nmc_ops and c == "kv_cache")
+                else 0.0
+                for c in CLASSES
+            ]
+            for t in system.chip.tiers
+        ]
+    )
+    shard = jnp.stack([jnp.asarray(t.nmc_shard_bytes, dtype=float) for t in system.chip.tiers])
+    return safe_div(jnp.sum(resident * counted, axis=1), shard)

@@ -204,7 +204,9 @@ class Placement:
     def from_logits(weights, kv_cache, activations, context=None) -> Placement:
         sm = lambda z: jax.nn.softmax(jnp.asarray(z, dtype=float))
         return Placement(
-            weights=sm(weights), kv_cache=sm(kv_cache), activations=sm(activations),
+            weights=sm(weights),
+            kv_cache=sm(kv_cache),
+            activations=sm(activations),
             context=sm(weights if context is None else context),
         )
 

@@ -13,7 +13,16 @@ import math
 
 import numpy as np
 
-from .specs import ATTENTION_KINDS, SPARSITY_PATTERNS, TOPOLOGIES, Compression, Model, System, Workload
+from .specs import (
+    ATTENTION_KINDS,
+    NMC_OPS,
+    SPARSITY_PATTERNS,
+    TOPOLOGIES,
+    Compression,
+    Model,
+    System,
+    Workload,
+)
 
 
 def _scalar(value, where: str) -> float:
@@ -108,6 +117,24 @@ def validate_system(system: System, name: str = "system") -> None:
         _positive(tier.read_latency_s, f"{where}.read_latency_s", allow_zero=True)
         _positive(tier.access_granularity_bytes, f"{where}.access_granularity_bytes")
         _positive(tier.energy_j_per_byte, f"{where}.energy_j_per_byte", allow_zero=True)
+        _positive(tier.prefetch_bytes, f"{where}.prefetch_bytes", allow_inf=True)
+        _positive(tier.write_endurance_cycles, f"{where}.write_endurance_cycles", allow_inf=True)
+        unknown_ops = [op for op in tier.nmc_ops if op not in NMC_OPS]
+        if unknown_ops:
+            raise ValueError(f"{where}.nmc_ops = {tier.nmc_ops!r}: use a subset of {NMC_OPS}")
+        if tier.nmc_ops:
+            _positive(tier.nmc_flops, f"{where}.nmc_flops", allow_inf=True)
+            _positive(tier.nmc_bandwidth_multiplier, f"{where}.nmc_bandwidth_multiplier")
+            _positive(tier.nmc_energy_j_per_byte, f"{where}.nmc_energy_j_per_byte", allow_zero=True)
+            _positive(tier.nmc_energy_j_per_flop, f"{where}.nmc_energy_j_per_flop", allow_zero=True)
+            shard = _positive(tier.nmc_shard_bytes, f"{where}.nmc_shard_bytes", allow_inf=True)
+            cap = _scalar(tier.capacity_bytes, "capacity")
+            if shard > cap and math.isfinite(shard):
+                raise ValueError(
+                    f"{where}.nmc_shard_bytes = {shard:g} > capacity_bytes = {cap:g}: a near-memory shard "
+                    "cannot be larger than its tier; lower the shard size or raise the capacity"
+                )
+            _positive(tier.nmc_power_cap_w, f"{where}.nmc_power_cap_w", allow_inf=True)
     for field in ("peak_flops_bf16", "peak_flops_fp8", "peak_flops_fp4"):
         _positive(getattr(chip, field), f"{name}.chip.{field}", allow_inf=True)
     _whole(system.n_chips, f"{name}.n_chips")
@@ -117,8 +144,16 @@ def validate_system(system: System, name: str = "system") -> None:
     _positive(net.link_bandwidth_bytes_per_s, f"{name}.network.link_bandwidth_bytes_per_s")
     _positive(net.hop_latency_s, f"{name}.network.hop_latency_s", allow_zero=True)
     _positive(net.endpoint_overhead_s, f"{name}.network.endpoint_overhead_s", allow_zero=True)
+    _positive(
+        net.in_network_bandwidth_bytes_per_s,
+        f"{name}.network.in_network_bandwidth_bytes_per_s",
+        allow_inf=True,
+    )
+    _positive(net.switch_radix, f"{name}.network.switch_radix")
+    if net.topology == "torus" and (not isinstance(net.torus_dims, int) or net.torus_dims < 1):
+        raise ValueError(f"{name}.network.torus_dims = {net.torus_dims!r}: give a whole number >= 1")
     placement = system.resolved_placement()
-    for field in ("weights", "kv_cache", "activations"):
+    for field in ("weights", "kv_cache", "activations", "context"):
         frac = np.asarray(getattr(placement, field), dtype=float)
         if frac.shape != (len(chip.tiers),):
             raise ValueError(
@@ -155,12 +190,19 @@ def validate_workload(workload: Workload, model: Model, system: System, name: st
         if experts == 0:
             raise ValueError(f"{name}.ep = {ep}: the model has no experts; use ep = 1")
         if tp % ep or experts % ep:
-            raise ValueError(
-                f"{name}.ep = {ep}: ep must divide tp = {tp} and n_experts = {experts}"
-            )
+            raise ValueError(f"{name}.ep = {ep}: ep must divide tp = {tp} and n_experts = {experts}")
     micro = _scalar(workload.microbatches, "microbatches")
     if micro > _scalar(workload.batch, "batch"):
         raise ValueError(f"{name}.microbatches = {micro:g} > batch = {workload.batch:g}: use <= batch")
+    net = system.network
+    if net.topology == "torus":
+        for label, group in (("tp", tp), ("ep", ep)):
+            side = round(group ** (1.0 / net.torus_dims))
+            if group > 1 and side**net.torus_dims != group:
+                raise ValueError(
+                    f"system.network: a {net.torus_dims}-D torus cannot hold {label} = {group} chips "
+                    f"(need a whole side^{net.torus_dims}); change torus_dims or {label}"
+                )
     chips = int(_scalar(system.n_chips, "n_chips"))
     if tp * pp * dp != chips:
         raise ValueError(

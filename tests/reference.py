@@ -56,10 +56,15 @@ def decode_step_s(
     )
     # gated MLP
     mlp_w = 3 * d_model * d_ff
-    ops.append((2 * tok * mlp_w / tp, mlp_w * weight_bytes / tp + tok * (2 * d_model + 2 * d_ff) * act_bytes / tp))
+    ops.append(
+        (2 * tok * mlp_w / tp, mlp_w * weight_bytes / tp + tok * (2 * d_model + 2 * d_ff) * act_bytes / tp)
+    )
     per_layer = sum(max(f / peak_flops, b / mem_bw) for f, b in ops)
     # LM head and embedding gather
-    head = max(2 * batch * vocab * d_model / tp / peak_flops, (vocab * d_model * weight_bytes + batch * (d_model + vocab) * act_bytes) / tp / mem_bw)
+    head = max(
+        2 * batch * vocab * d_model / tp / peak_flops,
+        (vocab * d_model * weight_bytes + batch * (d_model + vocab) * act_bytes) / tp / mem_bw,
+    )
     emb = (tok * d_model * weight_bytes + tok * d_model * act_bytes) / mem_bw
     # all-reduces: best of ring and tree
     n = tok * d_model * act_bytes

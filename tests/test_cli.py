@@ -7,8 +7,15 @@ import pytest
 from hwgrad import cli, presets
 
 JSON_KEYS = {
-    "tpot_s", "ttft_s", "e2e_latency_s", "tokens_per_s", "energy_j_per_token",
-    "usd_per_million_tokens", "gco2e_per_token", "fits", "breakdown",
+    "tpot_s",
+    "ttft_s",
+    "e2e_latency_s",
+    "tokens_per_s",
+    "energy_j_per_token",
+    "usd_per_million_tokens",
+    "gco2e_per_token",
+    "fits",
+    "breakdown",
 }
 
 
@@ -20,8 +27,26 @@ def run(capsys, *argv):
 
 def test_eval_json_has_the_stable_keys(capsys):
     code, out, err = run(
-        capsys, "eval", "--model", "llama-3.1-70b", "--hardware", "h100-sxm", "--chips", "8", "--tp", "8",
-        "--batch", "32", "--prompt-len", "2048", "--output-len", "512", "--weight-dtype", "fp8", "--kv-dtype", "fp8",
+        capsys,
+        "eval",
+        "--model",
+        "llama-3.1-70b",
+        "--hardware",
+        "h100-sxm",
+        "--chips",
+        "8",
+        "--tp",
+        "8",
+        "--batch",
+        "32",
+        "--prompt-len",
+        "2048",
+        "--output-len",
+        "512",
+        "--weight-dtype",
+        "fp8",
+        "--kv-dtype",
+        "fp8",
         "--json",
     )
     assert code == 0, err
@@ -31,7 +56,12 @@ def test_eval_json_has_the_stable_keys(capsys):
     assert rep["tpot_s"] > 0 and rep["ttft_s"] > 0
     assert rep["e2e_latency_s"] == pytest.approx(rep["ttft_s"] + 512 * rep["tpot_s"], rel=1e-4)
     assert set(rep["breakdown"]["decode_step"]["component_time_s"]) == {
-        "compute", "weights", "kv_cache", "activations", "communication", "overhead"
+        "compute",
+        "weights",
+        "kv_cache",
+        "activations",
+        "communication",
+        "overhead",
     }
     assert rep["bottleneck"] in rep["breakdown"]["decode_step"]["component_time_s"]
 
@@ -43,8 +73,21 @@ def test_eval_text_names_the_bottleneck(capsys):
 
 
 def test_unknown_price_is_said_not_hidden(capsys):
-    code, out, _ = run(capsys, "eval", "--model", "llama-2-7b", "--hardware", "apple-m2-max", "--chips", "1", "--batch", "1",
-                       "--weight-dtype", "q4_0", "--json")
+    code, out, _ = run(
+        capsys,
+        "eval",
+        "--model",
+        "llama-2-7b",
+        "--hardware",
+        "apple-m2-max",
+        "--chips",
+        "1",
+        "--batch",
+        "1",
+        "--weight-dtype",
+        "q4_0",
+        "--json",
+    )
     rep = json.loads(out)
     assert code == 0
     assert rep["usd_per_million_tokens"] is None

@@ -19,12 +19,22 @@ SMOOTH = hg.Options(roofline="smooth")
 def _reference(system, model, workload, comp, context):
     chip, net = system.chip, system.network
     return decode_step_s(
-        n_layers=float(model.n_layers), d_model=float(model.d_model), n_heads=float(model.n_heads),
-        n_kv_heads=float(model.n_kv_heads), head_dim=float(model.head_dim), d_ff=float(model.d_ff),
-        vocab=float(model.vocab_size), batch=float(workload.batch), context=context, tp=float(workload.tp),
-        weight_bytes=float(comp.weight_bits + comp.weight_overhead_bits) / 8, kv_bytes=float(comp.kv_bits) / 8,
-        act_bytes=float(comp.act_bits) / 8, peak_flops=float(chip.peak_flops_bf16 if comp.act_bits == 16 else chip.peak_flops_fp8),
-        mem_bw=float(chip.tiers[0].bandwidth_bytes_per_s), link_bw=float(net.link_bandwidth_bytes_per_s),
+        n_layers=float(model.n_layers),
+        d_model=float(model.d_model),
+        n_heads=float(model.n_heads),
+        n_kv_heads=float(model.n_kv_heads),
+        head_dim=float(model.head_dim),
+        d_ff=float(model.d_ff),
+        vocab=float(model.vocab_size),
+        batch=float(workload.batch),
+        context=context,
+        tp=float(workload.tp),
+        weight_bytes=float(comp.weight_bits + comp.weight_overhead_bits) / 8,
+        kv_bytes=float(comp.kv_bits) / 8,
+        act_bytes=float(comp.act_bits) / 8,
+        peak_flops=float(chip.peak_flops_bf16 if comp.act_bits == 16 else chip.peak_flops_fp8),
+        mem_bw=float(chip.tiers[0].bandwidth_bytes_per_s),
+        link_bw=float(net.link_bandwidth_bytes_per_s),
         alpha_s=2 * float(net.hop_latency_s) + float(net.endpoint_overhead_s),
     )
 
@@ -92,7 +102,10 @@ def test_evaluate_identities():
     assert float(r.gco2e_per_token) > op
     # $/M tokens: amortised capex + electricity
     capex = 8 * 30000 * 1.64
-    usd = capex / (5 * 365.25 * 86400 * float(r.tokens_per_s)) + float(r.energy_j_per_token) * 1.1 / 3.6e6 * 0.0806
+    usd = (
+        capex / (5 * 365.25 * 86400 * float(r.tokens_per_s))
+        + float(r.energy_j_per_token) * 1.1 / 3.6e6 * 0.0806
+    )
     assert float(r.usd_per_million_tokens) == pytest.approx(usd * 1e6, rel=1e-4)
     assert float(r.fits) == 1.0
 
@@ -119,10 +132,19 @@ def test_unknown_flops_means_memory_bound_only():
 def test_pipeline_bubble_and_microbatches():
     m = hg.presets.model("llama-3.1-70b")
     comp = hg.compression("bf16")
-    one = hg.decode_step(hg.presets.system("h100-sxm", 4), m, hg.Workload(batch=64.0, tp=4.0), comp, SOL, 1000.0)
-    pp2 = hg.decode_step(hg.presets.system("h100-sxm", 8), m, hg.Workload(batch=64.0, tp=4.0, pp=2.0), comp, SOL, 1000.0)
+    one = hg.decode_step(
+        hg.presets.system("h100-sxm", 4), m, hg.Workload(batch=64.0, tp=4.0), comp, SOL, 1000.0
+    )
+    pp2 = hg.decode_step(
+        hg.presets.system("h100-sxm", 8), m, hg.Workload(batch=64.0, tp=4.0, pp=2.0), comp, SOL, 1000.0
+    )
     pp2m2 = hg.decode_step(
-        hg.presets.system("h100-sxm", 8), m, hg.Workload(batch=64.0, tp=4.0, pp=2.0, microbatches=2.0), comp, SOL, 1000.0
+        hg.presets.system("h100-sxm", 8),
+        m,
+        hg.Workload(batch=64.0, tp=4.0, pp=2.0, microbatches=2.0),
+        comp,
+        SOL,
+        1000.0,
     )
     # with one micro-batch a token still crosses every stage: no latency gain, plus a send
     assert float(pp2.time_s) > float(one.time_s)
@@ -132,9 +154,19 @@ def test_pipeline_bubble_and_microbatches():
     assert float(pp2m2.time_s) < float(pp2.time_s)
     assert float(pp2m2.time_s) == pytest.approx(float(one.time_s), rel=0.1)
     # prefill is one-shot: fill and drain, (m + pp - 1) slots
-    pre1 = hg.prefill(hg.presets.system("h100-sxm", 8), m, hg.Workload(batch=8.0, prompt_len=2048.0, tp=4.0, pp=2.0), comp, SOL)
+    pre1 = hg.prefill(
+        hg.presets.system("h100-sxm", 8),
+        m,
+        hg.Workload(batch=8.0, prompt_len=2048.0, tp=4.0, pp=2.0),
+        comp,
+        SOL,
+    )
     pre4 = hg.prefill(
-        hg.presets.system("h100-sxm", 8), m, hg.Workload(batch=8.0, prompt_len=2048.0, tp=4.0, pp=2.0, microbatches=4.0), comp, SOL
+        hg.presets.system("h100-sxm", 8),
+        m,
+        hg.Workload(batch=8.0, prompt_len=2048.0, tp=4.0, pp=2.0, microbatches=4.0),
+        comp,
+        SOL,
     )
     assert float(pre4.time_s) == pytest.approx(float(pre1.time_s) * 5 / 8, rel=0.05)
 
@@ -149,7 +181,12 @@ def test_no_retrace_when_numbers_change():
 
     m = hg.presets.model("llama-3.1-8b")
     for hw, batch, bits in (("h100-sxm", 1.0, 16.0), ("b200", 64.0, 8.0), ("a100-80gb-sxm", 7.0, 4.0)):
-        f(hg.presets.system(hw, 1), m, hg.Workload(batch=batch), hg.replace(hg.compression("bf16"), weight_bits=bits))
+        f(
+            hg.presets.system(hw, 1),
+            m,
+            hg.Workload(batch=batch),
+            hg.replace(hg.compression("bf16"), weight_bits=bits),
+        )
     assert len(traces) == 1
 
 
@@ -180,7 +217,9 @@ def test_check_grads_float64_on_the_smooth_model():
 
     with jax.enable_x64(True):
         s, m, wl, comp = _grad_inputs()
-        s, wl, comp = (jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), t) for t in (s, wl, comp))
+        s, wl, comp = (
+            jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), t) for t in (s, wl, comp)
+        )
         eff = hg.Efficiency(0.8, 0.6, 5e-6, 5e-6, 0.3, 0.2)
 
         def f(log_x):
@@ -216,21 +255,38 @@ LEAVES = {
 def _objective(v, m, s):
     wl = hg.Workload(batch=v["batch"], prompt_len=v["prompt"], output_len=v["output"], tp=8.0)
     comp = hg.Compression(
-        weight_bits=v["weight_bits"], kv_bits=v["kv_bits"], act_bits=v["act_bits"], sparsity=v["sparsity"],
+        weight_bits=v["weight_bits"],
+        kv_bits=v["kv_bits"],
+        act_bits=v["act_bits"],
+        sparsity=v["sparsity"],
         pattern="unstructured",
     )
     tier = hg.replace(s.chip.tiers[0], bandwidth_bytes_per_s=v["bandwidth"])
-    chip = hg.replace(s.chip, tiers=(tier,), peak_flops_bf16=v["peak"], peak_flops_fp8=2 * v["peak"], peak_flops_fp4=4 * v["peak"])
+    chip = hg.replace(
+        s.chip,
+        tiers=(tier,),
+        peak_flops_bf16=v["peak"],
+        peak_flops_fp8=2 * v["peak"],
+        peak_flops_fp4=4 * v["peak"],
+    )
     net = hg.replace(s.network, link_bandwidth_bytes_per_s=v["link"], hop_latency_s=v["hop"])
-    r = hg.evaluate(hg.replace(s, chip=chip, network=net), m, wl, comp, hg.Efficiency(0.8, 0.7, 1e-6, 1e-6, 0.5, 0.2))
+    r = hg.evaluate(
+        hg.replace(s, chip=chip, network=net), m, wl, comp, hg.Efficiency(0.8, 0.7, 1e-6, 1e-6, 0.5, 0.2)
+    )
     return (
-        jnp.log(r.tpot_s) + jnp.log(r.ttft_s) + jnp.log(r.energy_j_per_token) + jnp.log(r.usd_per_million_tokens)
-        + jnp.log(r.gco2e_per_token) + jnp.sum(r.capacity_margin_bytes) * 1e-12
+        jnp.log(r.tpot_s)
+        + jnp.log(r.ttft_s)
+        + jnp.log(r.energy_j_per_token)
+        + jnp.log(r.usd_per_million_tokens)
+        + jnp.log(r.gco2e_per_token)
+        + jnp.sum(r.capacity_margin_bytes) * 1e-12
     )
 
 
 _value_and_grad = jax.jit(jax.value_and_grad(_objective))
-_GRAD_MODELS = {n: hg.presets.model(n) for n in ("llama-3.1-70b", "mixtral-8x7b", "deepseek-v3", "gpt-oss-20b")}
+_GRAD_MODELS = {
+    n: hg.presets.model(n) for n in ("llama-3.1-70b", "mixtral-8x7b", "deepseek-v3", "gpt-oss-20b")
+}
 
 
 @given(

@@ -50,10 +50,11 @@ def test_expected_distinct_experts_limits_and_monte_carlo():
     rng = np.random.default_rng(0)
     for e, k, t in [(8, 2, 4), (256, 8, 16), (128, 4, 64)]:
         draws = [
-            len(set(np.concatenate([rng.choice(e, k, replace=False) for _ in range(t)])))
-            for _ in range(4000)
+            len(set(np.concatenate([rng.choice(e, k, replace=False) for _ in range(t)]))) for _ in range(4000)
         ]
-        assert float(counts.expected_distinct_experts(e, k, float(t))) == pytest.approx(np.mean(draws), rel=0.02)
+        assert float(counts.expected_distinct_experts(e, k, float(t))) == pytest.approx(
+            np.mean(draws), rel=0.02
+        )
 
 
 def test_decode_flops_are_twice_the_active_matmul_params():
@@ -88,7 +89,9 @@ def test_tensor_parallel_splits_weights_but_not_mla_cache():
         one = counts.forward_counts(m, c, hg.Workload(batch=4.0, tp=1.0), 1.0, 1000.0)[0]
         sixteen = counts.forward_counts(m, c, hg.Workload(batch=4.0, tp=16.0), 1.0, 1000.0)[0]
         assert float(sixteen.weight_bytes[0]) == pytest.approx(float(one.weight_bytes[0]) / 16, rel=1e-6)
-        assert float(sixteen.kv_read_bytes[1]) == pytest.approx(float(one.kv_read_bytes[1]) / kv_split_at_16, rel=1e-6)
+        assert float(sixteen.kv_read_bytes[1]) == pytest.approx(
+            float(one.kv_read_bytes[1]) / kv_split_at_16, rel=1e-6
+        )
 
 
 def test_sparse_storage_bits():

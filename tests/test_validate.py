@@ -36,8 +36,12 @@ def test_valid_point_passes():
         ),
         (
             lambda s, m, w, c: (
-                hg.replace(s, chip=hg.replace(s.chip, tiers=(hg.replace(s.chip.tiers[0], capacity_bytes=-1.0),))),
-                m, w, c,
+                hg.replace(
+                    s, chip=hg.replace(s.chip, tiers=(hg.replace(s.chip.tiers[0], capacity_bytes=-1.0),))
+                ),
+                m,
+                w,
+                c,
             ),
             "capacity_bytes = -1",
         ),
@@ -53,11 +57,17 @@ def test_placement_must_sum_to_one_and_keep_kv_off_flash():
     s, m, w, c = _ok()
     hbf = hg.presets.memory_tier("hbf")
     chip = hg.replace(s.chip, tiers=(s.chip.tiers[0], hbf))
-    bad_sum = hg.Placement(weights=jnp.array([0.5, 0.4]), kv_cache=jnp.array([1.0, 0.0]), activations=jnp.array([1.0, 0.0]))
+    bad_sum = hg.Placement(
+        weights=jnp.array([0.5, 0.4]), kv_cache=jnp.array([1.0, 0.0]), activations=jnp.array([1.0, 0.0])
+    )
     with pytest.raises(ValueError, match="sum to 1"):
         hg.validate(hg.replace(s, chip=chip, placement=bad_sum), m, w, c)
-    kv_on_flash = hg.Placement(weights=jnp.array([0.5, 0.5]), kv_cache=jnp.array([0.9, 0.1]), activations=jnp.array([1.0, 0.0]))
+    kv_on_flash = hg.Placement(
+        weights=jnp.array([0.5, 0.5]), kv_cache=jnp.array([0.9, 0.1]), activations=jnp.array([1.0, 0.0])
+    )
     with pytest.raises(ValueError, match="low write endurance"):
         hg.validate(hg.replace(s, chip=chip, placement=kv_on_flash), m, w, c)
-    fine = hg.Placement(weights=jnp.array([0.5, 0.5]), kv_cache=jnp.array([1.0, 0.0]), activations=jnp.array([1.0, 0.0]))
+    fine = hg.Placement(
+        weights=jnp.array([0.5, 0.5]), kv_cache=jnp.array([1.0, 0.0]), activations=jnp.array([1.0, 0.0])
+    )
     hg.validate(hg.replace(s, chip=chip, placement=fine), m, w, c)
