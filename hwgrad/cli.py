@@ -70,6 +70,11 @@ def add_design_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--hardware", help=f"chip preset (default {DEFAULTS['hardware']}); see `hwgrad presets hardware`"
     )
+    g.add_argument(
+        "--design",
+        help="one of the paper's designs instead of --hardware: hbm4, hbm4-hbf, hbm4-base-die, custom-3d, "
+        "hbm4-tree, mobile-lpddr5x, mobile-lpddr5x-pim (see hwgrad.presets.designs)",
+    )
     g.add_argument("--chips", type=_positive_int, help="chips in the system (default tp x pp x dp, or 8)")
     g.add_argument("--tp", type=_positive_int, help="tensor-parallel degree (default chips / (pp dp))")
     g.add_argument("--pp", type=_positive_int, help="pipeline stages (default 1)")
@@ -108,8 +113,18 @@ def design_from_args(args) -> dict:
     model_name = args.model or (None if base["model"] is not None else DEFAULTS["model"])
     model = presets.model(model_name) if model_name else base["model"]
 
-    hw_name = args.hardware or (None if base["system"] is not None else DEFAULTS["hardware"])
-    system = presets.system(hw_name) if hw_name else base["system"]
+    if args.design:
+        from .presets.designs import DESIGNS
+
+        if args.design not in DESIGNS:
+            raise UsageError(f"--design {args.design!r} unknown: use one of {', '.join(DESIGNS)}")
+        if args.hardware:
+            raise UsageError("--design and --hardware both name the system: give one of them")
+        hw_name = None
+        system = DESIGNS[args.design](1)
+    else:
+        hw_name = args.hardware or (None if base["system"] is not None else DEFAULTS["hardware"])
+        system = presets.system(hw_name) if hw_name else base["system"]
 
     wl = base["workload"] or Workload(
         batch=float(DEFAULTS["batch"]),
@@ -189,7 +204,7 @@ def design_from_args(args) -> dict:
         efficiency=eff,
         economics=econ,
         model_name=model_name or "custom",
-        hardware_name=hw_name or "custom",
+        hardware_name=hw_name or args.design or "custom",
         efficiency_label=eff_label,
         notes=notes,
     )

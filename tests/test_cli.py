@@ -187,3 +187,30 @@ def test_bad_config_files_name_the_field(tmp_path, capsys, body, needle):
     code, _, err = run(capsys, "eval", "--config", str(cfg))
     assert code == 2
     assert needle in err and str(cfg) in err
+
+
+def test_paper_designs_are_reachable_from_the_cli(capsys):
+    code, out, err = run(
+        capsys,
+        "eval",
+        "--design",
+        "hbm4-hbf",
+        "--model",
+        "deepseek-v3",
+        "--chips",
+        "8",
+        "--batch",
+        "16",
+        "--weight-dtype",
+        "fp8",
+        "--kv-dtype",
+        "fp8",
+        "--json",
+    )
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["hardware"] == "hbm4-hbf"
+    assert len(rep["breakdown"]["capacity"]) == 2
+    assert rep["breakdown"]["capacity"][1]["used_bytes"] > rep["breakdown"]["capacity"][0]["used_bytes"]
+    code, _, err = run(capsys, "eval", "--design", "hbm5")
+    assert code == 2 and "use one of hbm4" in err

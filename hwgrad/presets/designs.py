@@ -221,3 +221,15 @@ def mobile_soc(pim: bool = False, channels: int = 4, capacity_gb: float = 16.0) 
         energy_j_per_flop_bf16=0.0,
     )
     return System(chip=chip, n_chips=1.0, network=Network(link_bandwidth_bytes_per_s=1e9))
+
+
+#: CLI names of the paper's designs (``hwgrad eval --design NAME``): n_chips -> System
+DESIGNS = {
+    "hbm4": lambda n: hbm4_accelerator(n),
+    "hbm4-hbf": lambda n: hbm4_hbf_accelerator(n),
+    "hbm4-base-die": lambda n: base_die_compute(n),
+    "custom-3d": lambda n: custom_3d(n),
+    "hbm4-tree": lambda n: replace(hbm4_accelerator(n), network=tree_network()),
+    "mobile-lpddr5x": lambda n: replace(mobile_soc(), n_chips=float(n)),
+    "mobile-lpddr5x-pim": lambda n: replace(mobile_soc(pim=True), n_chips=float(n)),
+}
