@@ -10,6 +10,8 @@ and interconnects.
 """
 
 from . import counts as counts
+from . import hf as hf
+from . import memory as memory
 from . import network as network
 from . import presets as presets
 from . import smooth as smooth

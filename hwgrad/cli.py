@@ -68,6 +68,9 @@ def add_design_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", metavar="FILE", help="TOML design file (see hwgrad.config); flags override it")
     g.add_argument("--model", help=f"model preset (default {DEFAULTS['model']}); see `hwgrad presets models`")
     g.add_argument(
+        "--model-config", metavar="CONFIG_JSON", help="a Hugging Face config.json on disk instead of --model"
+    )
+    g.add_argument(
         "--hardware", help=f"chip preset (default {DEFAULTS['hardware']}); see `hwgrad presets hardware`"
     )
     g.add_argument(
@@ -110,8 +113,15 @@ def design_from_args(args) -> dict:
         if args.config
         else dict.fromkeys(("system", "model", "workload", "compression", "economics", "efficiency"))
     )
-    model_name = args.model or (None if base["model"] is not None else DEFAULTS["model"])
-    model = presets.model(model_name) if model_name else base["model"]
+    if args.model_config:
+        from .hf import model_from_config
+
+        if args.model:
+            raise UsageError("--model and --model-config both name the model: give one of them")
+        model_name, model = args.model_config, model_from_config(args.model_config)
+    else:
+        model_name = args.model or (None if base["model"] is not None else DEFAULTS["model"])
+        model = presets.model(model_name) if model_name else base["model"]
 
     if args.design:
         from .presets.designs import DESIGNS
