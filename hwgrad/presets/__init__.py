@@ -13,6 +13,7 @@ check skipped). Every derived or skipped value is recorded in :func:`chip_notes`
 from __future__ import annotations
 
 import csv
+import dataclasses
 import difflib
 import functools
 import math
@@ -79,29 +80,13 @@ def _num(row: dict, col: str, default=math.nan) -> float:
 def model(name: str) -> Model:
     """Model architecture preset from ``models.csv``."""
     r = _lookup("models", name)
-    n = functools.partial(_num, r, default=0.0)
-    n_layers = n("n_layers")
-    has_moe = n("n_experts") > 0
+    # every numeric Model field is a column of models.csv (blank -> 0: not applicable)
+    numeric = [f.name for f in dataclasses.fields(Model) if not f.metadata.get("static")]
+    values = {f: _num(r, f, default=0.0) for f in numeric}
+    if values["n_experts"] == 0:
+        values["n_dense_layers"] = values["n_layers"]
     return Model(
-        n_layers=n_layers,
-        d_model=n("d_model"),
-        n_heads=n("n_heads"),
-        n_kv_heads=n("n_kv_heads"),
-        head_dim=n("head_dim"),
-        vocab_size=n("vocab_size"),
-        d_ff=n("d_ff"),
-        n_experts=n("n_experts"),
-        n_experts_active=n("n_experts_active"),
-        n_shared_experts=n("n_shared_experts"),
-        moe_d_ff=n("moe_d_ff"),
-        n_dense_layers=n("n_dense_layers") if has_moe else n_layers,
-        kv_lora_rank=n("kv_lora_rank"),
-        q_lora_rank=n("q_lora_rank"),
-        qk_rope_head_dim=n("qk_rope_head_dim"),
-        qk_nope_head_dim=n("qk_nope_head_dim"),
-        v_head_dim=n("v_head_dim"),
-        sliding_window=n("sliding_window"),
-        n_sliding_layers=n("n_sliding_layers"),
+        **values,
         attention=r["attention"],
         gated_ffn=r["gated_ffn"] == "1",
         tied_embeddings=r["tied_embeddings"] == "1",

@@ -165,35 +165,30 @@ def tree_network(
     )
 
 
-def pim_tier(tier: MemoryTier, nmc_flops_per_byte: float = 2.0) -> MemoryTier:
-    """Processing-in-memory on ``tier``: bank-level logic with Table 4's bandwidth/W gain
-    (internal bandwidth x gain at the same power, energy/byte / gain), 45 MB shards, and
-    weak logic sized for batch-1 GEMV (``nmc_flops_per_byte`` FLOPs per internal byte)."""
-    gain = PIM_BANDWIDTH_PER_WATT
+def _near_memory(tier: MemoryTier, gain: float, shard_bytes: float, flops_per_byte: float) -> MemoryTier:
+    """``tier`` with logic that sees ``gain`` x its interface bandwidth at the same power
+    (energy/byte / gain) and ``flops_per_byte`` FLOPs per internal byte."""
     return replace(
         tier,
-        nmc_flops=nmc_flops_per_byte * tier.bandwidth_bytes_per_s * gain,
+        nmc_flops=flops_per_byte * tier.bandwidth_bytes_per_s * gain,
         nmc_bandwidth_multiplier=gain,
         nmc_energy_j_per_byte=tier.energy_j_per_byte / gain,
         nmc_energy_j_per_flop=0.0,
-        nmc_shard_bytes=min(PIM_SHARD_BYTES, float(tier.capacity_bytes)),
+        nmc_shard_bytes=min(shard_bytes, float(tier.capacity_bytes)),
         nmc_ops=("gemv", "attention"),
     )
+
+
+def pim_tier(tier: MemoryTier, nmc_flops_per_byte: float = 2.0) -> MemoryTier:
+    """Processing-in-memory on ``tier``: bank-level logic with Table 4's bandwidth/W gain,
+    45 MB shards, and weak logic sized for batch-1 GEMV (2 FLOPs per internal byte)."""
+    return _near_memory(tier, PIM_BANDWIDTH_PER_WATT, PIM_SHARD_BYTES, nmc_flops_per_byte)
 
 
 def pnm_tier(tier: MemoryTier, nmc_flops_per_byte: float = 16.0) -> MemoryTier:
     """Processing-near-memory: a logic die beside the memory with Table 4's 2-5x
     bandwidth/W, 22.6 GB shards and stronger logic (``nmc_flops_per_byte``)."""
-    gain = PNM_BANDWIDTH_PER_WATT
-    return replace(
-        tier,
-        nmc_flops=nmc_flops_per_byte * tier.bandwidth_bytes_per_s * gain,
-        nmc_bandwidth_multiplier=gain,
-        nmc_energy_j_per_byte=tier.energy_j_per_byte / gain,
-        nmc_energy_j_per_flop=0.0,
-        nmc_shard_bytes=min(PNM_SHARD_BYTES, float(tier.capacity_bytes)),
-        nmc_ops=("gemv", "attention"),
-    )
+    return _near_memory(tier, PNM_BANDWIDTH_PER_WATT, PNM_SHARD_BYTES, nmc_flops_per_byte)
 
 
 def mobile_soc(pim: bool = False, channels: int = 4, capacity_gb: float = 16.0) -> System:
