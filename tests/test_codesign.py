@@ -1,0 +1,174 @@
+"""Co-design: analytic toy optimum, rounding/repair, resume, NaN guard, path suggestions."""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import hwgrad as hg
+import hwgrad.codesign as cd
+
+
+def _specs():
+    system = hg.presets.system("h100-sxm", 8)
+    model = (
+        hg.presets.model("llama-3.1-8b")
+        if "llama-3.1-8b" in hg.presets.names("models")
+        else hg.presets.model("llama-3.1-70b")
+    )
+    wl = hg.Workload(batch=8.0, prompt_len=256.0, output_len=64.0, tp=8.0)
+    return dict(system=system, model=model, workload=wl, compression=hg.compression("fp8", "fp8"))
+
+
+def _toy(metric_fn, variables, constraints, objective="tpot_s"):
+    # analytic metrics only (no hwgrad model): fast to compile
+    return cd.Problem(_specs(), variables, objective, constraints, metric_fn=metric_fn, model_metrics=False)
+
+
+def _analytic(m, values):
+    """Replace the model by f = a + 4/a (minimum at a = 2), constraint a >= 3 via tpot."""
+    a = values["workload.microbatches"]
+    return {"tpot_s": a + 4.0 / a, "power_w": a}
+
+
+def test_constrained_toy_optimum_recovered():
+    # minimise a + 4/a subject to a >= 3: the constraint binds, optimum a* = 3, f* = 13/3
+    var = cd.Variable("workload.microbatches", 0.5, 20.0)
+    con = cd.Constraint("power_w", lower=3.0)
+    p = _toy(_analytic, [var], [con])
+    run = cd.optimize(p, steps=300, starts=3, lr=0.1, inner_steps=50)
+    a = float(run.best_values["workload.microbatches"])
+    assert abs(a - 3.0) < 0.02
+    assert abs(float(run.objective[run.best]) - 13.0 / 3.0) < 0.01
+    assert run.violation[run.best] <= 1e-3
+    assert run.nan_steps == 0
+
+    # without the constraint the interior optimum a = 2 is found
+    p2 = _toy(_analytic, [var], [])
+    run2 = cd.optimize(p2, steps=300, starts=2, lr=0.1, inner_steps=50)
+    assert abs(float(run2.best_values["workload.microbatches"]) - 2.0) < 0.02
+
+
+def _discrete_metric(m, values):
+    b = values["compression.weight_bits"]
+    return {"tpot_s": b, "delta_ppl": 10.0 / b}
+
+
+def test_rounding_feasible_and_repaired():
+    # minimise bits subject to 10/b <= 2.2 -> relaxed b = 4.545; allowed {2,3,4,6,8}: b = 6
+    var = cd.Variable("compression.weight_bits", 2.0, 8.0, values=(2, 3, 4, 6, 8))
+    p = _toy(_discrete_metric, [var], [cd.Constraint("delta_ppl", upper=2.2)])
+    run = cd.optimize(p, steps=200, starts=2, lr=0.1, inner_steps=50)
+    assert abs(float(run.best_values["compression.weight_bits"]) - 10 / 2.2) < 0.05
+    d = cd.round_and_repair(p, run.best_values)
+    assert d.feasible and float(d.values["compression.weight_bits"]) == 6.0
+    assert d.report == "feasible"
+    assert "delta_ppl <= 2.2" not in d.binding  # 10/6 = 1.67 is slack
+
+
+def test_infeasible_budget_reports_binding_constraint():
+    var = cd.Variable("compression.weight_bits", 2.0, 8.0, values=(2, 3, 4, 6, 8))
+    p = _toy(_discrete_metric, [var], [cd.Constraint("delta_ppl", upper=1.0)])  # needs b >= 10 > 8
+    d = cd.round_and_repair(p, {"compression.weight_bits": jnp.asarray(8.0)})
+    assert not d.feasible
+    assert "delta_ppl = 1.25 vs limit 1" in d.report and "25.0 % over" in d.report
+
+
+def test_contradictory_constraint_is_rejected():
+    with pytest.raises(ValueError, match="contradictory"):
+        cd.Constraint("tpot_s", upper=0.01, lower=0.02)
+
+
+def test_unknown_path_suggests():
+    with pytest.raises(ValueError, match=r"did you mean .*system\.chip\.tiers\.0\.bandwidth_bytes_per_s"):
+        cd.Problem(_specs(), [cd.Variable("system.chip.tiers.0.bandwith_bytes_per_s", 1e12, 1e13)])
+    with pytest.raises(ValueError, match="did you mean"):
+        cd.Problem(_specs(), [cd.Variable("workload.bacth", 1, 64)])
+
+
+def _nan_metric(m, values):
+    a = values["workload.microbatches"]
+    # NaN for a > 4: the optimiser (pushed upward) must skip those steps, not ingest them
+    bad = jnp.where(a > 4.0, jnp.nan, 0.0)
+    return {"tpot_s": 1.0 / a + bad}
+
+
+def test_optimizer_never_sees_nan():
+    var = cd.Variable("workload.microbatches", 1.0, 16.0)
+    p = _toy(_nan_metric, [var], [])
+    run = cd.optimize(p, steps=100, starts=2, lr=0.3, inner_steps=50)
+    assert run.nan_steps > 0
+    assert np.all(np.isfinite(np.asarray(run.z)))
+    assert float(run.best_values["workload.microbatches"]) <= 4.0 + 1e-3
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    var = cd.Variable("workload.microbatches", 0.5, 20.0)
+    p = _toy(_analytic, [var], [cd.Constraint("power_w", lower=3.0)])
+    full = cd.optimize(p, steps=200, starts=2, inner_steps=50)
+    ck = tmp_path / "ck.npz"
+
+    # interrupt after the second chunk (steps 100), as Ctrl-C would
+    calls = {"n": 0}
+    chunk = p._cache[("chunk", 50)][1]
+
+    def interrupting(*a):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return chunk(*a)
+
+    p._cache[("chunk", 50)] = (p._cache[("chunk", 50)][0], interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        cd.optimize(p, steps=200, starts=2, inner_steps=50, checkpoint=ck, checkpoint_every=50)
+    assert ck.exists() and not (tmp_path / "ck.npz.tmp").exists()
+    p._cache[("chunk", 50)] = (p._cache[("chunk", 50)][0], chunk)
+    resumed = cd.optimize(p, steps=200, starts=2, inner_steps=50, checkpoint=ck, resume=True)
+    np.testing.assert_array_equal(np.asarray(resumed.z), np.asarray(full.z))
+    assert resumed.trajectory == full.trajectory
+
+
+def test_study_file_errors(tmp_path):
+    f = tmp_path / "s.toml"
+    f.write_text('[study]\nsteps = 10\n\n[[variables]]\npath = "workload.bacth"\nmin = 1\nmax = 8\n')
+    with pytest.raises(ValueError, match=r"\[\[variables\]\] #1 \(line 4\).*did you mean workload\.batch"):
+        cd.load_study(f)
+    f.write_text("[study\nsteps = 1\n")
+    with pytest.raises(ValueError, match="not valid TOML.*line 1"):
+        cd.load_study(f)
+    f.write_text('[[constraints]]\nmetric = "tpot"\nmax = 0.03\n')
+    with pytest.raises(ValueError, match="did you mean tpot_s"):
+        cd.load_study(f)
+
+
+def test_per_layer_bits_enter_cost_as_weighted_mean():
+    specs = _specs()
+    n = int(specs["model"].n_layers)
+    p = cd.Problem(specs, [cd.Variable("compression.weight_bits", 2.0, 16.0, per_layer=True)])
+    vals = {"compression.weight_bits": jnp.full((n,), 4.0).at[: n // 2].set(8.0)}
+    s, layer = p.specs_at(vals)
+    assert math.isclose(float(s["compression"].weight_bits), 6.0, rel_tol=1e-5)
+    assert layer["weight_bits"].shape == (n,)
+
+
+def test_black_box_baselines_count_evaluations():
+    var = cd.Variable("workload.microbatches", 0.5, 20.0)
+    p = _toy(_analytic, [var], [cd.Constraint("power_w", lower=3.0)])
+    _, hist = cd.random_search(p, 500, batch=256)
+    assert len(hist) == 500 and hist[-1] < 13 / 3 * 1.01
+    _, hist = cd.cma_es(p, 300)
+    assert len(hist) == 300 and hist[-1] < 13 / 3 * 1.01
+
+
+@pytest.mark.slow
+def test_default_study_short_run_is_feasible(tmp_path):
+    study = cd.default_study()
+    study.pareto_budgets = ()
+    res = cd.run_study(study, tmp_path, steps=100, progress=False)
+    assert res["design"].feasible
+    assert res["design"].objective < res["start"].objective
+    for name in ("report.md", "trajectory.csv", "pareto.csv", "codesign.png", "checkpoint.npz"):
+        assert (tmp_path / name).exists()
