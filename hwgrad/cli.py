@@ -488,7 +488,7 @@ def cmd_presets(args) -> int:
 # ----------------------------------------------------------------------------- entry point
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hwgrad", description="Differentiable LLM-inference hardware model."
     )
@@ -511,16 +511,35 @@ def build_parser() -> argparse.ArgumentParser:
     p_pre.add_argument("--json", action="store_true")
     p_pre.set_defaults(func=cmd_presets)
 
-    for register in _extra_commands():
+    for register in _extra_commands(argv):
         register(sub)
     return parser
 
 
-def _extra_commands():
-    """Subcommands defined in other modules (each module has ``register_cli(subparsers)``)."""
+#: subcommands defined in other modules (each has ``register_cli(subparsers)``)
+COMMAND_MODULES = {
+    "validate": "hwgrad.calibrate",
+    "calibrate": "hwgrad.calibrate",
+    "sweep": "hwgrad.sweep",
+    "sensitivity": "hwgrad.sweep",
+    "codesign": "hwgrad.codesign",
+}
+
+
+def _extra_commands(argv: list[str] | None):
+    """``register_cli`` of the modules the command line needs: only the chosen command's
+    module (keeps ``hwgrad eval`` start-up free of optax & co.), or all of them for help
+    and unknown commands."""
     import importlib
 
-    for name in ("hwgrad.calibrate", "hwgrad.sweep", "hwgrad.codesign"):
+    first = argv[0] if argv else None
+    if first in ("eval", "presets"):
+        names: list[str] = []
+    elif first in COMMAND_MODULES:
+        names = [COMMAND_MODULES[first]]
+    else:
+        names = list(dict.fromkeys(COMMAND_MODULES.values()))
+    for name in names:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -531,7 +550,8 @@ def _extra_commands():
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
