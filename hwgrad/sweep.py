@@ -1,0 +1,1655 @@
+"""Sweeps over design leaves: grids and random samples, chunked, sharded, streamed, resumable.
+
+A *design* is the mapping ``{system, model, workload, compression, efficiency, economics}``
+of :func:`hwgrad.evaluate`'s arguments. Every number in it is addressed by a dotted path
+through the pytree, e.g. ``system.chip.tiers.0.bandwidth_bytes_per_s``,
+``workload.batch``, ``compression.weight_bits`` or ``system.placement.weights.1`` (one
+element of an array leaf). A :class:`Space` is a set of :class:`Axis` (one path each,
+values on a linear or log range, or an explicit list) sampled as a full grid or as a
+seeded random sample; point ``i`` of a space is a pure function of ``(space, i)``, so a
+sweep can be cut into chunks anywhere and resumed.
+
+Points are evaluated by one jitted program per design structure::
+
+    shard_map over the "sweep" mesh axis (all devices, all hosts)
+      -> lax.map over batches of ``batch_size`` points  (cache-sized working set)
+        -> vmap of hwgrad.evaluate over one batch
+
+Each device runs the same per-batch program on the same batch shape whatever the device
+count, so results are identical (bitwise) to a single-device run. Chunks of
+``chunk_size`` points bound the memory of arbitrarily long (1e8-point) sweeps; the next
+chunk is dispatched before the current one is written, so host formatting overlaps device
+work. :func:`run_to_file` streams rows to CSV (or Parquet parts, when ``pyarrow`` is
+installed), records each finished chunk in a manifest beside the output and, with
+``resume=True``, continues after the last recorded chunk. An optional :class:`Pareto`
+keeps only the non-dominated points of chosen objectives.
+
+:func:`sensitivity` gives elasticities ``d log(metric) / d log(knob)`` of every metric
+with respect to every continuous positive leaf at one design point, from one reverse-mode
+pass (``jax.jacrev``).
+
+Multi-host: call ``jax.distributed.initialize`` first (``hwgrad sweep --coordinator``);
+the mesh then spans every process's devices, every process generates the same points,
+process 0 writes the output. See ``docs/sweep.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import functools
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from .specs import Compression, Options
+
+__all__ = [
+    "ROOTS",
+    "METRICS",
+    "DEFAULT_METRICS",
+    "design",
+    "paths",
+    "get",
+    "with_value",
+    "Axis",
+    "Space",
+    "grid",
+    "random",
+    "Pareto",
+    "pareto_mask",
+    "Evaluator",
+    "cached_evaluator",
+    "Chunk",
+    "iter_chunks",
+    "run",
+    "run_to_file",
+    "load_config",
+    "Sensitivity",
+    "sensitivity",
+    "register_cli",
+]
+
+ROOTS = ("system", "model", "workload", "compression", "efficiency", "economics")
+
+METRICS = (
+    "tpot_s",
+    "ttft_s",
+    "e2e_latency_s",
+    "tokens_per_s",
+    "energy_j_per_token",
+    "usd_per_million_tokens",
+    "gco2e_per_token",
+)
+"""The headline metrics (sensitivity reports all of them)."""
+
+DEFAULT_METRICS = METRICS + ("fits",)
+"""Columns a sweep writes unless told otherwise."""
+
+MAXIMIZE_BY_DEFAULT = frozenset({"tokens_per_s", "tokens_per_s_per_user", "decode_tokens_per_s", "fits"})
+
+# Fields documented as whole numbers (relaxed to reals only for gradients).
+INTEGER_FIELDS = frozenset(
+    {
+        "n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "vocab_size", "d_ff",
+        "n_experts", "n_experts_active", "n_shared_experts", "moe_d_ff", "n_dense_layers",
+        "kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim",
+        "sliding_window", "n_sliding_layers", "batch", "prompt_len", "output_len", "tp", "pp",
+        "ep", "dp", "microbatches", "kv_block_tokens", "n_chips", "switch_radix",
+    }
+)  # fmt: skip
+
+MANIFEST_SUFFIX = ".manifest.json"
+_MANIFEST_VERSION = 1
+
+
+# ----------------------------------------------------------------------------- designs and paths
+
+
+def design(system, model, workload, compression=None, efficiency=None, economics=None) -> dict:
+    """The design mapping a sweep varies, with the defaults of :func:`hwgrad.evaluate`.
+
+    Args:
+      system, model, workload, compression: specs (``compression`` default: 16-bit).
+      efficiency: default :func:`hwgrad.calibrated_efficiency`.
+      economics: default :func:`hwgrad.presets.default_economics`.
+
+    Returns:
+      ``{"system", "model", "workload", "compression", "efficiency", "economics"}``.
+    """
+    if efficiency is None:
+        from .calibrated import calibrated_efficiency
+
+        efficiency = calibrated_efficiency()
+    if economics is None:
+        from .presets import default_economics
+
+        economics = default_economics()
+    return dict(
+        system=system,
+        model=model,
+        workload=workload,
+        compression=Compression() if compression is None else compression,
+        efficiency=efficiency,
+        economics=economics,
+    )
+
+
+def _as_design(d: Mapping) -> dict:
+    """Complete a mapping (e.g. ``hwgrad.cli.design_from_args``'s, which has extra keys)."""
+    if not isinstance(d, Mapping):
+        raise ValueError(f"design = {type(d).__name__}: expected a mapping with keys {', '.join(ROOTS)}")
+    missing = [r for r in ("system", "model", "workload") if d.get(r) is None]
+    if missing:
+        raise ValueError(f"design is missing {', '.join(missing)}: build it with hwgrad.sweep.design(...)")
+    return design(*(d.get(r) for r in ROOTS))
+
+
+def _keystr(key_path) -> str:
+    return jax.tree_util.keystr(key_path, simple=True, separator=".")
+
+
+class _Index:
+    """The leaves of a pytree with their dotted paths (one flatten, reused)."""
+
+    def __init__(self, tree):
+        flat, self.treedef = jax.tree_util.tree_flatten_with_path(tree)
+        self.tree = tree
+        self.paths = [_keystr(p) for p, _ in flat]
+        self.leaves = [v for _, v in flat]
+        self.position = {p: i for i, p in enumerate(self.paths)}
+
+    def items(self) -> Iterator[tuple[str, int, tuple]]:
+        """``(path, leaf index, element index)`` for every number (array elements too)."""
+        for i, (path, leaf) in enumerate(zip(self.paths, self.leaves, strict=True)):
+            shape = np.shape(leaf)
+            if shape == ():
+                yield path, i, ()
+            else:
+                for elem in np.ndindex(*shape):
+                    yield path + "".join(f".{e}" for e in elem), i, elem
+
+    def value(self, i: int, elem: tuple) -> float:
+        return float(np.asarray(self.leaves[i], dtype=float)[elem])
+
+    def resolve(self, path: str, what: str) -> tuple[int, tuple]:
+        """``(leaf index, element index)`` of ``path``; a ``ValueError`` with suggestions."""
+        if not isinstance(path, str) or not path:
+            raise ValueError(f"{what} {path!r}: expected a dotted path such as workload.batch")
+        if path in self.position:
+            i = self.position[path]
+            shape = np.shape(self.leaves[i])
+            if shape != ():
+                example = path + "".join(".0" for _ in shape)
+                raise ValueError(
+                    f"{what} {path!r} is an array of shape {shape}: address one element, e.g. {example}"
+                )
+            return i, ()
+        parts = path.split(".")
+        for cut in range(len(parts) - 1, 0, -1):
+            head = ".".join(parts[:cut])
+            if head in self.position:
+                i = self.position[head]
+                shape = np.shape(self.leaves[i])
+                rest = parts[cut:]
+                if len(rest) == len(shape) and all(
+                    r.isdigit() and int(r) < n for r, n in zip(rest, shape, strict=True)
+                ):
+                    return i, tuple(int(r) for r in rest)
+                raise ValueError(
+                    f"{what} {path!r}: {head} has shape {shape}; use {head}" + "".join(".0" for _ in shape)
+                )
+        raise ValueError(f"{what} {path!r}: {self._explain(path)}")
+
+    def _explain(self, path: str) -> str:
+        """Why ``path`` names no number, and the closest paths that do."""
+        obj: Any = self.tree
+        walked = []
+        for part in path.split("."):
+            where = ".".join(walked) or "the design"
+            if isinstance(obj, Mapping):
+                if part not in obj:
+                    break
+                obj = obj[part]
+            elif dataclasses.is_dataclass(obj):
+                fields = {f.name: f for f in dataclasses.fields(obj)}
+                if part not in fields:
+                    break
+                if fields[part].metadata.get("static"):
+                    return (
+                        f"{where}.{part} = {getattr(obj, part)!r} is a static switch, not a number: "
+                        "run one sweep per value"
+                    )
+                obj = getattr(obj, part)
+            elif isinstance(obj, tuple | list):
+                if not part.isdigit() or int(part) >= len(obj):
+                    return f"{where} has {len(obj)} entries: use an index 0..{len(obj) - 1}"
+                obj = obj[int(part)]
+            else:
+                break
+            walked.append(part)
+            if obj is None:
+                return f"{'.'.join(walked)} is None in this design: set it first (e.g. a Placement)"
+        else:
+            if walked:
+                inner = [p for p, _, _ in self.items() if p.startswith(path + ".")]
+                if inner:
+                    return f"not a number but a group; pick one of {', '.join(inner[:4])}" + (
+                        ", ..." if len(inner) > 4 else ""
+                    )
+        return _suggest(path, [p for p, _, _ in self.items()])
+
+
+def _suggest(path: str, candidates: Sequence[str]) -> str:
+    last = path.rsplit(".", 1)[-1]
+    same_field = [c for c in candidates if c.rsplit(".", 1)[-1] == last or c.endswith("." + path)]
+    close = difflib.get_close_matches(path, candidates, n=3, cutoff=0.6)
+    close_last = []
+    if not same_field and not close:
+        fields = {c.rsplit(".", 1)[-1]: c for c in candidates}
+        close_last = [fields[f] for f in difflib.get_close_matches(last, list(fields), n=3, cutoff=0.6)]
+    picks = list(dict.fromkeys(same_field[:3] + close + close_last))[:3]
+    if picks:
+        return f"unknown; did you mean {', '.join(picks)}?"
+    roots = sorted({c.split(".", 1)[0] for c in candidates})
+    return f"unknown; paths start with {', '.join(roots)} (list them with hwgrad.sweep.paths(design))"
+
+
+def paths(d: Mapping) -> dict[str, float]:
+    """Every numeric leaf of a design (array elements too) by dotted path, with its value."""
+    index = _Index(_as_design(d))
+    return {p: index.value(i, e) for p, i, e in index.items()}
+
+
+def get(d: Mapping, path: str) -> float:
+    """The number at ``path`` in a design."""
+    index = _Index(_as_design(d))
+    return index.value(*index.resolve(path, "path"))
+
+
+def with_value(d: Mapping, path: str, value) -> dict:
+    """A copy of the design with the number at ``path`` replaced by ``value``."""
+    d = _as_design(d)
+    index = _Index(d)
+    i, elem = index.resolve(path, "path")
+    leaves = list(index.leaves)
+    leaves[i] = value if elem == () else jnp.asarray(leaves[i], dtype=float).at[elem].set(value)
+    return jax.tree_util.tree_unflatten(index.treedef, leaves)
+
+
+def _set_leaves(leaves: list, targets: Sequence[tuple[int, tuple]], x) -> list:
+    leaves = list(leaves)
+    for j, (i, elem) in enumerate(targets):
+        leaves[i] = x[j] if elem == () else jnp.asarray(leaves[i]).at[elem].set(x[j])
+    return leaves
+
+
+def _float_dtype():
+    return jnp.result_type(float)
+
+
+def _design_digest(d: Mapping) -> str:
+    """A stable hash of a design: its structure (static fields included) and every leaf's bytes."""
+    leaves, treedef = jax.tree_util.tree_flatten({r: d[r] for r in ROOTS})
+    h = hashlib.sha256(str(treedef).encode())
+    for leaf in leaves:
+        arr = np.asarray(leaf)
+        arr = arr.astype(np.float64) if arr.dtype.kind in "biuf" else arr
+        h.update(str(arr.shape).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def _result_index(d: dict, options: Options) -> _Index:
+    from .cost import evaluate
+
+    shapes = jax.eval_shape(lambda dd: evaluate(**dd, options=options), d)
+    return _Index(shapes)
+
+
+# ----------------------------------------------------------------------------- spaces
+
+_SCALES = ("linear", "log")
+
+
+@dataclasses.dataclass(frozen=True)
+class Axis:
+    """One swept number: a path and its values.
+
+    Attributes:
+      path: dotted path of a leaf (see :func:`paths`).
+      low, high: range ends (inclusive for grids); ``scale="log"`` needs ``low > 0``.
+      num: grid points on ``[low, high]`` (grid sweeps only).
+      scale: ``"linear"`` or ``"log"`` spacing (grids) / sampling density (random).
+      values: an explicit list instead of ``low``/``high`` (grid: all of them; random:
+        drawn uniformly).
+      integer: round values to whole numbers (batch, chips, ...); grids drop duplicates.
+    """
+
+    path: str
+    low: float | None = None
+    high: float | None = None
+    num: int | None = None
+    scale: str = "linear"
+    values: tuple | None = None
+    integer: bool = False
+
+    def __post_init__(self):
+        w = f"axis {self.path!r}"
+        if not isinstance(self.path, str) or not self.path:
+            raise ValueError(f"axis path = {self.path!r}: give a dotted path such as workload.batch")
+        if self.scale not in _SCALES:
+            raise ValueError(f"{w}: scale = {self.scale!r}; use linear or log")
+        if self.values is not None:
+            if self.low is not None or self.high is not None:
+                raise ValueError(f"{w}: give either values or low/high, not both")
+            vals = tuple(float(v) for v in np.atleast_1d(np.asarray(self.values, dtype=float)))
+            if not vals or not all(math.isfinite(v) for v in vals):
+                raise ValueError(
+                    f"{w}: values = {list(self.values)!r}; give a non-empty list of finite numbers"
+                )
+            object.__setattr__(self, "values", vals)
+            return
+        if self.low is None or self.high is None:
+            raise ValueError(f"{w}: needs low and high (or values = [...])")
+        low, high = float(self.low), float(self.high)
+        if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+            raise ValueError(f"{w}: low = {low:g}, high = {high:g}; need finite low <= high")
+        if self.scale == "log" and low <= 0:
+            raise ValueError(f"{w}: low = {low:g} with scale = log; use low > 0 or scale = linear")
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+        if self.num is not None and (isinstance(self.num, bool) or int(self.num) != self.num or self.num < 1):
+            raise ValueError(f"{w}: num = {self.num!r}; give a whole number >= 1")
+
+    def grid_values(self) -> np.ndarray:
+        """The grid points of this axis (float64)."""
+        if self.values is not None:
+            vals = np.asarray(self.values)
+        else:
+            if self.num is None:
+                raise ValueError(f"axis {self.path!r}: a grid axis needs num (or values = [...])")
+            n = int(self.num)
+            space = np.geomspace if self.scale == "log" else np.linspace
+            vals = space(self.low, self.high, n) if n > 1 else np.array([self.low])
+        if self.integer:
+            vals = np.unique(np.rint(vals))
+        return vals
+
+    def from_unit(self, u: np.ndarray) -> np.ndarray:
+        """Map uniform samples ``u`` in ``[0, 1)`` onto this axis."""
+        if self.values is not None:
+            vals = np.asarray(self.values)
+            out = vals[np.minimum((u * len(vals)).astype(np.int64), len(vals) - 1)]
+        elif self.scale == "log":
+            lo, hi = math.log(self.low), math.log(self.high)
+            out = np.exp(lo + u * (hi - lo))
+        else:
+            out = self.low + u * (self.high - self.low)
+        return np.rint(out) if self.integer else out
+
+    def describe(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix64(z: np.ndarray) -> np.ndarray:
+    """SplitMix64's output mix (Steele, Lea & Flood, OOPSLA 2014); arrays wrap mod 2^64."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _uniform(seed: int, start: int, stop: int, k: int) -> np.ndarray:
+    """``(stop - start, k)`` uniforms in [0, 1); draw ``j`` of point ``i`` depends on
+    ``(seed, i, j)`` only (a counter-based generator), so any chunking gives the same points."""
+    key = _splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))
+    counter = np.arange(start, stop, dtype=np.uint64)[:, None] * np.uint64(k) + np.arange(k, dtype=np.uint64)
+    bits = _splitmix64(key + (counter + np.uint64(1)) * _GAMMA)
+    return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+@dataclasses.dataclass(frozen=True)
+class Space:
+    """Points to evaluate: a full grid over the axes or a seeded random sample.
+
+    Grid point ``i`` is the C-order (last axis fastest) multi-index of ``i``; random point
+    ``i`` is drawn by a counter-based generator from ``(seed, i)``. Both are independent of
+    how the sweep is chunked, sharded or resumed.
+    """
+
+    axes: tuple
+    mode: str = "grid"
+    n_points: int | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        axes = tuple(self.axes)
+        object.__setattr__(self, "axes", axes)
+        if not axes:
+            raise ValueError("sweep has no axes: add at least one [[axis]] with a path")
+        if len({a.path for a in axes}) != len(axes):
+            dup = sorted({a.path for a in axes if sum(b.path == a.path for b in axes) > 1})
+            raise ValueError(f"axis path {dup[0]!r} appears twice: merge them into one axis")
+        if self.mode == "grid":
+            if self.n_points is not None:
+                raise ValueError(f"points = {self.n_points}: only random sweeps take a point count; drop it")
+            self._grids()  # validates num
+        elif self.mode == "random":
+            n = self.n_points
+            if n is None or isinstance(n, bool) or int(n) != n or n < 1:
+                raise ValueError(f"points = {n!r}: a random sweep needs a whole number of points >= 1")
+            for a in axes:
+                if a.num is not None:
+                    raise ValueError(f"axis {a.path!r}: num = {a.num} is for grid sweeps; drop it")
+        else:
+            raise ValueError(f"mode = {self.mode!r}: use grid or random")
+
+    def _grids(self) -> list[np.ndarray]:
+        return [a.grid_values() for a in self.axes]
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(a.path for a in self.axes)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Grid shape (random: ``(n_points,)``)."""
+        if self.mode == "random":
+            return (int(self.n_points),)
+        return tuple(len(g) for g in self._grids())
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def values(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """``(stop - start, n_axes)`` float64 values of points ``start .. stop - 1``."""
+        stop = self.size if stop is None else min(stop, self.size)
+        if self.mode == "random":
+            u = _uniform(int(self.seed), start, stop, len(self.axes))
+            return np.stack([a.from_unit(u[:, j]) for j, a in enumerate(self.axes)], axis=1)
+        grids = self._grids()
+        multi = np.unravel_index(np.arange(start, stop, dtype=np.int64), self.shape)
+        return np.stack([g[m] for g, m in zip(grids, multi, strict=True)], axis=1)
+
+    def describe(self) -> dict:
+        return dict(
+            mode=self.mode, n_points=self.n_points, seed=self.seed, axes=[a.describe() for a in self.axes]
+        )
+
+
+def grid(*axes: Axis) -> Space:
+    """A full grid over ``axes`` (``Axis(..., num=...)`` or ``values=[...]``)."""
+    return Space(axes=axes, mode="grid")
+
+
+def random(*axes: Axis, n_points: int, seed: int = 0) -> Space:
+    """``n_points`` seeded random points (uniform in linear or log space per axis)."""
+    return Space(axes=axes, mode="random", n_points=n_points, seed=seed)
+
+
+# ----------------------------------------------------------------------------- Pareto
+
+
+@dataclasses.dataclass(frozen=True)
+class Pareto:
+    """Keep only points no other point beats in every objective.
+
+    Attributes:
+      minimize / maximize: metric names (columns of the sweep).
+      feasible_only: drop designs that do not fit in memory (``fits == 0``) first.
+    """
+
+    minimize: tuple = ()
+    maximize: tuple = ()
+    feasible_only: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "minimize", tuple(self.minimize))
+        object.__setattr__(self, "maximize", tuple(self.maximize))
+        if not self.minimize and not self.maximize:
+            raise ValueError("pareto has no objectives: set minimize = [...] and/or maximize = [...]")
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return self.minimize + self.maximize
+
+    def describe(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def pareto_mask(costs: np.ndarray) -> np.ndarray:
+    """Boolean mask of the non-dominated rows of ``costs`` (``(n, d)``, all minimised).
+
+    A row is dropped when another row is <= in every column (exact duplicates: the first
+    row survives). Rows are visited in order of the first column, so good rows eliminate
+    most others early; cost O(n x front size).
+    """
+    costs = np.asarray(costs, dtype=float)
+    n = len(costs)
+    order = np.lexsort((np.arange(n), costs[:, 0])) if n else np.arange(0)
+    c = costs[order]
+    alive = np.arange(n)
+    i = 0
+    while i < len(c):
+        keep = np.any(c < c[i], axis=1)
+        keep[i] = True
+        alive, c = alive[keep], c[keep]
+        i = int(np.count_nonzero(keep[:i])) + 1
+    mask = np.zeros(n, dtype=bool)
+    mask[order[alive]] = True
+    return mask
+
+
+class _Block(NamedTuple):
+    point: np.ndarray  # (n,) int64
+    values: np.ndarray  # (n, k)
+    metrics: np.ndarray  # (n, m)
+
+    def take(self, sel) -> _Block:
+        return _Block(self.point[sel], self.values[sel], self.metrics[sel])
+
+    @staticmethod
+    def concat(a: _Block, b: _Block) -> _Block:
+        return _Block(*(np.concatenate([x, y]) for x, y in zip(a, b, strict=True)))
+
+
+def _pareto_filter(block: _Block, pareto: Pareto, metrics: Sequence[str]) -> _Block:
+    cols = [metrics.index(m) for m in pareto.objectives]
+    sense = np.array([1.0] * len(pareto.minimize) + [-1.0] * len(pareto.maximize))
+    costs = block.metrics[:, cols].astype(float) * sense
+    ok = np.all(np.isfinite(costs), axis=1)
+    block, costs = block.take(ok), costs[ok]
+    block = block.take(pareto_mask(costs))
+    return block.take(np.argsort(block.point, kind="stable"))
+
+
+def _feasible(block: _Block, metrics: Sequence[str]) -> _Block:
+    return block.take(block.metrics[:, list(metrics).index("fits")] > 0)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+class Evaluator:
+    """One jitted, sharded program evaluating points that change a few leaves of a design.
+
+    Args:
+      design: the base design (see :func:`design`).
+      paths: the swept leaves, one column of ``values`` each.
+      metrics: result paths to return (``tpot_s``, ``decode.weights_s``,
+        ``capacity_margin_bytes.0``...).
+      options: static :class:`~hwgrad.Options`.
+      devices: devices of the ``"sweep"`` mesh axis (default: ``jax.devices()``, every
+        device of every process).
+      batch_size: points per ``vmap`` batch inside ``lax.map`` (512 keeps the working
+        set in cache on CPU; the same on every device count, so results do not depend on
+        it).
+
+    Every call pads the points to a multiple of ``len(devices) * batch_size`` (repeating
+    the last point) so one compiled program serves every chunk.
+    """
+
+    def __init__(
+        self,
+        design: Mapping,
+        paths: Sequence[str],
+        metrics: Sequence[str] = DEFAULT_METRICS,
+        *,
+        options: Options = Options(),
+        devices: Sequence | None = None,
+        batch_size: int = 512,
+    ):
+        from .cost import evaluate
+
+        self.design = _as_design(design)
+        self.paths = tuple(paths)
+        self.metrics = tuple(metrics)
+        if not self.metrics:
+            raise ValueError("metrics = []: name at least one result field, e.g. tpot_s")
+        if batch_size < 1:
+            raise ValueError(f"batch_size = {batch_size}: must be >= 1")
+        self.batch_size = int(batch_size)
+        self.options = options
+        index = _Index(self.design)
+        targets = [index.resolve(p, "sweep path") for p in self.paths]
+        out_index = _result_index(self.design, options)
+        out_targets = [out_index.resolve(m, "metric") for m in self.metrics]
+        self.dtype = _float_dtype()
+        base = [np.asarray(v, dtype=self.dtype) for v in index.leaves]
+        treedef = index.treedef
+
+        def point(x):
+            d = jax.tree_util.tree_unflatten(treedef, _set_leaves(base, targets, x))
+            res = jax.tree_util.tree_leaves(evaluate(**d, options=options))
+            return jnp.stack([jnp.asarray(res[i], self.dtype)[e] for i, e in out_targets])
+
+        def local(xs):
+            return jax.lax.map(point, xs, batch_size=self.batch_size)
+
+        self.devices = list(jax.devices() if devices is None else devices)
+        self.mesh = Mesh(np.asarray(self.devices), ("sweep",))
+        self._sharding = NamedSharding(self.mesh, P("sweep"))
+        self._fn = jax.jit(jax.shard_map(local, mesh=self.mesh, in_specs=P("sweep"), out_specs=P("sweep")))
+
+    @property
+    def n_devices(self) -> int:
+        return len(self.devices)
+
+    def padded_size(self, n: int) -> int:
+        step = self.n_devices * self.batch_size
+        return max(1, -(-n // step)) * step
+
+    def cast(self, values: np.ndarray) -> np.ndarray:
+        """The values as the model sees them (the default float dtype)."""
+        return np.asarray(values, dtype=self.dtype)
+
+    def dispatch(self, values: np.ndarray, size: int | None = None) -> jax.Array:
+        """Start evaluating ``values`` (``(n, len(paths))``) without waiting; pads to
+        ``padded_size(size or n)``."""
+        values = self.cast(values)
+        n = len(values)
+        if values.ndim != 2 or values.shape[1] != len(self.paths):
+            raise ValueError(f"values have shape {values.shape}: expected (n, {len(self.paths)})")
+        total = self.padded_size(max(n, size or 0))
+        if n == 0:
+            raise ValueError("no points to evaluate")
+        padded = np.concatenate([values, np.repeat(values[-1:], total - n, axis=0)]) if total > n else values
+        arr = jax.make_array_from_callback(padded.shape, self._sharding, lambda idx: padded[idx])
+        return self._fn(arr)
+
+    def gather(self, out: jax.Array, n: int) -> np.ndarray:
+        """The first ``n`` rows of a dispatched result, on every process."""
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            full = np.asarray(multihost_utils.process_allgather(out, tiled=True))
+        else:
+            full = np.asarray(out)
+        return full[:n]
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        """``(n, len(metrics))`` results for ``(n, len(paths))`` values."""
+        values = np.asarray(values)
+        return self.gather(self.dispatch(values), len(values))
+
+
+_EVALUATORS: dict = {}
+_EVALUATOR_CACHE_SIZE = 8
+
+
+def cached_evaluator(
+    design: Mapping,
+    paths: Sequence[str],
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    *,
+    options: Options = Options(),
+    devices: Sequence | None = None,
+    batch_size: int = 512,
+) -> Evaluator:
+    """An :class:`Evaluator`, reused when the same design, paths, metrics, options, devices
+    and batch size come again (its compiled programs with it)."""
+    d = _as_design(design)
+    devs = tuple(jax.devices() if devices is None else devices)
+    key = (
+        _design_digest(d), tuple(paths), tuple(metrics), options, tuple(dv.id for dv in devs), int(batch_size),
+        str(np.dtype(_float_dtype())),
+    )  # fmt: skip
+    ev = _EVALUATORS.pop(key, None)
+    if ev is None:
+        ev = Evaluator(d, paths, metrics, options=options, devices=devs, batch_size=batch_size)
+    _EVALUATORS[key] = ev
+    while len(_EVALUATORS) > _EVALUATOR_CACHE_SIZE:
+        _EVALUATORS.pop(next(iter(_EVALUATORS)))
+    return ev
+
+
+class Chunk(NamedTuple):
+    """Points ``start .. start + len(values) - 1`` of a sweep, evaluated."""
+
+    index: int
+    start: int
+    values: np.ndarray  # (n, n_axes), as evaluated (default float dtype)
+    metrics: np.ndarray  # (n, n_metrics)
+
+
+def iter_chunks(
+    design: Mapping,
+    space: Space,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    *,
+    chunk_size: int = 65536,
+    first_chunk: int = 0,
+    evaluator: Evaluator | None = None,
+    options: Options = Options(),
+    devices: Sequence | None = None,
+    batch_size: int = 512,
+) -> Iterator[Chunk]:
+    """Evaluate a space chunk by chunk (bounded memory); chunk ``c`` holds points
+    ``c * chunk_size ..``. The next chunk is dispatched before the current one is yielded,
+    so consumers (writers) overlap device work."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size = {chunk_size}: must be >= 1")
+    ev = evaluator or cached_evaluator(
+        design, space.paths, metrics, options=options, devices=devices, batch_size=batch_size
+    )
+    n = space.size
+    chunk_size = min(int(chunk_size), n)
+    n_chunks = -(-n // chunk_size)
+    pending = None
+    for c in range(first_chunk, n_chunks):
+        start = c * chunk_size
+        vals = ev.cast(space.values(start, start + chunk_size))
+        out = ev.dispatch(vals, size=chunk_size)
+        if pending is not None:
+            yield _finish(ev, *pending)
+        pending = (c, start, vals, out)
+    if pending is not None:
+        yield _finish(ev, *pending)
+
+
+def _finish(ev: Evaluator, c: int, start: int, vals: np.ndarray, out) -> Chunk:
+    return Chunk(c, start, vals, ev.gather(out, len(vals)))
+
+
+def _n_chunks(space: Space, chunk_size: int) -> tuple[int, int]:
+    size = min(int(chunk_size), space.size)
+    return size, -(-space.size // size)
+
+
+def _check_metrics(metrics, pareto: Pareto | None, feasible_only: bool) -> tuple[str, ...]:
+    metrics = tuple(metrics)
+    extra = []
+    if pareto is not None:
+        extra += [m for m in pareto.objectives if m not in metrics]
+    if (feasible_only or (pareto is not None and pareto.feasible_only)) and "fits" not in metrics:
+        extra.append("fits")
+    return metrics + tuple(dict.fromkeys(extra))
+
+
+def run(
+    design: Mapping,
+    space: Space,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    *,
+    chunk_size: int = 65536,
+    pareto: Pareto | None = None,
+    feasible_only: bool = False,
+    options: Options = Options(),
+    devices: Sequence | None = None,
+    batch_size: int = 512,
+    progress: bool = False,
+) -> dict[str, np.ndarray]:
+    """Evaluate a whole space in memory.
+
+    Returns:
+      Columns ``point`` (index in the space), one per axis path and one per metric (the
+      Pareto set only, sorted by point, when ``pareto`` is given).
+    """
+    metrics = _check_metrics(metrics, pareto, feasible_only)
+    blocks, front = [], None
+    bar = _progress(space.size, 0, progress)
+    for ch in iter_chunks(
+        design, space, metrics, chunk_size=chunk_size, options=options, devices=devices, batch_size=batch_size
+    ):
+        block = _block(ch)
+        if feasible_only:
+            block = _feasible(block, metrics)
+        if pareto is not None:
+            if pareto.feasible_only:
+                block = _feasible(block, metrics)
+            front = _pareto_filter(block if front is None else _Block.concat(front, block), pareto, metrics)
+        else:
+            blocks.append(block)
+        bar.update(len(ch.values))
+    bar.close()
+    if pareto is not None:
+        out = front
+    else:
+        out = _Block(*(np.concatenate(parts) for parts in zip(*blocks, strict=True)))
+    return _columns(out, space.paths, metrics)
+
+
+def _block(ch: Chunk) -> _Block:
+    return _Block(np.arange(ch.start, ch.start + len(ch.values), dtype=np.int64), ch.values, ch.metrics)
+
+
+def _columns(block: _Block, paths: Sequence[str], metrics: Sequence[str]) -> dict[str, np.ndarray]:
+    cols = {"point": block.point}
+    cols.update({p: block.values[:, j] for j, p in enumerate(paths)})
+    cols.update({m: block.metrics[:, j] for j, m in enumerate(metrics)})
+    return cols
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    if not enabled or jax.process_index() != 0:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="pt", unit_scale=True, desc="sweep", dynamic_ncols=True)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _fingerprint(d: dict, space: Space, metrics, chunk_size, pareto, feasible_only, options, fmt) -> str:
+    """What a resumed sweep must share with the run that wrote the file."""
+    from . import __version__
+
+    desc = dict(
+        version=__version__,
+        space=space.describe(),
+        metrics=list(metrics),
+        chunk_size=int(chunk_size),
+        pareto=pareto.describe() if pareto else None,
+        feasible_only=bool(feasible_only),
+        options=repr(options),
+        dtype=str(np.dtype(_float_dtype())),
+        format=fmt,
+        design=_design_digest(d),
+    )
+    text = json.dumps(desc, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _format_of(out: Path) -> str:
+    suffix = out.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    raise ValueError(f"--out {out}: unknown format {suffix or '(none)'!r}; end the name in .csv or .parquet")
+
+
+def _require_pyarrow():
+    try:
+        import pyarrow  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+    except ModuleNotFoundError:
+        raise ValueError(
+            "Parquet output needs pyarrow, which is not installed: pip install pyarrow, or write .csv"
+        ) from None
+
+
+def _csv_text(block: _Block, digits: int) -> str:
+    n, k = block.values.shape
+    m = block.metrics.shape[1]
+    if n == 0:
+        return ""
+    flat = np.concatenate(
+        [
+            block.point[:, None].astype(np.float64),
+            block.values.astype(np.float64),
+            block.metrics.astype(np.float64),
+        ],
+        axis=1,
+    )
+    row = "%d" + f",%.{digits}g" * (k + m) + "\n"
+    # one C-level format call per chunk: ~10x faster than a Python loop over rows
+    return (row * n) % tuple(flat.ravel().tolist())
+
+
+def _parquet_table(block: _Block, columns: Sequence[str]):
+    import pyarrow as pa
+
+    arrays = [pa.array(block.point)]
+    arrays += [pa.array(block.values[:, j]) for j in range(block.values.shape[1])]
+    arrays += [pa.array(block.metrics[:, j]) for j in range(block.metrics.shape[1])]
+    return pa.table(arrays, names=list(columns))
+
+
+def _write_whole(out: Path, fmt: str, block: _Block, columns, digits: int) -> None:
+    if fmt == "csv":
+        _atomic_write(out, (",".join(columns) + "\n" + _csv_text(block, digits)).encode())
+    else:
+        import pyarrow.parquet as pq
+
+        tmp = out.with_name(out.name + ".tmp")
+        pq.write_table(_parquet_table(block, columns), tmp)
+        os.replace(tmp, out)
+
+
+def _block_from_manifest(front: dict, k: int, m: int, dtype) -> _Block:
+    return _Block(
+        np.asarray(front["point"], dtype=np.int64),
+        np.asarray(front["values"], dtype=dtype).reshape(-1, k),
+        np.asarray(front["metrics"], dtype=dtype).reshape(-1, m),
+    )
+
+
+def run_to_file(
+    design: Mapping,
+    space: Space,
+    out: str | os.PathLike,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    *,
+    chunk_size: int = 65536,
+    pareto: Pareto | None = None,
+    feasible_only: bool = False,
+    resume: bool = False,
+    overwrite: bool = False,
+    options: Options = Options(),
+    devices: Sequence | None = None,
+    batch_size: int = 512,
+    progress: bool = True,
+    stop_after_chunks: int | None = None,
+) -> dict:
+    """Stream a sweep to ``out`` (``.csv``, or ``.parquet`` with pyarrow), resumably.
+
+    CSV: one header, then rows appended chunk by chunk. Parquet: ``out`` is a directory
+    of ``part-NNNNNN.parquet`` files, one per chunk (read it with
+    ``pyarrow.parquet.read_table(out)``). With ``pareto`` the file holds the current
+    Pareto set, rewritten after every chunk. After each chunk is on disk (``fsync``),
+    ``out + ".manifest.json"`` records how many chunks are done (and, for CSV, the file
+    length, so a row torn by a crash is cut on resume).
+
+    Args:
+      resume: continue a run of the *same* sweep (same design, space, metrics,
+        chunk size, options: checked by a fingerprint) after its last finished chunk.
+      overwrite: replace an existing output instead of refusing.
+      stop_after_chunks: stop after this many new chunks (tests, time-boxed jobs).
+      Others as in :func:`run`.
+
+    Returns:
+      A summary: points, rows written, chunks done / skipped / total, seconds, points/s.
+    """
+    out = Path(out)
+    fmt = _format_of(out)
+    if fmt == "parquet":
+        _require_pyarrow()
+    d = _as_design(design)
+    metrics = _check_metrics(metrics, pareto, feasible_only)
+    chunk_size, n_chunks = _n_chunks(space, chunk_size)
+    columns = ["point", *space.paths, *metrics]
+    fingerprint = _fingerprint(d, space, metrics, chunk_size, pareto, feasible_only, options, fmt)
+    manifest_path = out.with_name(out.name + MANIFEST_SUFFIX)
+    writer = jax.process_index() == 0
+    dtype = _float_dtype()
+    digits = 9 if np.dtype(dtype).itemsize <= 4 else 17
+
+    state = dict(
+        version=_MANIFEST_VERSION, fingerprint=fingerprint, columns=columns, n_points=space.size,
+        chunk_size=chunk_size, n_chunks=n_chunks, chunks_done=0, rows=0, bytes=0, complete=False,
+        sweep=space.describe(),
+    )  # fmt: skip
+    front = None
+    exists = out.exists() or manifest_path.exists()
+    if resume and exists:
+        if not manifest_path.exists():
+            raise ValueError(
+                f"--resume: {out} has no {manifest_path.name}; it was not written by hwgrad sweep"
+            )
+        old = json.loads(manifest_path.read_text())
+        if old.get("fingerprint") != fingerprint:
+            raise ValueError(
+                f"--resume: {out} was written by a different sweep (design, axes, metrics, chunk size or "
+                "options changed); use another --out, or drop --resume and pass --force to overwrite"
+            )
+        state = old
+        if pareto is not None and state.get("front"):
+            front = _block_from_manifest(state["front"], len(space.paths), len(metrics), dtype)
+    elif exists and not overwrite:
+        raise ValueError(f"--out {out} exists: pass --resume to continue it or --force to overwrite it")
+    elif exists and writer:
+        if out.is_dir():
+            shutil.rmtree(out)
+        elif out.exists():
+            out.unlink()
+        if manifest_path.exists():
+            manifest_path.unlink()
+
+    first = int(state["chunks_done"])
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        first = int(multihost_utils.broadcast_one_to_all(np.int64(first)))
+    skipped = first
+    t0 = time.perf_counter()
+    if writer:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "csv" and pareto is None:
+            if first == 0:
+                with open(out, "w") as fh:
+                    fh.write(",".join(columns) + "\n")
+                state["bytes"] = out.stat().st_size
+            else:
+                with open(out, "r+b") as fh:  # cut whatever a crash left after the last chunk
+                    fh.truncate(int(state["bytes"]))
+        elif fmt == "parquet" and pareto is None:
+            out.mkdir(exist_ok=True)
+        if first == 0:
+            _atomic_write(manifest_path, json.dumps(state).encode())
+
+    bar = _progress(space.size, min(first * chunk_size, space.size), progress)
+    points = 0
+    if first < n_chunks:
+        ev = cached_evaluator(
+            d, space.paths, metrics, options=options, devices=devices, batch_size=batch_size
+        )
+        for done, ch in enumerate(
+            iter_chunks(d, space, metrics, chunk_size=chunk_size, first_chunk=first, evaluator=ev)
+        ):
+            block = _block(ch)
+            if feasible_only:
+                block = _feasible(block, metrics)
+            if writer:
+                if pareto is not None:
+                    if pareto.feasible_only:
+                        block = _feasible(block, metrics)
+                    front = _pareto_filter(
+                        block if front is None else _Block.concat(front, block), pareto, metrics
+                    )
+                    _write_whole(out, fmt, front, columns, digits)
+                    state["front"] = dict(
+                        point=front.point.tolist(), values=front.values.ravel().tolist(),
+                        metrics=front.metrics.ravel().tolist(),
+                    )  # fmt: skip
+                    state["rows"] = len(front.point)
+                elif fmt == "csv":
+                    with open(out, "a") as fh:
+                        fh.write(_csv_text(block, digits))
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    state["bytes"] = out.stat().st_size
+                    state["rows"] += len(block.point)
+                else:
+                    import pyarrow.parquet as pq
+
+                    part = out / f"part-{ch.index:06d}.parquet"
+                    tmp = out / f".part-{ch.index:06d}.tmp"
+                    pq.write_table(_parquet_table(block, columns), tmp)
+                    os.replace(tmp, part)
+                    state["rows"] += len(block.point)
+                state["chunks_done"] = ch.index + 1
+                state["complete"] = state["chunks_done"] == n_chunks
+                _atomic_write(manifest_path, json.dumps(state).encode())
+            points += len(ch.values)
+            bar.update(len(ch.values))
+            if stop_after_chunks is not None and done + 1 >= stop_after_chunks:
+                break
+    bar.close()
+    seconds = time.perf_counter() - t0
+    if writer and pareto is not None and first == 0 and points == 0:
+        _write_whole(
+            out,
+            fmt,
+            _Block(np.zeros(0, np.int64), np.zeros((0, len(space.paths))), np.zeros((0, len(metrics)))),
+            columns,
+            digits,
+        )
+    return dict(
+        out=str(out),
+        points=points,
+        rows=int(state["rows"]),
+        chunks_done=int(state["chunks_done"]),
+        chunks_skipped=skipped,
+        n_chunks=n_chunks,
+        complete=bool(state["chunks_done"] == n_chunks),
+        seconds=seconds,
+        points_per_s=points / seconds if seconds > 0 else float("nan"),
+    )
+
+
+# ----------------------------------------------------------------------------- sensitivity
+
+
+class Sensitivity(NamedTuple):
+    """Elasticities ``d log(metric) / d log(knob)`` at one design point.
+
+    ``elasticity[i, j]`` is the relative change of ``metrics[i]`` per relative change of
+    ``knobs[j]`` (``+1``: proportional; ``-1``: inversely proportional; ``0``: no effect).
+    NaN where the metric is unknown (e.g. no chip price) or not positive.
+    """
+
+    metrics: tuple
+    knobs: tuple
+    knob_values: np.ndarray  # (k,)
+    metric_values: np.ndarray  # (m,)
+    elasticity: np.ndarray  # (m, k)
+    integer_knobs: frozenset = frozenset()
+
+    def rows(self, metric: str | None = None, top: int | None = None) -> list[tuple[str, str, float]]:
+        """``(metric, knob, elasticity)`` sorted by magnitude (largest first), NaN and
+        exact zeros dropped; one metric or all."""
+        if metric is not None and metric not in self.metrics:
+            raise ValueError(f"metric {metric!r}: {_suggest(metric, self.metrics)}")
+        chosen = [metric] if metric is not None else list(self.metrics)
+        out = []
+        for name in chosen:
+            i = self.metrics.index(name)
+            row = [
+                (name, k, float(e))
+                for k, e in zip(self.knobs, self.elasticity[i], strict=True)
+                if np.isfinite(e) and e != 0
+            ]
+            row.sort(key=lambda r: -abs(r[2]))
+            out += row[:top] if top is not None else row
+        if metric is None:
+            out.sort(key=lambda r: -abs(r[2]))
+            if top is not None:
+                out = out[:top]
+        return out
+
+    def table(self, metric: str | None = None, top: int | None = 15) -> str:
+        """A text table per metric, knobs sorted by |elasticity|."""
+        lines = []
+        width = max((len(k) for k in self.knobs), default=10)
+        for i, name in enumerate(self.metrics):
+            if metric is not None and name != metric:
+                continue
+            value = self.metric_values[i]
+            if not (np.isfinite(value) and value > 0):
+                lines.append(f"{name}: unknown at this design point (value {value:g})")
+                lines.append("")
+                continue
+            lines.append(f"{name} = {value:.4g}")
+            lines.append(f"  {'knob':<{width}}  {'value':>11}  {'elasticity':>10}")
+            rows = self.rows(name, top)
+            for _, knob, e in rows:
+                j = self.knobs.index(knob)
+                mark = "  (whole number, relaxed)" if knob in self.integer_knobs else ""
+                lines.append(f"  {knob:<{width}}  {self.knob_values[j]:>11.4g}  {e:>+10.4f}{mark}")
+            n_zero = len(self.knobs) - len(self.rows(name))
+            if n_zero:
+                lines.append(f"  ({n_zero} other knobs: elasticity 0)")
+            lines.append("")
+        return "\n".join(lines).rstrip() + "\n"
+
+    def to_dict(self) -> dict:
+        """JSON-ready: ``{metric: {"value": v, "elasticity": {knob: e, ...}}}`` (sorted)."""
+        out = {}
+        for i, name in enumerate(self.metrics):
+            v = float(self.metric_values[i])
+            out[name] = {
+                "value": v if math.isfinite(v) else None,
+                "elasticity": {k: e for _, k, e in self.rows(name)},
+            }
+        return out
+
+
+@functools.lru_cache(maxsize=8)
+def _jacobian_fn(treedef, targets: tuple, out_targets: tuple, options: Options, dtype: str):
+    """``jit(jacrev(log metrics))`` for one design structure; numbers are arguments, so a
+    changed design point reuses the compiled program."""
+    from .cost import evaluate
+
+    def log_metrics(log_scale, base, x0):
+        # x = x0 * exp(s): at s = 0 the point is exactly the design (no exp(log x) rounding)
+        leaves = _set_leaves(base, targets, x0 * jnp.exp(log_scale))
+        r = jax.tree_util.tree_leaves(
+            evaluate(**jax.tree_util.tree_unflatten(treedef, leaves), options=options)
+        )
+        m = jnp.stack([jnp.asarray(r[i], dtype)[e] for i, e in out_targets])
+        ok = jnp.isfinite(m) & (m > 0)
+        return jnp.log(jnp.where(ok, m, 1.0)), m
+
+    return jax.jit(jax.jacrev(log_metrics, has_aux=True))
+
+
+def sensitivity(
+    system,
+    model,
+    workload,
+    compression=None,
+    efficiency=None,
+    economics=None,
+    *,
+    metrics: Sequence[str] = METRICS,
+    knobs: Sequence[str] | None = None,
+    include_integers: bool = False,
+    options: Options = Options(),
+) -> Sensitivity:
+    """Elasticities of every metric with respect to every continuous positive knob.
+
+    ``E[i, j] = d log m_i / d log x_j``, from ``jax.jacrev`` of the log-metrics with
+    respect to ``log x`` at the design point (one linearisation, one batched reverse
+    pass). With the default straight-through roofline the values are exact and the
+    derivatives are those of the smooth surrogate (see :mod:`hwgrad.smooth`);
+    ``Options(roofline="smooth")`` makes both smooth.
+
+    Args:
+      system, model, workload, compression, efficiency, economics: the design point.
+      metrics: result paths (default :data:`METRICS`).
+      knobs: leaf paths; default every leaf that is finite and > 0, less whole-number
+        structure (layers, heads, batch, tp...) unless ``include_integers``.
+      options: static evaluation options.
+
+    Returns:
+      A :class:`Sensitivity` (``.table()`` prints it sorted by magnitude).
+
+    Example: ``elasticity ~ -1`` of ``tpot_s`` in ``system.chip.tiers.0.bandwidth_bytes_per_s``
+    means decode is memory-bound: twice the bandwidth, half the time per token.
+    """
+
+    d = design(system, model, workload, compression, efficiency, economics)
+    index = _Index(d)
+    integer = set()
+    if knobs is None:
+        knobs = []
+        for p, i, e in index.items():
+            v = index.value(i, e)
+            field = p.split(".")[-1] if e == () else p.split(".")[-1 - len(e)]
+            is_int = field in INTEGER_FIELDS
+            if math.isfinite(v) and v > 0 and (include_integers or not is_int):
+                knobs.append(p)
+                if is_int:
+                    integer.add(p)
+    else:
+        integer = {k for k in knobs if k.split(".")[-1] in INTEGER_FIELDS}
+    knobs = tuple(knobs)
+    targets = [index.resolve(k, "knob") for k in knobs]
+    x0 = np.array([index.value(i, e) for i, e in targets], dtype=float)
+    bad = [k for k, v in zip(knobs, x0, strict=True) if not (math.isfinite(v) and v > 0)]
+    if bad:
+        raise ValueError(f"knob {bad[0]} = {x0[knobs.index(bad[0])]:g}: elasticities need a finite value > 0")
+    metrics = tuple(metrics)
+    out_index = _result_index(d, options)
+    out_targets = tuple(out_index.resolve(m, "metric") for m in metrics)
+    dtype = _float_dtype()
+    base = [np.asarray(v, dtype=dtype) for v in index.leaves]
+    jacobian = _jacobian_fn(index.treedef, tuple(targets), out_targets, options, str(np.dtype(dtype)))
+    jac, values = jacobian(np.zeros(len(knobs), dtype=dtype), base, np.asarray(x0, dtype=dtype))
+    values = np.asarray(values, dtype=float)
+    jac = np.asarray(jac, dtype=float)
+    jac[~(np.isfinite(values) & (values > 0))] = np.nan
+    return Sensitivity(metrics, knobs, x0, values, jac, frozenset(integer))
+
+
+# ----------------------------------------------------------------------------- config files
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    def error(self, message):
+        raise ValueError(message)
+
+
+def _design_parser() -> argparse.ArgumentParser:
+    from .cli import add_design_arguments
+
+    p = _RaisingParser(prog="[design]", add_help=False, exit_on_error=False)
+    add_design_arguments(p)
+    return p
+
+
+def _design_from_table(table: dict, where: str, base_dir: Path) -> dict:
+    """``[design]`` keys are the ``hwgrad eval`` flags (``prompt_len`` = ``--prompt-len``)."""
+    from .cli import design_from_args
+
+    parser = _design_parser()
+    flags = {a.dest: a for a in parser._actions if a.option_strings}
+    argv = []
+    for key, val in table.items():
+        dest = key.replace("-", "_")
+        if dest not in flags:
+            close = difflib.get_close_matches(dest, list(flags), n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(flags))}"
+            raise ValueError(f"{where} [design].{key}: unknown field; {hint}")
+        action = flags[dest]
+        opt = action.option_strings[0]
+        if action.nargs == 0:  # store_true
+            if not isinstance(val, bool):
+                raise ValueError(f"{where} [design].{key} = {val!r}: expected true or false")
+            if val:
+                argv.append(opt)
+            continue
+        if isinstance(val, bool) or not isinstance(val, str | int | float):
+            raise ValueError(f"{where} [design].{key} = {val!r}: expected a number or text")
+        if dest in ("config", "params"):
+            val = str((base_dir / str(val)).resolve()) if not os.path.isabs(str(val)) else str(val)
+        argv += [opt, str(val)]
+    try:
+        args = parser.parse_args(argv)
+    except (ValueError, argparse.ArgumentError) as exc:
+        raise ValueError(f"{where} [design]: {exc}") from None
+    return design_from_args(args)
+
+
+_SWEEP_KEYS = {
+    "mode", "points", "seed", "chunk_size", "batch_size", "metrics", "out", "feasible_only", "pareto", "roofline",
+}  # fmt: skip
+_AXIS_KEYS = {f.name for f in dataclasses.fields(Axis)}
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """Parse a sweep file (TOML)::
+
+        [design]                      # the design point: `hwgrad eval` flags
+        model = "llama-3.1-70b"
+        hardware = "h100-sxm"
+        chips = 8
+        weight_dtype = "fp8"
+        # config = "design.toml"      # or a design file (custom chips, tiers, networks)
+
+        [sweep]
+        mode = "grid"                 # or "random" (with points = N, seed = 0)
+        metrics = ["tpot_s", "usd_per_million_tokens", "fits"]
+        chunk_size = 65536
+        out = "sweep.csv"             # default for --out
+
+        [sweep.pareto]                # optional: keep only the Pareto set
+        minimize = ["tpot_s", "usd_per_million_tokens"]
+
+        [[axis]]
+        path = "system.chip.tiers.0.bandwidth_bytes_per_s"
+        low = 1e12
+        high = 1e13
+        num = 10
+        scale = "log"
+
+        [[axis]]
+        path = "workload.batch"
+        values = [1, 8, 32, 128]
+
+    Returns:
+      dict with ``design``, ``space``, ``metrics``, ``chunk_size``, ``batch_size``,
+      ``out``, ``pareto``, ``feasible_only``, ``options``.
+    """
+    import tomllib
+
+    path = Path(path)
+    w = str(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"--config {path}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{w}: not valid TOML ({exc})") from None
+    for key in doc:
+        if key not in ("design", "sweep", "axis"):
+            raise ValueError(f"{w}: unknown table [{key}]; use [design], [sweep] and [[axis]]")
+    d = _design_from_table(dict(doc.get("design", {})), w, path.parent)
+    sw = dict(doc.get("sweep", {}))
+    for key in sw:
+        if key not in _SWEEP_KEYS:
+            close = difflib.get_close_matches(key, list(_SWEEP_KEYS), n=2, cutoff=0.5)
+            hint = (
+                f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(_SWEEP_KEYS))}"
+            )
+            raise ValueError(f"{w} [sweep].{key}: unknown field; {hint}")
+
+    def whole(key, default, minimum=1):
+        v = sw.get(key, default)
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise ValueError(f"{w} [sweep].{key} = {v!r}: expected a whole number >= {minimum}")
+        return v
+
+    axes_t = doc.get("axis", [])
+    if not isinstance(axes_t, list) or not axes_t:
+        raise ValueError(f"{w}: no [[axis]] tables; add one with path, low, high (num for grids) or values")
+    axes = []
+    for n, t in enumerate(axes_t, 1):
+        aw = f"{w} [[axis]] {n}"
+        for key in t:
+            if key not in _AXIS_KEYS:
+                close = difflib.get_close_matches(key, list(_AXIS_KEYS), n=2, cutoff=0.5)
+                hint = (
+                    f"did you mean {', '.join(close)}?"
+                    if close
+                    else f"known: {', '.join(sorted(_AXIS_KEYS))}"
+                )
+                raise ValueError(f"{aw}.{key}: unknown field; {hint}")
+        try:
+            axes.append(Axis(**t))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{aw}: {exc}") from None
+    mode = sw.get("mode", "grid")
+    try:
+        space = Space(axes=tuple(axes), mode=mode, n_points=whole("points", None), seed=whole("seed", 0, 0))
+    except ValueError as exc:
+        raise ValueError(f"{w} [sweep]: {exc}") from None
+    metrics = sw.get("metrics", list(DEFAULT_METRICS))
+    if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
+        raise ValueError(f'{w} [sweep].metrics = {metrics!r}: expected a list of names such as ["tpot_s"]')
+    pareto = None
+    if "pareto" in sw:
+        pt = dict(sw["pareto"])
+        unknown = set(pt) - {"minimize", "maximize", "feasible_only"}
+        if unknown:
+            raise ValueError(
+                f"{w} [sweep.pareto].{sorted(unknown)[0]}: unknown field; use minimize, maximize, feasible_only"
+            )
+        try:
+            pareto = Pareto(**pt)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{w} [sweep.pareto]: {exc}") from None
+    feasible_only = sw.get("feasible_only", False)
+    if not isinstance(feasible_only, bool):
+        raise ValueError(f"{w} [sweep].feasible_only = {feasible_only!r}: expected true or false")
+    roofline = sw.get("roofline", Options().roofline)
+    from .specs import ROOFLINE_MODES
+
+    if roofline not in ROOFLINE_MODES:
+        raise ValueError(f"{w} [sweep].roofline = {roofline!r}: use one of {', '.join(ROOFLINE_MODES)}")
+    out = sw.get("out")
+    if out is not None:
+        out = str(path.parent / out) if not os.path.isabs(out) else out
+    return dict(
+        design=d, space=space, metrics=tuple(metrics), chunk_size=whole("chunk_size", 65536),
+        batch_size=whole("batch_size", 512), out=out, pareto=pareto, feasible_only=feasible_only,
+        options=Options(roofline=roofline),
+    )  # fmt: skip
+
+
+def _validate_names(d: dict, cfg: dict, where: str) -> None:
+    """Resolve every axis path and metric once, before any compile (clean errors)."""
+    index = _Index(_as_design(d))
+    for a in cfg["space"].axes:
+        try:
+            index.resolve(a.path, "axis path")
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+    out_index = _result_index(_as_design(d), cfg["options"])
+    metrics = list(cfg["metrics"]) + (list(cfg["pareto"].objectives) if cfg["pareto"] else [])
+    for m in metrics:
+        try:
+            out_index.resolve(m, "metric")
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _positive_int(text: str) -> int:
+    try:
+        x = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if x < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return x
+
+
+def register_cli(subparsers) -> None:
+    """Add ``hwgrad sweep`` and ``hwgrad sensitivity``."""
+    from .cli import add_design_arguments
+
+    p = subparsers.add_parser(
+        "sweep",
+        help="evaluate a grid or random sample of designs, streamed to CSV/Parquet",
+        description="Evaluate a grid or a random sample over any design leaves (see docs/sweep.md), "
+        "sharded over all devices, streamed chunk by chunk, resumable.",
+    )
+    p.add_argument(
+        "--config", required=True, metavar="FILE", help="sweep file (TOML: [design], [sweep], [[axis]])"
+    )
+    p.add_argument("--out", metavar="FILE", help="output .csv or .parquet (default: [sweep].out)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue an interrupted sweep (finished chunks are kept)"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument(
+        "--chunk-size", type=_positive_int, help="points per chunk (default [sweep].chunk_size or 65536)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    g = p.add_argument_group("multi-host (jax.distributed)")
+    g.add_argument(
+        "--coordinator", metavar="HOST:PORT", help="address of process 0 (calls jax.distributed.initialize)"
+    )
+    g.add_argument("--num-processes", type=_positive_int, help="processes in the job")
+    g.add_argument("--process-id", type=int, help="this process's rank, 0 .. num-processes - 1")
+    g.add_argument(
+        "--distributed", action="store_true", help="jax.distributed.initialize() with cluster auto-detection"
+    )
+    p.set_defaults(func=cmd_sweep)
+
+    s = subparsers.add_parser(
+        "sensitivity",
+        help="elasticities d log(metric) / d log(knob) at one design point",
+        description="Which knob matters most: elasticities of every metric with respect to every continuous "
+        "positive leaf, from one reverse-mode pass, sorted by magnitude.",
+    )
+    add_design_arguments(s)
+    s.add_argument(
+        "--metric",
+        action="append",
+        metavar="NAME",
+        help=f"metric(s) to report (default: {', '.join(METRICS)})",
+    )
+    s.add_argument("--knob", action="append", metavar="PATH", help="restrict to these leaf paths")
+    s.add_argument(
+        "--include-integers", action="store_true", help="also whole-number knobs (batch, tp, layers...)"
+    )
+    s.add_argument("--top", type=_positive_int, default=15, help="knobs shown per metric (default 15)")
+    s.add_argument(
+        "--roofline", choices=("straight_through", "smooth"), default="straight_through",
+        help="straight_through (exact values, surrogate gradients; default) or smooth (both smooth)",
+    )  # fmt: skip
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_sensitivity)
+
+
+def _init_distributed(args) -> None:
+    if args.coordinator or args.distributed:
+        if args.coordinator and (args.num_processes is None or args.process_id is None):
+            raise ValueError("--coordinator needs --num-processes and --process-id (e.g. 2 and 0)")
+        if (
+            args.process_id is not None
+            and args.num_processes is not None
+            and not 0 <= args.process_id < args.num_processes
+        ):
+            raise ValueError(f"--process-id {args.process_id}: must lie in 0 .. {args.num_processes - 1}")
+        if args.coordinator:
+            jax.distributed.initialize(
+                coordinator_address=args.coordinator,
+                num_processes=args.num_processes,
+                process_id=args.process_id,
+            )
+        else:
+            jax.distributed.initialize()
+
+
+def cmd_sweep(args) -> int:
+    from .cli import enable_compile_cache
+
+    _init_distributed(args)
+    enable_compile_cache()
+    cfg = load_config(args.config)
+    out = args.out or cfg["out"]
+    if out is None:
+        raise ValueError("no output file: pass --out FILE.csv or set [sweep].out in the config")
+    _validate_names(cfg["design"], cfg, args.config)
+    try:
+        summary = run_to_file(
+            cfg["design"], cfg["space"], out, cfg["metrics"], chunk_size=args.chunk_size or cfg["chunk_size"],
+            pareto=cfg["pareto"], feasible_only=cfg["feasible_only"], resume=args.resume, overwrite=args.force,
+            options=cfg["options"], batch_size=cfg["batch_size"], progress=not args.no_progress,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        print(
+            f"hwgrad sweep: finished chunks are kept in {out}; rerun with --resume to continue",
+            file=sys.stderr,
+        )
+        raise
+    if jax.process_index() != 0:
+        return 0
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    elif summary["points"] == 0:
+        print(f"{summary['out']}: already complete ({summary['rows']:,} rows, {summary['n_chunks']} chunks)")
+    else:
+        print(
+            f"{summary['rows']:,} rows in {summary['out']}: {summary['points']:,} points in {summary['seconds']:.1f} s "
+            f"({summary['points_per_s']:.3g} points/s including compile, {jax.device_count()} device(s))"
+            + (
+                f"; {summary['chunks_skipped']} of {summary['n_chunks']} chunks were already done"
+                if summary["chunks_skipped"]
+                else ""
+            )
+        )
+    return 0
+
+
+def cmd_sensitivity(args) -> int:
+    from .cli import design_from_args, enable_compile_cache
+
+    enable_compile_cache()
+    d = design_from_args(args)
+    metrics = tuple(args.metric) if args.metric else METRICS
+    dd = _as_design(d)
+    options = Options(roofline=args.roofline)
+    out_index = _result_index(dd, options)
+    for m in metrics:
+        out_index.resolve(m, "--metric")
+    sens = sensitivity(
+        dd["system"], dd["model"], dd["workload"], dd["compression"], dd["efficiency"], dd["economics"],
+        metrics=metrics, knobs=args.knob, include_integers=args.include_integers, options=options,
+    )  # fmt: skip
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "knob_values": dict(zip(sens.knobs, sens.knob_values.tolist(), strict=True)),
+                    **sens.to_dict(),
+                },
+                indent=2,
+            )
+        )
+        return 0
+    wl = dd["workload"]
+    print(
+        f"{d.get('model_name', 'custom')} on {int(dd['system'].n_chips)} x {d.get('hardware_name', 'custom')}, "
+        f"batch {float(wl.batch):g}, prompt {float(wl.prompt_len):g}, output {float(wl.output_len):g}; "
+        f"efficiency: {d.get('efficiency_label', 'given')}"
+    )
+    print("elasticity = d log(metric) / d log(knob): -1 means doubling the knob halves the metric")
+    print()
+    print(sens.table(top=args.top), end="")
+    return 0
