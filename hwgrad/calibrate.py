@@ -95,7 +95,7 @@ ENERGY_FIELDS = ("static_power_fraction",)
 INITIAL = Efficiency(
     bandwidth_efficiency=0.8,
     flops_efficiency=0.6,
-    op_overhead_s=5e-6,
+    op_overhead_s=2e-5,
     collective_overhead_s=5e-6,
     comm_overlap=0.0,
     static_power_fraction=0.3,
@@ -116,13 +116,37 @@ SOFTWARE_FAMILIES: dict[str, tuple[str, ...]] = {
 _ECONOMICS = None
 
 
+#: Compute backends named in a ``software`` cell; dispatch costs differ between them
+#: (Metal command buffers, CUDA graphs, ROCm/HIP launches), so a stack's profile is split
+#: by backend when the cell names one (``llama.cpp/metal``, ``gpt-fast/rocm``...).
+BACKENDS: dict[str, tuple[str, ...]] = {
+    "metal": ("metal",),
+    "cuda": ("cuda",),
+    "rocm": ("rocm", "hip"),
+    "vulkan": ("vulkan",),
+    "sycl": ("sycl",),
+}
+
+
 def software_family(software: str) -> str:
-    """The serving-stack family of a ``software`` cell (``""`` if not recognised)."""
+    """The serving-stack family of a ``software`` cell (``""`` if not recognised).
+
+    A family is a stack of :data:`SOFTWARE_FAMILIES`, suffixed with ``/backend`` when the
+    cell names one of :data:`BACKENDS`.
+    """
     text = software.lower()
     for family, needles in SOFTWARE_FAMILIES.items():
         if any(n in text for n in needles):
+            for backend, words in BACKENDS.items():
+                if any(re.search(rf"\b{w}\b", text) for w in words):
+                    return f"{family}/{backend}"
             return family
     return ""
+
+
+def known_families() -> list[str]:
+    """Every family name :func:`software_family` can return."""
+    return [f"{f}{b}" for f in SOFTWARE_FAMILIES for b in ("", *(f"/{k}" for k in BACKENDS))]
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -349,13 +373,17 @@ def _economics():
 
 
 def _segment_outputs(system, model, workload, compression, efficiency):
-    """``[tpot_s, e2e_latency_s, energy_j_per_token]`` of one static batch."""
+    """``[tpot_s, e2e_latency_s, energy_j_per_token, static_j_per_token]`` of one static batch."""
     r = cost.evaluate(system, model, workload, compression, efficiency, _economics(), Options())
-    return jnp.stack([r.tpot_s, r.e2e_latency_s, r.energy_j_per_token])
+    static_j = r.prefill.energy_static_j + r.decode.energy_static_j * workload.output_len
+    static_per_token = static_j / (workload.batch * workload.output_len)
+    return jnp.stack([r.tpot_s, r.e2e_latency_s, r.energy_j_per_token, static_per_token])
 
 
 def _stack(trees):
-    return jax.tree_util.tree_map(lambda *xs: jnp.stack([jnp.asarray(x, dtype=jnp.float32) for x in xs]), *trees)
+    return jax.tree_util.tree_map(
+        lambda *xs: jnp.stack([jnp.asarray(x, dtype=jnp.float32) for x in xs]), *trees
+    )
 
 
 class Engine:
@@ -408,8 +436,11 @@ class Engine:
             outs.append(self._vmapped(system, model, workload, compression, e))
         return jnp.concatenate(outs, axis=0)[self.unpermute]
 
-    def row_predictions(self, eff: Efficiency):
-        """Predicted value of every row in its metric's unit, shape ``(n_rows,)``."""
+    def row_predictions(self, eff: Efficiency, with_static: bool = False):
+        """Predicted value of every row in its metric's unit, shape ``(n_rows,)``.
+
+        With ``with_static``, also the static (idle) share of each row's predicted energy.
+        """
         seg = self.segment_outputs(eff)
         count = jnp.asarray(self.seg_count)
         e2e = jax.ops.segment_sum(count * seg[:, 1], self.seg_row, num_segments=self.n_rows)
@@ -419,7 +450,13 @@ class Engine:
         tpot = seg[self.first_segment, 0]
         throughput = jnp.asarray(self.row_total_batch * self.row_output) / e2e
         table = jnp.stack([tpot * 1e3, e2e, throughput, energy])  # order of METRICS
-        return jnp.take_along_axis(table, jnp.asarray(self.metric)[None, :], axis=0)[0]
+        values = jnp.take_along_axis(table, jnp.asarray(self.metric)[None, :], axis=0)[0]
+        if not with_static:
+            return values
+        static = jax.ops.segment_sum(
+            count * seg[:, 3] * jnp.asarray(self.seg_batch), self.seg_row, num_segments=self.n_rows
+        ) / jnp.asarray(self.row_batch)
+        return values, static / energy
 
     def efficiency_per_segment(self, calibration: Calibration) -> Efficiency:
         effs = [calibration.for_software(self.cases[r].row.software) for r in self.seg_row]
@@ -429,12 +466,17 @@ class Engine:
 
     @functools.cached_property
     def _predict_jit(self):
-        return jax.jit(self.row_predictions)
+        return jax.jit(functools.partial(self.row_predictions, with_static=True))
+
+    def predict_with_static(self, calibration: Calibration) -> tuple[np.ndarray, np.ndarray]:
+        """Predictions and the static-power share of each row's predicted energy."""
+        if self.n_rows == 0:
+            return np.zeros(0), np.zeros(0)
+        values, static = self._predict_jit(self.efficiency_per_segment(calibration))
+        return np.asarray(values, dtype=np.float64), np.asarray(static, dtype=np.float64)
 
     def predict(self, calibration: Calibration) -> np.ndarray:
-        if self.n_rows == 0:
-            return np.zeros(0)
-        return np.asarray(self._predict_jit(self.efficiency_per_segment(calibration)), dtype=np.float64)
+        return self.predict_with_static(calibration)[0]
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -451,7 +493,13 @@ def ape_summary(errors, skipped: int = 0) -> dict:
     """Median, 90th percentile (linear interpolation) and max of APEs, with counts."""
     e = np.asarray(errors, dtype=float)
     if e.size == 0:
-        return {"median_ape": math.nan, "p90_ape": math.nan, "max_ape": math.nan, "rows": 0, "skipped": skipped}
+        return {
+            "median_ape": math.nan,
+            "p90_ape": math.nan,
+            "max_ape": math.nan,
+            "rows": 0,
+            "skipped": skipped,
+        }
     return {
         "median_ape": float(np.median(e)),
         "p90_ape": float(np.percentile(e, 90)),
@@ -489,6 +537,13 @@ class Report:
     predicted: np.ndarray
     measured: np.ndarray
     skipped: tuple[tuple[Measurement, str], ...]
+    static_share: np.ndarray | None = None
+
+    def static_share_of(self, i: int) -> float | None:
+        """Static (idle) power's share of the predicted energy of energy row ``i``."""
+        if self.static_share is None or not self.cases[i].row.is_energy:
+            return None
+        return float(self.static_share[i])
 
     @property
     def errors(self) -> np.ndarray:
@@ -503,7 +558,9 @@ class Report:
 
     def rows(self) -> list[dict]:
         out = []
-        for case, p, m, e in zip(self.cases, self.predicted, self.measured, self.errors, strict=True):
+        for i, (case, p, m, e) in enumerate(
+            zip(self.cases, self.predicted, self.measured, self.errors, strict=True)
+        ):
             r = case.row
             out.append(
                 {
@@ -523,13 +580,16 @@ class Report:
                     "predicted": float(p),
                     "ape": float(e),
                     "signed_error_pct": float(100.0 * (p - m) / m),
+                    "static_energy_share": self.static_share_of(i),
                     "notes": list(case.notes),
                 }
             )
         return out
 
 
-def predict(prepared: Prepared, calibration: Calibration | Efficiency, engine: Engine | None = None) -> np.ndarray:
+def predict(
+    prepared: Prepared, calibration: Calibration | Efficiency, engine: Engine | None = None
+) -> np.ndarray:
     """Predicted value of every case of ``prepared`` (metric units)."""
     if isinstance(calibration, Efficiency):
         calibration = Calibration(calibration)
@@ -541,14 +601,17 @@ def validate(
     prepared: Prepared, calibration: Calibration | Efficiency, label: str = "", engine: Engine | None = None
 ) -> Report:
     """Predict every row and compare with the measurements (see :class:`Report`)."""
+    if isinstance(calibration, Efficiency):
+        calibration = Calibration(calibration)
     engine = engine or Engine(prepared.cases)
-    pred = predict(prepared, calibration, engine)
+    pred, static = engine.predict_with_static(calibration)
     return Report(
         label=label,
         cases=prepared.cases,
         predicted=pred,
         measured=engine.measured,
         skipped=prepared.skipped,
+        static_share=static,
     )
 
 
@@ -565,7 +628,11 @@ class FitSettings:
       profile_fields: fields that may differ per serving-stack family (empty: one shared set).
       profile_prior: standard deviation (in unconstrained units) of a profile's offset from
         the shared value; the offsets are shrunk towards zero by a Gaussian prior.
-      huber_delta: scale of the pseudo-Huber loss on ``log(pred / measured)``.
+      priors: ``(field, centre, sd)``: a Gaussian prior on a shared field in unconstrained
+        units (logit/log), for fields the data barely identify.
+      loss: ``"cauchy"`` (bounded influence of rows the model cannot explain) or
+        ``"huber"`` (pseudo-Huber) on ``log(pred / measured)``.
+      huber_delta: scale ``d`` of the loss: residuals below ``d`` count quadratically.
       steps, learning_rate: Adam iterations and step size.
       balance: weight rows so each hardware contributes equally (``"hardware"``), or
         every row counts once (``"row"``).
@@ -573,9 +640,11 @@ class FitSettings:
 
     fields: tuple[str, ...] = FIT_FIELDS
     energy_fields: tuple[str, ...] = ENERGY_FIELDS
-    profile_fields: tuple[str, ...] = ()
+    profile_fields: tuple[str, ...] = ("op_overhead_s",)
     profile_prior: float = 0.5
+    priors: tuple[tuple[str, float, float], ...] = (("flops_efficiency", 0.6, 0.5),)
     huber_delta: float = 0.1
+    loss: str = "cauchy"
     steps: int = 600
     learning_rate: float = 0.05
     balance: str = "row"
@@ -635,10 +704,19 @@ class _Fitter:
         pred = self.engine.row_predictions(self.efficiency(theta, delta))
         r = jnp.log(pred) - self.log_measured
         d = self.settings.huber_delta
-        rho = d * d * (jnp.sqrt(1.0 + (r / d) ** 2) - 1.0)
+        if self.settings.loss == "cauchy":
+            rho = 0.5 * d * d * jnp.log1p((r / d) ** 2)
+        else:
+            rho = d * d * (jnp.sqrt(1.0 + (r / d) ** 2) - 1.0)
         data = jnp.sum(weights * rho) / jnp.maximum(jnp.sum(weights), 1e-12)
+        # Gaussian prior on profile offsets, on the scale of the data term: the mean
+        # pseudo-Huber loss is ~ d^2 / n x (sum of squared residuals / 2 d^2)
         prior = 0.5 * jnp.sum((delta * self.profile_mask[None, :]) ** 2) / self.settings.profile_prior**2
-        return data + prior / jnp.maximum(jnp.sum(weights > 0), 1.0)
+        for field, centre, sd in self.settings.priors:
+            if field in self.fields:
+                j = self.fields.index(field)
+                prior = prior + 0.5 * ((theta[j] - _to_unconstrained(field, centre)) / sd) ** 2
+        return data + d * d * prior / jnp.maximum(jnp.sum(weights > 0), 1.0)
 
     def _adam(self, params, weights, train_mask, profile_train):
         opt = optax.adam(self.settings.learning_rate)
@@ -670,7 +748,9 @@ class _Fitter:
         is_energy = np.asarray([c.row.is_energy for c in self.engine.cases])
         seen = np.zeros(len(self.families), np.float32)
         for i, fam in enumerate(self.families):
-            seen[i] = float(any(w > 0 and c.family == fam for w, c in zip(weights, self.engine.cases, strict=True)))
+            seen[i] = float(
+                any(w > 0 and c.family == fam for w, c in zip(weights, self.engine.cases, strict=True))
+            )
         history = {}
         for stage, fields, rows in (
             ("latency", self.settings.fields, ~is_energy),
@@ -789,10 +869,10 @@ def load_calibration(path: str | Path) -> Calibration:
     efficiency = efficiency_from_mapping(doc.get("efficiency", {}), where=str(path))
     profiles = {}
     for family, values in doc.get("profiles", {}).items():
-        if family not in SOFTWARE_FAMILIES:
+        if family not in known_families():
             raise ValueError(
                 f"{path}: [profiles.{family}] is not a known serving-stack family; "
-                f"use one of {', '.join(SOFTWARE_FAMILIES)}"
+                f"use one of {', '.join(known_families())}"
             )
         efficiency_from_mapping(values, where=f"{path} [profiles.{family}]")
         profiles[family] = {k: float(v) for k, v in values.items()}
@@ -831,16 +911,21 @@ def _fmt_measure(value: float, metric: str) -> str:
     return f"{value:.4g} {METRICS[metric]}"
 
 
-def _print_table(report: Report, file=sys.stdout) -> None:
+def _print_table(report: Report, file=None) -> None:
+    file = file or sys.stdout
     head = (
         f"{'id':>5} {'model':<14} {'hardware':<15} {'tp':>2} {'batch':>5} {'in':>5} {'out':>5} "
         f"{'dtype':<5} {'metric':<18} {'measured':>14} {'predicted':>14} {'error':>8}  notes"
     )
     print(head, file=file)
-    for case, p, m in zip(report.cases, report.predicted, report.measured, strict=True):
+    for i, (case, p, m) in enumerate(zip(report.cases, report.predicted, report.measured, strict=True)):
         r = case.row
         err = 100.0 * (p - m) / m
-        notes = "; ".join(case.notes)
+        notes = list(case.notes)
+        share = report.static_share_of(i)
+        if share is not None:
+            notes.insert(0, f"static power {100 * share:.0f}% of energy")
+        notes = "; ".join(notes)
         print(
             f"{r.id:>5} {r.model[:14]:<14} {r.hardware[:15]:<15} {r.tp:>2} {r.batch:>5} {r.input_len:>5} "
             f"{r.output_len:>5} {r.weight_dtype:<5} {r.metric:<18} {_fmt_measure(m, r.metric):>14} "
@@ -849,12 +934,16 @@ def _print_table(report: Report, file=sys.stdout) -> None:
         )
 
 
-def _print_skipped(skipped, file=sys.stdout) -> None:
+def _print_skipped(skipped, file=None) -> None:
+    file = file or sys.stdout
     if not skipped:
         return
     print(f"skipped {len(skipped)} row(s) that cannot be modelled:", file=file)
     for row, reason in skipped:
-        print(f"  id {row.id} (line {row.line}, {row.model} on {row.hardware}, {row.metric}): {reason}", file=file)
+        print(
+            f"  id {row.id} (line {row.line}, {row.model} on {row.hardware}, {row.metric}): {reason}",
+            file=file,
+        )
 
 
 def _write_csv(path: str, reports: Sequence[Report]) -> None:
@@ -862,7 +951,8 @@ def _write_csv(path: str, reports: Sequence[Report]) -> None:
 
     fields = [
         "efficiency", "id", "line", "model", "hardware", "n_chips", "tp", "batch", "input_len", "output_len",
-        "weight_dtype", "metric", "software", "measured", "predicted", "ape", "signed_error_pct", "notes",
+        "weight_dtype", "metric", "software", "measured", "predicted", "ape", "signed_error_pct",
+        "static_energy_share", "notes",
     ]  # fmt: skip
     try:
         fh = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
@@ -909,8 +999,14 @@ def cmd_validate(args) -> int:
             "efficiency": primary.label,
             "rows": primary.rows(),
             "skipped": [
-                {"id": r.id, "line": r.line, "model": r.model, "hardware": r.hardware, "metric": r.metric,
-                 "reason": reason}
+                {
+                    "id": r.id,
+                    "line": r.line,
+                    "model": r.model,
+                    "hardware": r.hardware,
+                    "metric": r.metric,
+                    "reason": reason,
+                }
                 for r, reason in prepared.skipped
             ],  # fmt: skip
             "summary": {
@@ -936,7 +1032,13 @@ def cmd_calibrate(args) -> int:
     prepared = prepare(data)
     if not prepared.cases:
         raise ValueError(f"{args.data}: no row can be modelled, nothing to fit")
-    settings = FitSettings(profile_fields=tuple(args.profile_fields or ()), steps=args.steps)
+    settings = FitSettings(steps=args.steps)
+    if args.no_priors:
+        settings = dataclasses.replace(settings, priors=())
+    if args.no_profiles:
+        settings = dataclasses.replace(settings, profile_fields=())
+    elif args.profile_fields is not None:
+        settings = dataclasses.replace(settings, profile_fields=tuple(args.profile_fields))
     engine = Engine(prepared.cases)
     calib, _ = fit(prepared, settings, engine=engine)
     fitted = validate(prepared, calib, "fitted", engine)
@@ -944,9 +1046,28 @@ def cmd_calibrate(args) -> int:
     header = [
         "Efficiency parameters fitted by `hwgrad calibrate` (hwgrad.calibrate.fit).",
         f"command: hwgrad calibrate {args.data} -o {args.output}"
-        + (f" --profile-fields {' '.join(args.profile_fields)}" if args.profile_fields else ""),
+        + (" --no-priors" if args.no_priors else "")
+        + (" --no-profiles" if args.no_profiles else "")
+        + (f" --profile-fields {' '.join(args.profile_fields)}" if args.profile_fields is not None else ""),
         f"rows: {fitted.summary(False)['rows']} latency/throughput + {fitted.summary(True)['rows']} energy; "
         f"skipped {len(prepared.skipped)}",
+        f"fitted: {', '.join(settings.fields)} on latency/throughput rows, then "
+        f"{', '.join(settings.energy_fields)} on energy rows; {settings.loss} loss on log(pred/measured), "
+        f"scale {settings.huber_delta:g}; Adam {settings.steps} steps per stage",
+        "priors: "
+        + (
+            ", ".join(f"{f} centred at {c:g} (sd {sd:g} in logit/log units)" for f, c, sd in settings.priors)
+            or "none"
+        )
+        + (
+            f"; per-stack profiles of {', '.join(settings.profile_fields)} "
+            f"(offsets shrunk to the shared value, sd {settings.profile_prior:g})"
+            if settings.profile_fields
+            else "; no per-stack profiles"
+        ),
+        '[efficiency] is the shared set (any stack; `hwgrad eval --params`); [profiles."<stack>"] '
+        "override it for rows whose software column names that stack",
+        "comm_overlap is not fitted (decode all-reduces sit on the critical path)",
         f"in-sample:      {format_summary(fitted.summary(False))}",
         f"in-sample:      {format_summary(fitted.summary(True), 'energy: ')}",
         f"speed of light: {format_summary(sol.summary(False))}",
@@ -956,6 +1077,9 @@ def cmd_calibrate(args) -> int:
         header += [
             f"LOHO CV:        {format_summary(cv.summary(False))}",
             f"LOHO CV:        {format_summary(cv.summary(True), 'energy: ')}",
+            "(LOHO = refit without each hardware in turn, predict it; energy rows come from one "
+            "hardware, so its energy fold uses the starting static_power_fraction "
+            f"{INITIAL.static_power_fraction:g})",
         ]
     try:
         write_calibration(args.output, calib, header)
@@ -982,7 +1106,9 @@ def register_cli(subparsers) -> None:
     p.add_argument("data", metavar="DATA.csv", help="measurements in the calibration.csv schema")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--csv", metavar="OUT", help="also write per-row results to this CSV")
-    p.add_argument("--skip-unknown", action="store_true", help="leave out rows naming an unknown model/hardware")
+    p.add_argument(
+        "--skip-unknown", action="store_true", help="leave out rows naming an unknown model/hardware"
+    )
     p.add_argument("--params", metavar="FILE", help="efficiency parameters (TOML from `hwgrad calibrate`)")
     p.add_argument("--speed-of-light", action="store_true", help="report the ideal roofline only")
     p.set_defaults(func=cmd_validate)
@@ -994,15 +1120,25 @@ def register_cli(subparsers) -> None:
         "through the model, with leave-one-hardware-out cross-validation.",
     )
     c.add_argument("data", metavar="DATA.csv", help="measurements in the calibration.csv schema")
-    c.add_argument("-o", "--output", required=True, metavar="params.toml", help="where to write the parameters")
-    c.add_argument("--skip-unknown", action="store_true", help="leave out rows naming an unknown model/hardware")
+    c.add_argument(
+        "-o", "--output", required=True, metavar="params.toml", help="where to write the parameters"
+    )
+    c.add_argument(
+        "--skip-unknown", action="store_true", help="leave out rows naming an unknown model/hardware"
+    )
     c.add_argument("--steps", type=int, default=FitSettings.steps, help="Adam steps per stage")
     c.add_argument(
         "--profile-fields",
         nargs="*",
         choices=FIT_FIELDS,
         metavar="FIELD",
-        help="fields that may differ per serving stack (default: none, one shared set)",
+        help=f"fields that may differ per serving stack (default: {' '.join(FitSettings.profile_fields)})",
+    )
+    c.add_argument("--no-profiles", action="store_true", help="one shared parameter set for every stack")
+    c.add_argument(
+        "--no-priors",
+        action="store_true",
+        help=f"no prior on weakly identified fields (default: {', '.join(f for f, _, _ in FitSettings.priors)})",
     )
     c.add_argument("--no-cv", action="store_true", help="skip the cross-validation")
     c.set_defaults(func=cmd_calibrate)

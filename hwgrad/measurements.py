@@ -156,7 +156,8 @@ def _parse_row(cells: _Cells) -> Measurement:
     chips_needed = tp * pp
     if n_chips % chips_needed and chips_needed % n_chips:
         raise cells.error(
-            "n_chips", f"{n_chips} is neither a multiple nor a divisor of tp x pp = {tp} x {pp} = {chips_needed}"
+            "n_chips",
+            f"{n_chips} is neither a multiple nor a divisor of tp x pp = {tp} x {pp} = {chips_needed}",
         )
     weight_dtype = cells.text("weight_dtype").lower()
     try:
@@ -228,10 +229,14 @@ def read_measurements(path: str | Path, skip_unknown: bool = False) -> Measureme
     try:
         header = next(reader)
     except StopIteration:
-        raise ValueError(f"{name}:1: empty file: expected a header row with {', '.join(REQUIRED_COLUMNS)}") from None
+        raise ValueError(
+            f"{name}:1: empty file: expected a header row with {', '.join(REQUIRED_COLUMNS)}"
+        ) from None
     except csv.Error as exc:
         raise ValueError(f"{name}:1: malformed CSV header ({exc})") from None
     header = [h.strip() for h in header]
+    if not any(header):
+        raise ValueError(f"{name}:1: empty header row: expected {', '.join(REQUIRED_COLUMNS)}")
     dupes = sorted({h for h in header if header.count(h) > 1 and h})
     if dupes:
         raise ValueError(f"{name}:1: duplicate column(s) {', '.join(dupes)} in the header")
@@ -280,7 +285,8 @@ def read_measurements(path: str | Path, skip_unknown: bool = False) -> Measureme
                 kind = "models" if column == "model" else "hardware"
                 raise cells.error(
                     column,
-                    f"{message}: not a preset (see `hwgrad presets {kind}`); pass --skip-unknown to leave it out",
+                    f"{message}: not a preset (see `hwgrad presets {kind}`); "
+                    "pass --skip-unknown to leave it out",
                 )
             unknown.append((row, "; ".join(m for _, m in problems)))
             continue
