@@ -9,6 +9,7 @@ and interconnects.
     result.tpot_s
 """
 
+from . import config as config
 from . import counts as counts
 from . import hf as hf
 from . import memory as memory

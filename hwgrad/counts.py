@@ -255,7 +255,9 @@ def forward_counts(
     step is ``(1, L)``, a prefill ``(prompt_len, 0)``.
 
     Args:
-      m, c, w: model, compression, workload (``tp``, ``ep`` split the work).
+      m: model architecture.
+      c: compression.
+      w: workload (``tp``, ``ep`` split the work).
       new_tokens: tokens processed per sequence in this pass.
       context_len: tokens already in each sequence's KV cache.
     """

@@ -108,7 +108,8 @@ def near_memory_times(
       driver_bytes: ``(O,)`` bytes of each op's driving class.
       driver_frac: ``(T, O)`` fraction of those bytes placed in each tier.
       driver_bw: ``(T, O)`` effective external bandwidth of each tier for that class.
-      flops, out_bytes: ``(O,)``.
+      flops: ``(O,)`` FLOPs per op.
+      out_bytes: ``(O,)`` output bytes per op.
       resident_driver_bytes: ``(T, O)`` resident bytes of the driving class in each tier
         (sets the shard count).
 

@@ -127,7 +127,8 @@ def memory_tier(name: str, capacity_bytes: float | None = None, bandwidth_bytes_
 
     Args:
       name: memory technology slug (``hbm4``, ``hbf``, ``ddr5``, ...).
-      capacity_bytes, bandwidth_bytes_per_s: per-chip totals; default one device.
+      capacity_bytes: per-chip total; default one device.
+      bandwidth_bytes_per_s: per-chip total; default one device.
     """
     r = _lookup("memory_tech", name)
     cap = capacity_bytes if capacity_bytes is not None else _num(r, "capacity_per_device_GB") * units.GB
