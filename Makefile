@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean figures
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,6 @@ bench: $(BIN)/.installed
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache
+
+figures: $(BIN)/.installed
+	$(BIN)/python experiments/run_all.py

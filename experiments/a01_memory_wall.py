@@ -18,7 +18,13 @@ PAPER_FP64_RATIO = 80.0  # Ma & Patterson: NVIDIA FP64 FLOPS x80, 2012-2022
 PAPER_BW_RATIO = 17.0  # ... memory bandwidth x17
 # The paper does not name its GPUs; the data README uses K20 (2012) -> H100 SXM (2022).
 FIRST, LAST = "tesla-k20", "h100-sxm"
-COLS = ("fp64_TFLOPS", "fp64_tensor_TFLOPS", "bf16_or_fp16_dense_TFLOPS", "memory_bandwidth_GBps", "memory_capacity_GB")
+COLS = (
+    "fp64_TFLOPS",
+    "fp64_tensor_TFLOPS",
+    "bf16_or_fp16_dense_TFLOPS",
+    "memory_bandwidth_GBps",
+    "memory_capacity_GB",
+)
 
 
 def _rows():
@@ -90,7 +96,11 @@ def plot(out_dir: Path) -> None:
 
     ax = axes[1]
     for vendor, marker in (("NVIDIA", "o"), ("Google", "s"), ("AMD", "^")):
-        pts = [r for r in rows if r["vendor"] == vendor and r["bf16_or_fp16_dense_TFLOPS"] == r["bf16_or_fp16_dense_TFLOPS"]]
+        pts = [
+            r
+            for r in rows
+            if r["vendor"] == vendor and r["bf16_or_fp16_dense_TFLOPS"] == r["bf16_or_fp16_dense_TFLOPS"]
+        ]
         ax.scatter(
             [r["year"] for r in pts],
             [r["bf16_or_fp16_dense_TFLOPS"] * 1e3 / r["memory_bandwidth_GBps"] for r in pts],

@@ -41,7 +41,12 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
             abs(r["bandwidth_from_width_x_rate_GBps"] - r["table_bandwidth_GBps"]) for r in rows
         ),
         "records": [
-            c.compare("HBM4 stack bandwidth (width x rate)", 2048.0, last["bandwidth_from_width_x_rate_GBps"], " GB/s"),
+            c.compare(
+                "HBM4 stack bandwidth (width x rate)",
+                2048.0,
+                last["bandwidth_from_width_x_rate_GBps"],
+                " GB/s",
+            ),
             c.compare("HBM -> HBM4 bandwidth growth", 2048.0 / 128.0, bw_x, "x"),
             c.compare("HBM -> HBM4 capacity growth", 64.0 / 4.0, cap_x, "x"),
             c.compare("bandwidth CAGR 2013->2026", "-", 100 * (bw_x ** (1 / years) - 1), " %/yr"),
@@ -56,7 +61,9 @@ def plot(out_dir: Path) -> None:
     rows = c.read_csv(out_dir / f"{NAME}.csv")
     fig, ax = c.plt.subplots(figsize=(7.5, 4.8))
     years = [r["year"] for r in rows]
-    ax.plot(years, [r["bandwidth_from_width_x_rate_GBps"] for r in rows], "o-", label="stack bandwidth (GB/s)")
+    ax.plot(
+        years, [r["bandwidth_from_width_x_rate_GBps"] for r in rows], "o-", label="stack bandwidth (GB/s)"
+    )
     ax.plot(years, [r["max_capacity_GB"] for r in rows], "s-", label="max stack capacity (GB)")
     for r in rows:
         ax.annotate(

@@ -27,7 +27,9 @@ def _paper_ratios_in_notes() -> dict:
     """The trend ratios as the catalogue's notes quote them (the data set's only record)."""
     mt = hg.presets.table("memory_tech")
     hbm = re.findall(r"rose ([0-9.]+)x", mt["hbm3e"]["notes"])
-    ddr = re.findall(r"fell to ([0-9.]+)x and bandwidth cost to ([0-9.]+)x", mt["ddr4"]["source"] + mt["ddr4"]["notes"])
+    ddr = re.findall(
+        r"fell to ([0-9.]+)x and bandwidth cost to ([0-9.]+)x", mt["ddr4"]["source"] + mt["ddr4"]["notes"]
+    )
     return {
         "hbm_usd_per_gb": float(hbm[0]),
         "hbm_usd_per_gbps": float(hbm[0]),
@@ -42,7 +44,9 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
     mt = hg.presets.table("memory_tech")
     # catalogue counterpart: HBM3 (2022) -> HBM3E (2023-24) analyst $/GB and $/(GB/s) per stack
     per_gbps = {
-        g: ev(f"{g}_price") * float(mt[g]["capacity_per_device_GB"]) / float(mt[g]["bandwidth_per_device_GBps"])
+        g: ev(f"{g}_price")
+        * float(mt[g]["capacity_per_device_GB"])
+        / float(mt[g]["bandwidth_per_device_GBps"])
         for g in ("hbm3", "hbm3e")
     }
     cat_gb = ev("hbm3e_price") / ev("hbm3_price")
@@ -58,11 +62,16 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
     if quick:
         scenarios = scenarios[:3]
     points, rows = [], []
-    for basis, price in (("sale price", float(system.chip.price_usd)), ("manufacturing cost", ev("mfg_cost_h100"))):
+    for basis, price in (
+        ("sale price", float(system.chip.price_usd)),
+        ("manufacturing cost", ev("mfg_cost_h100")),
+    ):
         for mult in scenarios:
             chip = hg.replace(system.chip, price_usd=price + hbm_usd * (mult - 1.0))
             points.append((hg.replace(system, chip=chip), model, work, comp))
-            rows.append({"basis": basis, "memory_price_multiple": mult, "chip_usd": price + hbm_usd * (mult - 1.0)})
+            rows.append(
+                {"basis": basis, "memory_price_multiple": mult, "chip_usd": price + hbm_usd * (mult - 1.0)}
+            )
     res = c.evaluate_many(points)
     for i, r in enumerate(rows):
         r["usd_per_million_tokens"] = float(res.usd_per_million_tokens[i])
@@ -73,13 +82,19 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
             if r["basis"] == basis:
                 r["usd_per_m_vs_2023"] = r["usd_per_million_tokens"] / ref["usd_per_million_tokens"]
     c.write_csv(out_dir / f"{NAME}.csv", rows)
-    hbm_up = {r["basis"]: r["usd_per_m_vs_2023"] for r in rows if r["memory_price_multiple"] == ratios["hbm_usd_per_gb"]}
+    hbm_up = {
+        r["basis"]: r["usd_per_m_vs_2023"]
+        for r in rows
+        if r["memory_price_multiple"] == ratios["hbm_usd_per_gb"]
+    }
     summary = {
         "ratios_in_catalogue_notes": ratios,
         "records": [
             c.compare("HBM $/GB 2023->2025", PAPER["hbm_usd_per_gb"], ratios["hbm_usd_per_gb"], "x"),
             c.compare("DDR4 $/GB 2022->2025", PAPER["ddr4_usd_per_gb"], ratios["ddr4_usd_per_gb"], "x"),
-            c.compare("DDR4 $/(GB/s) 2022->2025", PAPER["ddr4_usd_per_gbps"], ratios["ddr4_usd_per_gbps"], "x"),
+            c.compare(
+                "DDR4 $/(GB/s) 2022->2025", PAPER["ddr4_usd_per_gbps"], ratios["ddr4_usd_per_gbps"], "x"
+            ),
             c.compare("catalogue HBM3->HBM3E $/GB (analyst prices)", PAPER["hbm_usd_per_gb"], cat_gb, "x"),
             c.compare("catalogue HBM3->HBM3E $/(GB/s)", PAPER["hbm_usd_per_gbps"], cat_gbps, "x"),
             c.compare("HBM x1.35 -> $/M tokens, sale-price capex", "-", hbm_up["sale price"], "x"),

@@ -22,7 +22,9 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
     rows, records = [], []
     for name, paper in PAPER_GBPS_PER_W.items():
         r = table[name]
-        cap, bw, w = (float(r[k]) for k in ("capacity_per_device_GB", "bandwidth_per_device_GBps", "power_per_device_W"))
+        cap, bw, w = (
+            float(r[k]) for k in ("capacity_per_device_GB", "bandwidth_per_device_GBps", "power_per_device_W")
+        )
         row = {
             "name": name,
             "capacity_GB": cap,
@@ -42,7 +44,9 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
         records.append(c.compare(f"{name} GB/s per W{bound}", paper, row["GBps_per_W"]))
     c.write_csv(out_dir / f"{NAME}.csv", rows)
     by = {r["name"]: r for r in rows}
-    records.append(c.compare("HBF / HBM4 capacity", "~10x", by["hbf"]["capacity_GB"] / by["hbm4"]["capacity_GB"], "x"))
+    records.append(
+        c.compare("HBF / HBM4 capacity", "~10x", by["hbf"]["capacity_GB"] / by["hbm4"]["capacity_GB"], "x")
+    )
     summary = {"records": records}
     c.write_json(out_dir / f"{NAME}.json", summary)
     return summary

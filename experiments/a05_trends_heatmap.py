@@ -56,7 +56,15 @@ def _trends():
         ("reasoning", llama, hg.Workload(**{**w, "prompt_len": 1024.0, "output_len": 16384.0}), 1.0, 1.0),
         ("long context", llama, hg.Workload(**{**w, "prompt_len": 131072.0}), 1.0, 1.0),
         # ASSUMPTION: 40 GB of read-mostly corpus per chip, 100 MB read per request
-        ("RAG", llama, hg.Workload(**{**w, "prompt_len": 16384.0}, corpus_bytes=40e9, corpus_read_bytes_per_sequence=1e8), 1.0, 1.0),
+        (
+            "RAG",
+            llama,
+            hg.Workload(
+                **{**w, "prompt_len": 16384.0}, corpus_bytes=40e9, corpus_read_bytes_per_sequence=1e8
+            ),
+            1.0,
+            1.0,
+        ),
         ("multimodal", llama, hg.Workload(**{**w, "prompt_len": 8192.0, "output_len": 256.0}), 1.0, 1.0),
         ("diffusion", llama, hg.Workload(**w), DIFFUSION_BLOCK, DIFFUSION_STEPS),
     ]
@@ -99,11 +107,15 @@ def _metrics(k, system, model, work, comp, new_tokens, steps, b_target):
     t_req = pre.time_s + passes * step.time_s
     e_req = pre.energy_j + passes * step.energy_j
     eco = hg.presets.default_economics()
-    capex_rate = system.n_chips * chip.price_usd * eco.server_cost_multiplier / (eco.lifetime_years * units.YEAR)
+    capex_rate = (
+        system.n_chips * chip.price_usd * eco.server_cost_multiplier / (eco.lifetime_years * units.YEAR)
+    )
     usd = capex_rate * t_req + e_req * eco.pue / units.KWH * eco.electricity_usd_per_kwh
     tokens = batch * work.output_len
     tpot = steps * step.time_s / new_tokens
-    return jnp.stack([jnp.log(tpot), jnp.log(usd / tokens * 1e6)]), jnp.stack([batch, tpot, usd / tokens * 1e6])
+    return jnp.stack([jnp.log(tpot), jnp.log(usd / tokens * 1e6)]), jnp.stack(
+        [batch, tpot, usd / tokens * 1e6]
+    )
 
 
 _jac = jax.jit(jax.jacfwd(_metrics, has_aux=True))
@@ -121,8 +133,14 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
         jac, aux = np.asarray(jac), np.asarray(aux)
         for metric, i in (("tpot", 0), ("usd_per_m", 1)):
             rows.append(
-                {"trend": trend, "metric": metric, **dict(zip(KNOBS, jac[i].tolist(), strict=True)),
-                 "batch": aux[0], "tpot_s": aux[1], "usd_per_million_tokens": aux[2]}
+                {
+                    "trend": trend,
+                    "metric": metric,
+                    **dict(zip(KNOBS, jac[i].tolist(), strict=True)),
+                    "batch": aux[0],
+                    "tpot_s": aux[1],
+                    "usd_per_million_tokens": aux[2],
+                }
             )
     c.write_csv(out_dir / f"{NAME}.csv", rows)
     # agreement with the paper's matrix, on the $/M-token elasticities
@@ -137,11 +155,23 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
         for j, knob in enumerate(KNOBS):
             ok = bool(stress[j]) == bool(marks[j])
             agree += ok
-            cells.append({"trend": trend, "bottleneck": knob, "paper": marks[j], "hwgrad": int(stress[j]), "agree": ok})
+            cells.append(
+                {"trend": trend, "bottleneck": knob, "paper": marks[j], "hwgrad": int(stress[j]), "agree": ok}
+            )
     c.write_csv(out_dir / f"{NAME}_agreement.csv", cells)
     summary = {
-        "records": [c.compare("Table 2 cells where hwgrad agrees with the paper", f"{len(cells)}/{len(cells)}", f"{agree}/{len(cells)}")],
-        "disagreements": [f"{x['trend']} x {x['bottleneck']}: paper {x['paper']}, hwgrad {x['hwgrad']}" for x in cells if not x["agree"]],
+        "records": [
+            c.compare(
+                "Table 2 cells where hwgrad agrees with the paper",
+                f"{len(cells)}/{len(cells)}",
+                f"{agree}/{len(cells)}",
+            )
+        ],
+        "disagreements": [
+            f"{x['trend']} x {x['bottleneck']}: paper {x['paper']}, hwgrad {x['hwgrad']}"
+            for x in cells
+            if not x["agree"]
+        ],
         "agree": agree,
     }
     for d in summary["disagreements"]:
@@ -154,7 +184,11 @@ def plot(out_dir: Path) -> None:
     rows = c.read_csv(out_dir / f"{NAME}.csv")
     cells = {(x["trend"], x["bottleneck"]): x for x in c.read_csv(out_dir / f"{NAME}_agreement.csv")}
     fig, axes = c.plt.subplots(1, 2, figsize=(13, 5.2))
-    for ax, (metric, title) in zip(axes, (("tpot", "d log TPOT / d log knob"), ("usd_per_m", "d log $/M tokens / d log knob")), strict=True):
+    for ax, (metric, title) in zip(
+        axes,
+        (("tpot", "d log TPOT / d log knob"), ("usd_per_m", "d log $/M tokens / d log knob")),
+        strict=True,
+    ):
         sel = [r for r in rows if r["metric"] == metric]
         trends = [r["trend"] for r in sel]
         mat = np.array([[r[k] for k in KNOBS] for r in sel])
@@ -165,7 +199,9 @@ def plot(out_dir: Path) -> None:
                 mark = "" if cell is None else (" P" if cell["paper"] == 1 else "")
                 ax.text(j, i, f"{mat[i, j]:+.2f}{mark}", ha="center", va="center", fontsize=8)
         ax.set_xticks(range(len(KNOBS)), [k.replace(" ", "\n") for k in KNOBS])
-        ax.set_yticks(range(len(trends)), [f"{t} (B={r['batch']:.0f})" for t, r in zip(trends, sel, strict=True)])
+        ax.set_yticks(
+            range(len(trends)), [f"{t} (B={r['batch']:.0f})" for t, r in zip(trends, sel, strict=True)]
+        )
         ax.set_xlabel("knob scaled (log multiplier)")
         ax.set_title(title)
         fig.colorbar(im, ax=ax, label="elasticity (dimensionless)")

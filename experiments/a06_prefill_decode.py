@@ -12,7 +12,6 @@ from pathlib import Path
 import common as c
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import hwgrad as hg
 
@@ -36,10 +35,24 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
     for ctx in contexts:
         for b in batches:
             w = hg.Workload(batch=float(b), tp=8.0)
-            rows.append({"phase": "decode", "batch": b, "tokens": float(ctx), "intensity_flop_per_byte": float(_intensity(model, w, comp, 1.0, float(ctx)))})
+            rows.append(
+                {
+                    "phase": "decode",
+                    "batch": b,
+                    "tokens": float(ctx),
+                    "intensity_flop_per_byte": float(_intensity(model, w, comp, 1.0, float(ctx))),
+                }
+            )
     for prompt in [128, 2048] if quick else [32, 128, 512, 2048, 8192, 32768]:
         w = hg.Workload(batch=1.0, tp=8.0)
-        rows.append({"phase": "prefill", "batch": 1, "tokens": float(prompt), "intensity_flop_per_byte": float(_intensity(model, w, comp, float(prompt), 0.0))})
+        rows.append(
+            {
+                "phase": "prefill",
+                "batch": 1,
+                "tokens": float(prompt),
+                "intensity_flop_per_byte": float(_intensity(model, w, comp, float(prompt), 0.0)),
+            }
+        )
     c.write_csv(out_dir / f"{NAME}.csv", rows)
     ridge = {}
     for name in CHIPS:
@@ -72,7 +85,12 @@ def plot(out_dir: Path) -> None:
     ax = axes[0]
     for ctx in sorted({r["tokens"] for r in rows if r["phase"] == "decode"}):
         pts = [r for r in rows if r["phase"] == "decode" and r["tokens"] == ctx]
-        ax.plot([r["batch"] for r in pts], [r["intensity_flop_per_byte"] for r in pts], "o-", label=f"decode, context {ctx:.0f}")
+        ax.plot(
+            [r["batch"] for r in pts],
+            [r["intensity_flop_per_byte"] for r in pts],
+            "o-",
+            label=f"decode, context {ctx:.0f}",
+        )
     for i, (name, v) in enumerate(ridge.items()):
         ax.axhline(v, ls="--", color=f"C{5 + i}", label=f"{name} ridge ({v:.0f} FLOP/B)")
     ax.set_xscale("log")
@@ -84,7 +102,12 @@ def plot(out_dir: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax = axes[1]
     pts = [r for r in rows if r["phase"] == "prefill"]
-    ax.plot([r["tokens"] for r in pts], [r["intensity_flop_per_byte"] for r in pts], "s-", label="prefill, batch 1")
+    ax.plot(
+        [r["tokens"] for r in pts],
+        [r["intensity_flop_per_byte"] for r in pts],
+        "s-",
+        label="prefill, batch 1",
+    )
     for i, (name, v) in enumerate(ridge.items()):
         ax.axhline(v, ls="--", color=f"C{5 + i}", label=f"{name} ridge")
     ax.set_xscale("log")

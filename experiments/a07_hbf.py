@@ -37,19 +37,29 @@ def _work(tp):
 
 def compute(out_dir: Path, quick: bool = False) -> dict:
     comp = hg.compression("fp8", "fp8")
-    tps = [4, 8, 16] if quick else [1, 2, 4, 8, 16, 32, 64]
+    tps = [1, 2, 4] if quick else [1, 2, 4, 8, 16, 32, 64]
     mods = models()
     if quick:
         mods = {"deepseek-v3": mods["deepseek-v3"]}
     rows = []
-    for design, build in (("HBM4 only", designs.hbm4_accelerator), ("HBM4 + HBF", designs.hbm4_hbf_accelerator)):
+    for design, build in (
+        ("HBM4 only", designs.hbm4_accelerator),
+        ("HBM4 + HBF", designs.hbm4_hbf_accelerator),
+    ):
         points = [(build(tp), m, _work(tp), comp) for m in mods.values() for tp in tps]
         res = c.evaluate_many(points)
         for i, ((mname, _), tp) in enumerate((mm, tp) for mm in mods.items() for tp in tps):
             rows.append(
-                {"design": design, "model": mname, "chips": tp, "fits": res.fits[i], "tpot_s": res.tpot_s[i],
-                 "usd_per_million_tokens": res.usd_per_million_tokens[i], "energy_j_per_token": res.energy_j_per_token[i],
-                 "capacity_used_tier0_GB": res.capacity_used_bytes[i][0] / 1e9}
+                {
+                    "design": design,
+                    "model": mname,
+                    "chips": tp,
+                    "fits": res.fits[i],
+                    "tpot_s": res.tpot_s[i],
+                    "usd_per_million_tokens": res.usd_per_million_tokens[i],
+                    "energy_j_per_token": res.energy_j_per_token[i],
+                    "capacity_used_tier0_GB": res.capacity_used_bytes[i][0] / 1e9,
+                }
             )
     c.write_csv(out_dir / f"{NAME}.csv", rows)
     best = {}
@@ -61,15 +71,34 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
     for mname in mods:
         a, b = best.get(("HBM4 only", mname)), best.get(("HBM4 + HBF", mname))
         if a and b:
-            records.append(c.compare(f"{mname}: chips needed HBM4-only / HBM4+HBF", "fewer with HBF", f"{a['chips']} / {b['chips']}"))
-            records.append(c.compare(f"{mname}: $/M tokens at min chips, HBF / HBM", "-", b["usd_per_million_tokens"] / a["usd_per_million_tokens"], "x"))
-            records.append(c.compare(f"{mname}: TPOT at min chips, HBF / HBM", "-", b["tpot_s"] / a["tpot_s"], "x"))
+            records.append(
+                c.compare(
+                    f"{mname}: chips needed HBM4-only / HBM4+HBF",
+                    "fewer with HBF",
+                    f"{a['chips']} / {b['chips']}",
+                )
+            )
+            records.append(
+                c.compare(
+                    f"{mname}: $/M tokens at min chips, HBF / HBM",
+                    "-",
+                    b["usd_per_million_tokens"] / a["usd_per_million_tokens"],
+                    "x",
+                )
+            )
+            records.append(
+                c.compare(f"{mname}: TPOT at min chips, HBF / HBM", "-", b["tpot_s"] / a["tpot_s"], "x")
+            )
 
     # sensitivity of the HBF design at its minimum chip count (DeepSeek-V3)
     tp = best.get(("HBM4 + HBF", "deepseek-v3"), {"chips": 8})["chips"]
     model = mods["deepseek-v3"]
     base = designs.hbm4_hbf_accelerator(tp)
-    pages = [512.0, 4096.0, 65536.0] if quick else [512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0, 32768.0, 65536.0]
+    pages = (
+        [512.0, 4096.0, 65536.0]
+        if quick
+        else [512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0, 32768.0, 65536.0]
+    )
     lats = [1e-6, 3e-6, 30e-6] if quick else [0.3e-6, 1e-6, 3e-6, 10e-6, 30e-6, 100e-6]
     sens, points = [], []
     for p in pages:
@@ -82,14 +111,19 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
         sens.append({"knob": "read_latency_s", "value": lat})
     res = c.evaluate_many([(s, model, _work(tp), comp) for s in points])
     for i, r in enumerate(sens):
-        r.update(chips=tp, tpot_s=res.tpot_s[i], usd_per_million_tokens=res.usd_per_million_tokens[i],
-                 energy_j_per_token=res.energy_j_per_token[i])
+        r.update(
+            chips=tp,
+            tpot_s=res.tpot_s[i],
+            usd_per_million_tokens=res.usd_per_million_tokens[i],
+            energy_j_per_token=res.energy_j_per_token[i],
+        )
     c.write_csv(out_dir / f"{NAME}_sensitivity.csv", sens)
     summary = {
         "min_chips": {f"{k[0]} | {k[1]}": v["chips"] for k, v in best.items()},
         "records": records,
         "tpot_page_64k_over_4k": float(
-            next(r["tpot_s"] for r in sens if r["value"] == 65536.0) / next(r["tpot_s"] for r in sens if r["value"] == 4096.0)
+            next(r["tpot_s"] for r in sens if r["value"] == 65536.0)
+            / next(r["tpot_s"] for r in sens if r["value"] == 4096.0)
         ),
     }
     c.write_json(out_dir / f"{NAME}.json", summary)
@@ -109,7 +143,13 @@ def plot(out_dir: Path) -> None:
             pts = [r for r in rows if r["design"] == design and r["model"] == model]
             fit = [r for r in pts if r["fits"] == 1.0]
             line = ax.plot([r["chips"] for r in pts], [r[col] for r in pts], ":", color=f"C{j}")[0]
-            ax.plot([r["chips"] for r in fit], [r[col] for r in fit], "o-", color=line.get_color(), label=f"{design}, {model}")
+            ax.plot(
+                [r["chips"] for r in fit],
+                [r[col] for r in fit],
+                "o-",
+                color=line.get_color(),
+                label=f"{design}, {model}",
+            )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("chips (TP = EP); dotted = does not fit")
@@ -117,7 +157,10 @@ def plot(out_dir: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=7)
     ax = axes[3]
-    for knob, marker, label in (("page_bytes", "o-", "flash page size (bytes)"), ("read_latency_s", "s-", "read latency (s), 16 MiB in flight")):
+    for knob, marker, label in (
+        ("page_bytes", "o-", "flash page size (bytes)"),
+        ("read_latency_s", "s-", "read latency (s), 16 MiB in flight"),
+    ):
         pts = [r for r in sens if r["knob"] == knob]
         x = np.array([r["value"] for r in pts])
         x = x / x[0]

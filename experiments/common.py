@@ -155,9 +155,13 @@ def main_for(name: str, compute, plot, doc: str = ""):
     """Build ``main()`` for a script: ``--quick``, ``--out DIR``, ``--no-plot``."""
 
     def main(argv=None) -> int:
-        parser = argparse.ArgumentParser(prog=f"{name}.py", description=doc.strip().splitlines()[0] if doc else None)
+        parser = argparse.ArgumentParser(
+            prog=f"{name}.py", description=doc.strip().splitlines()[0] if doc else None
+        )
         parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
-        parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default experiments/out)")
+        parser.add_argument(
+            "--out", type=Path, default=DEFAULT_OUT, help="output folder (default experiments/out)"
+        )
         parser.add_argument("--no-plot", action="store_true", help="write data only")
         args = parser.parse_args(argv)
         args.out.mkdir(parents=True, exist_ok=True)
@@ -168,4 +172,3 @@ def main_for(name: str, compute, plot, doc: str = ""):
         return 0
 
     return main
-
