@@ -171,7 +171,10 @@ def load_fit() -> AccuracyFit:
 def _load_fit(x64: bool) -> AccuracyFit:
     # Cached per precision mode so that enabling x64 later yields float64 constants.
     del x64
-    return AccuracyFit.from_dict(_fit_file()["constants"])
+    # concrete arrays even when the first call happens while tracing (a cached tracer would
+    # leak into later calls)
+    with jax.ensure_compile_time_eval():
+        return AccuracyFit.from_dict(_fit_file()["constants"])
 
 
 def _static_index(table: dict[str, int], name: str, value: str, hint: str) -> int:
