@@ -53,6 +53,24 @@ def design_points(n: int, seed: int = 0):
     return system, workload, comp
 
 
+def cli_cold_start_s() -> tuple[float, float]:
+    """Wall time of ``hwgrad eval`` in a fresh process: empty on-disk compile cache, then warm."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    argv = [sys.executable, "-m", "hwgrad.cli", *"eval --weight-dtype fp8 --kv-dtype fp8 --json".split()]
+    times = []
+    with tempfile.TemporaryDirectory() as cache:
+        for _ in range(3):
+            t0 = time.perf_counter()
+            env = dict(os.environ, HWGRAD_CACHE_DIR=cache)
+            subprocess.run(argv, env=env, check=True, capture_output=True)
+            times.append(time.perf_counter() - t0)
+    return times[0], min(times[1:])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=100_000)
@@ -95,6 +113,8 @@ def main():
         jax.block_until_ready(single(*pt))
     single_s = (time.perf_counter() - t0) / 100
     print(f"single point: compile {compile_s:.2f} s, then {single_s * 1e6:.0f} us per call (dispatch-bound)")
+    cold, warm = cli_cold_start_s()
+    print(f"CLI cold start (hwgrad eval, new process): {warm:.2f} s, compile cache warm; {cold:.2f} s empty")
 
     results = {}
     for name, fn in (("forward", forward), ("gradient", gradient)):

@@ -81,6 +81,7 @@ __all__ = [
     "load_config",
     "Sensitivity",
     "sensitivity",
+    "set_cpu_devices",
     "register_cli",
 ]
 
@@ -1020,6 +1021,10 @@ def run_to_file(
                 "options changed); use another --out, or drop --resume and pass --force to overwrite"
             )
         state = old
+        if state["chunks_done"] and pareto is None and not out.exists():
+            raise ValueError(
+                f"--resume: {out} is missing but its manifest is not; pass --force to start again"
+            )
         if pareto is not None and state.get("front"):
             front = _block_from_manifest(state["front"], len(space.paths), len(metrics), dtype)
     elif exists and not overwrite:
@@ -1519,6 +1524,11 @@ def register_cli(subparsers) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--cpu-devices", type=_positive_int, metavar="N",
+        help="split the CPU into N jax devices (default: one per usable core, unless XLA_FLAGS sets a count); "
+        "one CPU device runs the sweep on one core, and results do not depend on N",
+    )  # fmt: skip
     g = p.add_argument_group("multi-host (jax.distributed)")
     g.add_argument(
         "--coordinator", metavar="HOST:PORT", help="address of process 0 (calls jax.distributed.initialize)"
@@ -1556,6 +1566,36 @@ def register_cli(subparsers) -> None:
     s.set_defaults(func=cmd_sensitivity)
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def set_cpu_devices(n: int | None = None) -> int | None:
+    """Expose the CPU as ``n`` jax devices (default: one per usable core) so a sweep
+    shards over every core; a no-op once jax has started its backends, or when
+    ``XLA_FLAGS`` already fixes the count. Returns the count set, or ``None``."""
+    try:
+        from jax._src import xla_bridge
+
+        started = xla_bridge.backends_are_initialized()
+    except (ImportError, AttributeError):
+        started = True
+    if started:
+        if n is not None:
+            raise ValueError(f"--cpu-devices {n}: jax has already started; set it before any computation")
+        return None
+    if n is None:
+        if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+            return None
+        n = usable_cores()
+    jax.config.update("jax_num_cpu_devices", int(n))
+    return int(n)
+
+
 def _init_distributed(args) -> None:
     if args.coordinator or args.distributed:
         if args.coordinator and (args.num_processes is None or args.process_id is None):
@@ -1579,6 +1619,7 @@ def _init_distributed(args) -> None:
 def cmd_sweep(args) -> int:
     from .cli import enable_compile_cache
 
+    set_cpu_devices(args.cpu_devices)
     _init_distributed(args)
     enable_compile_cache()
     cfg = load_config(args.config)
