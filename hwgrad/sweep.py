@@ -1491,14 +1491,7 @@ def _validate_names(d: dict, cfg: dict, where: str) -> None:
 # ----------------------------------------------------------------------------- CLI
 
 
-def _positive_int(text: str) -> int:
-    try:
-        x = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if x < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return x
+from .cli import _positive_int  # noqa: E402  (one argparse type for every subcommand)
 
 
 def register_cli(subparsers) -> None:
