@@ -16,6 +16,7 @@ from . import memory as memory
 from . import network as network
 from . import presets as presets
 from . import smooth as smooth
+from . import tables as tables
 from .calibrated import calibrated_efficiency as calibrated_efficiency
 from .calibrated import load_efficiency as load_efficiency
 from .cost import PassCost as PassCost
