@@ -28,6 +28,7 @@ SCRIPTS = (
     "a10_interconnect",
     "a11_perf_metrics",
     "a12_mobile",
+    "a13_codesign",
 )
 
 
