@@ -22,8 +22,7 @@ CHIPS = ("h100-sxm", "b200", "tpu-v6e")
 @jax.jit
 def _intensity(model, work, comp, new_tokens, context):
     ops, _ = hg.counts.forward_counts(model, comp, work, new_tokens, context)
-    moved = ops.weight_bytes + ops.kv_read_bytes + ops.kv_write_bytes + ops.act_bytes
-    return jnp.sum(ops.flops) / jnp.sum(moved)
+    return jnp.sum(ops.flops) / jnp.sum(hg.counts.bytes_moved(ops))
 
 
 def compute(out_dir: Path, quick: bool = False) -> dict:

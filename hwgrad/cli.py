@@ -108,11 +108,7 @@ def design_from_args(args) -> dict:
     from .specs import Efficiency, Workload, replace
     from .validate import validate
 
-    base = (
-        config.load(args.config)
-        if args.config
-        else dict.fromkeys(("system", "model", "workload", "compression", "economics", "efficiency"))
-    )
+    base = config.load(args.config) if args.config else config.empty()
     if args.model_config:
         from .hf import model_from_config
 
@@ -159,12 +155,7 @@ def design_from_args(args) -> dict:
     if chips is None and args.config and base["system"] is not None and not args.hardware:
         chips = int(base["system"].n_chips)
     tp = args.tp
-    if (
-        tp is None
-        and args.config
-        and base["workload"] is not None
-        and "tp" in _explicit_workload_fields(args.config)
-    ):
+    if tp is None and "tp" in base["workload_fields"]:
         tp = int(wl.tp)
     pp_dp = int(wl.pp * wl.dp)
     if tp is None and chips is None:
@@ -218,13 +209,6 @@ def design_from_args(args) -> dict:
         efficiency_label=eff_label,
         notes=notes,
     )
-
-
-def _explicit_workload_fields(path) -> set[str]:
-    import tomllib
-
-    with open(path, "rb") as fh:
-        return set(tomllib.load(fh).get("workload", {}))
 
 
 # ----------------------------------------------------------------------------- eval

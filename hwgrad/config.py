@@ -95,12 +95,21 @@ def _tier(values: dict, where: str) -> MemoryTier:
     return _override(base, MemoryTier, values, where, skip=("technology",))
 
 
+def empty() -> dict:
+    """What :func:`load` returns for a file that sets nothing."""
+    return {
+        **dict.fromkeys(("system", "model", "workload", "compression", "economics", "efficiency")),
+        "workload_fields": frozenset(),
+    }
+
+
 def load(path: str | Path) -> dict:
     """Parse a design file into specs.
 
     Returns:
       dict with keys ``system``, ``model``, ``workload``, ``compression``, ``economics``,
-      ``efficiency``; each a spec or ``None`` when the file does not set it.
+      ``efficiency``; each a spec or ``None`` when the file does not set it; and
+      ``workload_fields``, the workload fields the file sets explicitly.
     """
     path = Path(path)
     try:
@@ -123,7 +132,7 @@ def load(path: str | Path) -> dict:
     for key in doc:
         if key not in known:
             raise ValueError(f"{path}: unknown table [{key}]; known: {', '.join(sorted(known))}")
-    out: dict = dict.fromkeys(("system", "model", "workload", "compression", "economics", "efficiency"))
+    out = empty()
     w = str(path)
 
     sys_t = dict(doc.get("system", {}))
@@ -182,6 +191,7 @@ def load(path: str | Path) -> dict:
         out["model"] = _override(presets.model(name) if name else None, Model, model_t, f"{w}: [model]")
     if "workload" in doc:
         out["workload"] = _override(Workload(), Workload, doc["workload"], f"{w}: [workload]")
+        out["workload_fields"] = frozenset(doc["workload"])
     if "compression" in doc:
         comp_t = dict(doc["compression"])
         names = {k: comp_t.pop(k) for k in ("weight_dtype", "kv_dtype", "act_dtype") if k in comp_t}

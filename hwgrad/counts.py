@@ -429,7 +429,11 @@ def activation_bytes_resident(m: Model, c: Compression, w: Workload):
     return w.batch * w.prompt_len * width * c.act_bits / 8.0 / w.tp
 
 
+def bytes_moved(ops: OpCounts):
+    """Bytes each op moves: weights + KV reads and writes + activations."""
+    return ops.weight_bytes + ops.kv_read_bytes + ops.kv_write_bytes + ops.act_bytes
+
+
 def arithmetic_intensity(ops: OpCounts):
     """FLOPs per byte moved, per op."""
-    moved = ops.weight_bytes + ops.kv_read_bytes + ops.kv_write_bytes + ops.act_bytes
-    return safe_div(ops.flops, moved)
+    return safe_div(ops.flops, bytes_moved(ops))

@@ -393,8 +393,3 @@ class Options:
     roofline: str = "straight_through"
     smooth_p: float = 8.0
     decode_quadrature_nodes: int = 8
-
-
-def as_float_tree(tree):
-    """Convert every leaf to a float array (ints from presets -> floats for grads)."""
-    return jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=jnp.result_type(float)), tree)
