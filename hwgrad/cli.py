@@ -22,41 +22,31 @@ class UsageError(ValueError):
     """A user-caused error (exit code 2)."""
 
 
-def _positive_float(text: str) -> float:
+def _parse(text: str, convert, kind: str, ok, requirement: str):
+    """An argparse value: ``convert(text)`` that satisfies ``ok``, else a one-line error."""
     try:
-        x = float(text)
+        x = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(x) or x <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a {kind}") from None
+    if not ok(x):
+        raise argparse.ArgumentTypeError(f"{text!r} must {requirement}")
     return x
+
+
+def _positive_float(text: str) -> float:
+    return _parse(text, float, "number", lambda x: math.isfinite(x) and x > 0, "be a finite number > 0")
 
 
 def _nonneg_int(text: str) -> int:
-    try:
-        x = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if x < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return x
+    return _parse(text, int, "whole number", lambda x: x >= 0, "be >= 0")
 
 
 def _positive_int(text: str) -> int:
-    x = _nonneg_int(text)
-    if x == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return x
+    return _parse(text, int, "whole number", lambda x: x >= 1, "be >= 1")
 
 
 def _fraction(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= x < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must lie in [0, 1)")
-    return x
+    return _parse(text, float, "number", lambda x: 0 <= x < 1, "lie in [0, 1)")
 
 
 # ----------------------------------------------------------------------------- design point
