@@ -1,35 +1,46 @@
 """Calibration and validation of the cost model against measured decode performance.
 
-``validate`` predicts every row of a measurement file (:mod:`hwgrad.measurements`) with a set
-of :class:`~hwgrad.specs.Efficiency` parameters and reports absolute percentage errors;
-``fit`` finds the few shared, physical parameters (achieved fraction of peak bandwidth and
-FLOPS, fixed cost per kernel and per collective, static power) by gradient descent (Adam)
-through the jit-compiled, ``vmap``-ped model; ``cross_validate`` refits with each hardware
-left out in turn and predicts it (leave-one-hardware-out, LOHO).
+``validate`` predicts every row of a measurement file (:mod:`hwgrad.measurements`) and
+reports absolute percentage errors; ``fit`` finds the few physical parameters the data
+identify by gradient descent (Adam) through the jit-compiled, ``vmap``-ped model;
+``cross_validate`` refits with a group of rows left out and predicts it (leave one
+hardware out, LOHO; leave one architecture generation out, LOGO: the honest proxy for
+predicting the next generation of hardware on the same stacks).
+
+What is fitted is kept apart by what it belongs to:
+
+* **Hardware** (fields of :class:`~hwgrad.specs.Chip`): the achievable fraction of peak
+  memory bandwidth and of peak FLOPS, and the small-transfer ramp per kernel. Each value is
+  ``shared + line offset + family offset`` (families are architecture generations, lines
+  the vendor product lines, :data:`hwgrad.presets.HARDWARE_FAMILIES`); offsets carry a
+  Gaussian prior (shrinkage), so a family with few rows stays near its line and a family
+  without rows (the next generation) takes its line's value.
+* **Software** (fields of :class:`~hwgrad.specs.Stack`): per-kernel launch gap, per-step
+  engine cost and per-collective software latency, per stack family
+  (:func:`hwgrad.stacks.stack_family`), each an offset from the shared value with a prior.
+
+Every parameter is fitted in a bounded space: ``lo + (hi - lo) sigmoid(u)`` for fractions
+and ``lo (hi / lo)^sigmoid(u)`` for times, so a fit can only choose values inside the
+documented physical range (:data:`PARAMETERS`). The loss is a Cauchy loss of
+``log(predicted / measured)`` (a few rows the model cannot explain do not drag the shared
+parameters), each hardware's rows weighted equally.
 
 How a row is modelled (interpretations made here, at the edge, and reported per row):
 
-* ``tpot_ms`` is the mean decode step over the output (:attr:`Result.tpot_s`);
-  ``e2e_latency_s`` is prefill + ``output_len`` decode steps; ``output_tok_s`` is
-  ``batch x output_len / e2e`` (static batch, prefill included); ``energy_j_per_token`` is
-  the energy of all chips of a replica over the request / (``batch x output_len``).
-* A static batch whose KV cache does not fit runs in *waves*: the serving stack admits as
-  many sequences as fit (weights + each sequence's final KV cache and activation workspace
-  within the chip's memory) and runs the rest afterwards, so the request takes
-  ``ceil(batch / fit)`` back-to-back runs. Memory capacities printed as a whole number of
-  "GB" are read as binary GiB (HBM/GDDR parts are sized in powers of two; NVIDIA's "80 GB"
-  parts expose 80 GiB, see ``presets/data/README.md``). A row where not even one sequence
-  fits is skipped with the reason.
+* ``tpot_ms`` is the mean decode step (:attr:`Result.tpot_s`); ``e2e_latency_s`` the
+  request latency; ``output_tok_s`` :attr:`Result.tokens_per_s` (static: ``B O / e2e``;
+  continuous: Little's law); ``energy_j_per_token`` the energy of a replica per output
+  token. The row's ``batching`` column selects the serving mode
+  (:func:`hwgrad.cost.serve`); static batches whose KV cache does not fit run in waves
+  (:func:`hwgrad.cost.static_waves`). Continuous rows use 0.9 x the nominal lengths when
+  the row's source draws lengths from ``[0.8 L, L]`` (InferenceMAX).
+* Memory capacities printed as a whole number of "GB" are read as binary GiB (HBM/GDDR
+  parts are sized in powers of two; NVIDIA's "80 GB" parts expose 80 GiB). A row where not
+  even one sequence fits is skipped with the reason.
 * ``tp x pp`` larger than ``n_chips`` by a whole factor ``k`` means each listed device is a
   ``k``-die module (e.g. ``mi250`` = 2 GCDs): each die gets ``1/k`` of the module's
-  bandwidth, FLOPS, capacity and TDP. ``n_chips`` a multiple ``k`` of ``tp x pp`` means ``k``
-  data-parallel replicas sharing ``batch``.
-* Energy rows need the chip's TDP (static power = ``static_power_fraction x TDP``); chips
-  without a published TDP (Apple M-series) have their energy rows skipped.
-
-Parameters are fitted in unconstrained space (logit for fractions, log for times) on a
-pseudo-Huber loss of ``log(predicted / measured)``, so a few rows the model cannot explain
-(e.g. capacity-driven queuing) do not drag the shared parameters.
+  bandwidth, FLOPS, capacity and TDP. ``n_chips`` a multiple ``k`` of ``tp x pp`` means
+  ``k`` data-parallel replicas sharing ``batch``.
 """
 
 from __future__ import annotations
@@ -39,7 +50,6 @@ import dataclasses
 import functools
 import json
 import math
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -51,11 +61,12 @@ import optax
 
 from . import cost, dtypes, presets
 from .measurements import METRICS, Measurement, MeasurementSet, read_measurements
-from .specs import Compression, Efficiency, Model, Options, System, Workload, replace
+from .specs import Compression, Model, Options, Stack, System, Workload, replace
+from .stacks import stack_family
 from .validate import validate as validate_design
 
 __all__ = [
-    "FIT_FIELDS",
+    "PARAMETERS",
     "Calibration",
     "Case",
     "Prepared",
@@ -70,83 +81,100 @@ __all__ = [
     "software_family",
     "load_calibration",
     "write_calibration",
+    "default_calibration",
     "register_cli",
 ]
 
 GIB_PER_GB = 2.0**30 / 1e9
 
-#: Efficiency fields and how each is mapped to an unconstrained variable for the fit:
-#: ``("logit", lo, hi)`` -> ``lo + (hi - lo) sigmoid(u)``; ``("log", lo, hi)`` ->
-#: ``exp(u)`` clipped softly to ``[lo, hi]`` by the initial value and the optimiser.
-TRANSFORMS: dict[str, tuple[str, float, float]] = {
-    "bandwidth_efficiency": ("logit", 0.05, 1.0),
-    "flops_efficiency": ("logit", 0.02, 1.0),
-    "op_overhead_s": ("log", 1e-8, 1e-3),
-    "collective_overhead_s": ("log", 1e-8, 1e-3),
-    "comm_overlap": ("logit", 0.0, 1.0),
-    "static_power_fraction": ("logit", 0.0, 1.0),
-}
 
-#: Fields fitted to latency/throughput rows (then ``static_power_fraction`` to energy rows).
-FIT_FIELDS = ("bandwidth_efficiency", "flops_efficiency", "op_overhead_s", "collective_overhead_s")
-ENERGY_FIELDS = ("static_power_fraction",)
+@dataclasses.dataclass(frozen=True)
+class Parameter:
+    """A fitted quantity: where it lives, its unit, physical range, starting value, and the
+    levels at which it may differ (``hw_line``, ``hw_family``, ``stack``).
 
-#: Starting point of the fit (a plausible GPU, not speed of light: logit(1) is infinite).
-INITIAL = Efficiency(
-    bandwidth_efficiency=0.8,
-    flops_efficiency=0.6,
-    op_overhead_s=2e-5,
-    collective_overhead_s=5e-6,
-    comm_overlap=0.0,
-    static_power_fraction=0.3,
+    Attributes:
+      target: ``"chip"`` (a :class:`Chip` field) or ``"stack"`` (a :class:`Stack` field).
+      field: the field name.
+      kind: ``"fraction"`` (linear in [lo, hi]) or ``"time"`` (logarithmic in [lo, hi]).
+      lo, hi: the physical range (the fit cannot leave it).
+      init: starting value and centre of the shared prior.
+      prior_sd: sd of the shared value's prior around ``init`` in unconstrained units
+        (``inf``: flat).
+      levels: where offsets are fitted; ``offset_sd`` their prior sd (unconstrained units).
+      why: the reason for the range (shown in the report and docs).
+    """
+
+    target: str
+    field: str
+    unit: str
+    kind: str
+    lo: float
+    hi: float
+    init: float
+    prior_sd: float
+    levels: tuple[str, ...]
+    offset_sd: float
+    why: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.target}.{self.field}"
+
+    def to_u(self, value: float) -> float:
+        frac = (math.log(value) - math.log(self.lo)) / (math.log(self.hi) - math.log(self.lo)) if (
+            self.kind == "time"
+        ) else (value - self.lo) / (self.hi - self.lo)
+        frac = min(max(frac, 1e-6), 1 - 1e-6)
+        return math.log(frac / (1 - frac))
+
+    def from_u(self, u):
+        s = jax.nn.sigmoid(u)
+        if self.kind == "time":
+            return jnp.exp(math.log(self.lo) + (math.log(self.hi) - math.log(self.lo)) * s)
+        return self.lo + (self.hi - self.lo) * s
+
+
+#: The fitted parameters (at most ~40 numbers: shared values plus the offsets of the
+#: families and stacks that have rows).
+PARAMETERS: tuple[Parameter, ...] = (
+    Parameter(
+        "chip", "bandwidth_efficiency", "1", "fraction", 0.3, 1.0, 0.85, 1.0, ("hw_line", "hw_family"), 0.5,
+        "sustained / peak DRAM read bandwidth: 0.85-0.93 in STREAM-like GPU microbenchmarks; "
+        "LPDDR SoCs lower",
+    ),
+    Parameter(
+        "chip", "flops_efficiency", "1", "fraction", 0.1, 1.0, 0.6, 0.5, ("hw_line",), 0.5,
+        "achieved / peak dense tensor FLOP/s of large GEMMs (0.6-0.8 on A100/H100 in cuBLAS); "
+        "few compute-bound rows identify it",
+    ),
+    Parameter(
+        "chip", "kernel_memory_latency_s", "s", "time", 1e-8, 5e-6, 5e-7, 1.0, (), 1.0,
+        "DRAM load latency + pipeline fill before a kernel streams at full bandwidth "
+        "(GPU microbenchmarks: ~0.5-1 us)",
+    ),
+    Parameter(
+        "stack", "op_overhead_s", "s", "time", 1e-8, 5e-5, 3e-6, 2.0, ("stack",), 1.5,
+        "gap per kernel launch: ~1-3 us under CUDA graphs, ~5-10 us eager PyTorch, more for "
+        "unfused engines",
+    ),
+    Parameter(
+        "stack", "step_overhead_s", "s", "time", 1e-7, 2e-2, 1e-4, 3.0, ("stack",), 2.0,
+        "engine cost per forward pass not hidden by the device (scheduler, sampling, inputs)",
+    ),
+    Parameter(
+        "stack", "collective_overhead_s", "s", "time", 1e-8, 5e-5, 3e-6, 1.0, ("stack",), 1.0,
+        "software latency per collective call: custom all-reduce implementations differ by "
+        "~3.6 us on 8x H100 (interconnect.csv)",
+    ),
 )
 
-#: Serving-stack families recognised in the ``software`` column (case-insensitive
-#: substrings). Only used when a calibration carries per-stack profiles.
-SOFTWARE_FAMILIES: dict[str, tuple[str, ...]] = {
-    "llama.cpp": ("llama.cpp", "llama-bench", "llama-batched-bench", "ggml"),
-    "gpt-fast": ("gpt-fast",),
-    "tensorrt-llm": ("tensorrt-llm", "tensorrt llm", "trt-llm", "trtllm"),
-    "vllm": ("vllm",),
-    "deepspeed-mii": ("deepspeed", "mii"),
-    "sglang": ("sglang",),
-    "mlc-llm": ("mlc-llm", "mlc llm"),
-}
-
-_ECONOMICS = None
-
-
-#: Compute backends named in a ``software`` cell; dispatch costs differ between them
-#: (Metal command buffers, CUDA graphs, ROCm/HIP launches), so a stack's profile is split
-#: by backend when the cell names one (``llama.cpp/metal``, ``gpt-fast/rocm``...).
-BACKENDS: dict[str, tuple[str, ...]] = {
-    "metal": ("metal",),
-    "cuda": ("cuda",),
-    "rocm": ("rocm", "hip"),
-    "vulkan": ("vulkan",),
-    "sycl": ("sycl",),
-}
+_PARAM_BY_KEY = {p.key: p for p in PARAMETERS}
 
 
 def software_family(software: str) -> str:
-    """The serving-stack family of a ``software`` cell (``""`` if not recognised).
-
-    A family is a stack of :data:`SOFTWARE_FAMILIES`, suffixed with ``/backend`` when the
-    cell names one of :data:`BACKENDS`.
-    """
-    text = software.lower()
-    for family, needles in SOFTWARE_FAMILIES.items():
-        if any(n in text for n in needles):
-            for backend, words in BACKENDS.items():
-                if any(re.search(rf"\b{w}\b", text) for w in words):
-                    return f"{family}/{backend}"
-            return family
-    return ""
-
-
-def known_families() -> list[str]:
-    """Every family name :func:`software_family` can return."""
-    return [f"{f}{b}" for f in SOFTWARE_FAMILIES for b in ("", *(f"/{k}" for k in BACKENDS))]
+    """The serving-stack family of a ``software`` cell (``""`` if not recognised)."""
+    return stack_family(software)
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -154,41 +182,39 @@ def known_families() -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class Calibration:
-    """A fitted parameter set: shared efficiency plus optional per-stack overrides.
+    """A fitted parameter set.
 
     Attributes:
-      efficiency: the shared parameters (used for any stack without a profile, and by
-        ``hwgrad eval --params``).
-      profiles: serving-stack family -> {field: value} overriding ``efficiency`` for rows
-        whose ``software`` belongs to that family (see :data:`SOFTWARE_FAMILIES`).
+      hardware: ``{"shared" | line | family: {chip field: value}}``: resolved values
+        (a family's entry already includes its line's and the shared values).
+      stacks: ``{stack family: Stack}`` (``"default"``: the shared values, used for rows
+        whose software is not recognised; ``"tuned"``: the best of the fitted stacks).
+      ideal: speed of light (raw chips, no software cost), ignoring the tables.
     """
 
-    efficiency: Efficiency
-    profiles: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    hardware: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    stacks: dict[str, Stack] = dataclasses.field(default_factory=dict)
+    ideal: bool = False
 
-    def for_software(self, software: str) -> Efficiency:
-        overrides = self.profiles.get(software_family(software), {})
-        return replace(self.efficiency, **overrides) if overrides else self.efficiency
+    def chip_values(self, hardware_slug: str) -> dict[str, float]:
+        if self.ideal:
+            return {p.field: (1.0 if p.kind == "fraction" else 0.0) for p in PARAMETERS if p.target == "chip"}
+        family = presets.hardware_family(hardware_slug)
+        out: dict[str, float] = {}
+        for key in ("shared", presets.hardware_line(family), family):
+            out.update(self.hardware.get(key, {}))
+        return out
+
+    def stack_for(self, family: str) -> Stack:
+        if self.ideal:
+            return Stack.ideal()
+        if family in self.stacks:
+            return self.stacks[family]
+        return self.stacks.get("default", Stack.ideal())
 
     @staticmethod
     def speed_of_light() -> Calibration:
-        return Calibration(Efficiency.speed_of_light())
-
-
-def _to_unconstrained(field: str, value: float) -> float:
-    kind, lo, hi = TRANSFORMS[field]
-    if kind == "log":
-        return math.log(min(max(value, lo), hi))
-    frac = (value - lo) / (hi - lo)
-    frac = min(max(frac, 1e-6), 1 - 1e-6)
-    return math.log(frac / (1 - frac))
-
-
-def _from_unconstrained(field: str, u):
-    kind, lo, hi = TRANSFORMS[field]
-    if kind == "log":
-        return jnp.exp(u)
-    return lo + (hi - lo) * jax.nn.sigmoid(u)
+        return Calibration(ideal=True)
 
 
 # ----------------------------------------------------------------------------- preparing rows
@@ -200,11 +226,9 @@ class Case:
 
     Attributes:
       row: the measurement.
-      system, model, compression: specs (one replica: ``tp x pp`` chips).
-      segments: ``(workload, count)`` pairs: the request runs ``count`` back-to-back
-        static batches of ``workload.batch`` sequences (one pair unless it runs in waves).
-      batch: sequences per replica.
-      family: serving-stack family of ``row.software``.
+      system, model, compression, workload: specs of one replica (raw, unfitted chip).
+      family: serving-stack family of ``row.software`` (``""``: not recognised).
+      hw_family, hw_line: the hardware's architecture family and vendor line.
       notes: interpretations applied to this row (waves, derived values, defaults).
     """
 
@@ -212,9 +236,10 @@ class Case:
     system: System
     model: Model
     compression: Compression
-    segments: tuple[tuple[Workload, int], ...]
-    batch: int
+    workload: Workload
     family: str
+    hw_family: str
+    hw_line: str
     notes: tuple[str, ...] = ()
 
 
@@ -262,52 +287,62 @@ def _capacity_per_sequence(system, model, compression, workload) -> tuple[float,
     return float(one - per_seq), per_seq
 
 
-def _prepare_row(row: Measurement, waves: bool = True) -> Case | str:
+#: sources whose benchmark draws each request's lengths uniformly from [0.8 L, L]
+_UNIFORM_LENGTH_SOURCES = ("inferencemax", "inferencex")
+
+
+def _prepare_row(row: Measurement) -> Case | str:
     """A :class:`Case` for ``row``, or the reason it cannot be modelled."""
     notes: list[str] = []
     chips_needed = row.tp * row.pp
     if chips_needed > row.n_chips:
         dies = chips_needed // row.n_chips
-        system = presets.system(row.hardware, chips_needed)
+        system = presets.system(row.hardware, chips_needed, fitted=False)
         system = _split_module(system, dies)
         notes.append(f"tp x pp = {chips_needed} on {row.n_chips} device(s): {dies} dies per device")
         dp = 1
     else:
         dp = row.n_chips // chips_needed
-        system = presets.system(row.hardware, row.n_chips)
+        system = presets.system(row.hardware, row.n_chips, fitted=False)
     for name in row.defaulted:
         notes.append(f"{name} not stated: default used")
     chip = system.chip
-    if row.is_energy and not (math.isfinite(chip.tdp_w) and math.isfinite(chip.energy_j_per_flop_bf16)):
-        return f"energy: TDP or FLOPS of {row.hardware} not published, energy not modelled"
+    if row.is_energy and not math.isfinite(chip.tdp_w):
+        return f"energy: TDP of {row.hardware} not published, energy not modelled"
     # unknown TDP / FLOP energy only feed energy, which is not used for these rows; zeros keep
     # gradients finite (a NaN in an unused output still poisons reverse-mode sums)
     if not math.isfinite(chip.tdp_w) or not math.isfinite(chip.energy_j_per_flop_bf16):
         chip = replace(chip, tdp_w=0.0, energy_j_per_flop_bf16=0.0)
-        system = replace(system, chip=chip)
+    capacity = float(chip.tiers[0].capacity_bytes)
+    if math.isfinite(capacity):
+        capacity, note = _binary_capacity(row.hardware, capacity)
+        chip = replace(chip, tiers=(replace(chip.tiers[0], capacity_bytes=capacity), *chip.tiers[1:]))
+    system = replace(system, chip=chip)
     model = presets.model(row.model)
     compression = dtypes.compression(row.weight_dtype, row.kv_dtype)
     batch = -(-row.batch // dp)
     if dp > 1:
         notes.append(f"{dp} data-parallel replicas, {batch} sequences each")
+    input_len, output_len = float(row.input_len), float(row.output_len)
+    source = (row.source or "").lower()
+    if row.batching != "static" and any(s in source for s in _UNIFORM_LENGTH_SOURCES):
+        input_len, output_len = float(round(0.9 * input_len)), float(round(0.9 * output_len))
+        notes.append("lengths drawn from [0.8 L, L]: mean 0.9 L used")
     workload = Workload(
         batch=float(batch),
-        prompt_len=float(row.input_len),
-        output_len=float(row.output_len),
+        prompt_len=input_len,
+        output_len=max(output_len, 1.0),
         tp=float(row.tp),
         pp=float(row.pp),
         ep=float(row.ep),
         dp=float(dp),
+        batching=row.batching,
     )
     try:
         validate_design(system, model, workload, compression)
     except ValueError as exc:
         return f"design: {exc}"
-
-    capacity = float(chip.tiers[0].capacity_bytes)
-    segments: tuple[tuple[Workload, int], ...] = ((workload, 1),)
     if math.isfinite(capacity):
-        capacity, note = _binary_capacity(row.hardware, capacity)
         weights, per_seq = _capacity_per_sequence(system, model, compression, workload)
         fit_n = int((capacity - weights) // per_seq) if per_seq > 0 else batch
         if fit_n < 1:
@@ -316,35 +351,33 @@ def _prepare_row(row: Measurement, waves: bool = True) -> Case | str:
                 f"exceed {capacity / 1e9:.1f} GB per chip"
             )
         if fit_n < batch:
-            if not waves:
-                return f"capacity: only {fit_n} of {batch} sequences fit in {capacity / 1e9:.1f} GB per chip"
-            full, rest = divmod(batch, fit_n)
-            segments = ((replace(workload, batch=float(fit_n)), full),)
-            if rest:
-                segments += ((replace(workload, batch=float(rest)), 1),)
-            plan = f"{full} x {fit_n}" + (f" + 1 x {rest}" if rest else "")
-            notes.append(f"KV cache does not fit: runs in waves of {plan} sequences ({note})")
+            if row.batching == "static":
+                waves = -(-batch // fit_n)
+                notes.append(f"KV cache does not fit: {fit_n} of {batch} sequences at once, {waves} waves ({note})")
+            else:
+                notes.append(f"KV cache holds {fit_n} of {batch} concurrent sequences ({note})")
+    family = stack_family(row.software)
+    hw_family = presets.hardware_family(row.hardware)
     return Case(
         row=row,
         system=system,
         model=model,
         compression=compression,
-        segments=segments,
-        batch=batch,
-        family=software_family(row.software),
+        workload=workload,
+        family=family,
+        hw_family=hw_family,
+        hw_line=presets.hardware_line(hw_family),
         notes=tuple(notes),
     )
 
 
-def prepare(data: MeasurementSet | Iterable[Measurement], waves: bool = True) -> Prepared:
+def prepare(data: MeasurementSet | Iterable[Measurement]) -> Prepared:
     """Turn measurements into evaluable :class:`Case` s; rows that cannot be modelled are
     kept in ``skipped`` with the reason (never dropped silently).
 
     Args:
       data: a :class:`MeasurementSet` (its ``unknown`` rows are carried into ``skipped``)
         or an iterable of :class:`Measurement`.
-      waves: model static batches whose KV cache does not fit as waves (default); when
-        ``False`` such rows are skipped.
     """
     if isinstance(data, MeasurementSet):
         rows, skipped, path = data.rows, list(data.unknown), data.path
@@ -352,7 +385,7 @@ def prepare(data: MeasurementSet | Iterable[Measurement], waves: bool = True) ->
         rows, skipped, path = tuple(data), [], ""
     cases = []
     for row in rows:
-        out = _prepare_row(row, waves=waves)
+        out = _prepare_row(row)
         if isinstance(out, str):
             skipped.append((row, out))
         else:
@@ -365,19 +398,17 @@ def prepare(data: MeasurementSet | Iterable[Measurement], waves: bool = True) ->
 _METRIC_INDEX = {name: i for i, name in enumerate(METRICS)}
 
 
+@functools.cache
 def _economics():
-    global _ECONOMICS
-    if _ECONOMICS is None:
-        _ECONOMICS = presets.default_economics()
-    return _ECONOMICS
+    return presets.default_economics()
 
 
-def _segment_outputs(system, model, workload, compression, efficiency):
-    """``[tpot_s, e2e_latency_s, energy_j_per_token, static_j_per_token]`` of one static batch."""
-    r = cost.evaluate(system, model, workload, compression, efficiency, _economics(), Options())
-    static_j = r.prefill.energy_static_j + r.decode.energy_static_j * workload.output_len
-    static_per_token = static_j / (workload.batch * workload.output_len)
-    return jnp.stack([r.tpot_s, r.e2e_latency_s, r.energy_j_per_token, static_per_token])
+def _case_outputs(system, model, workload, compression, stack, chip_values):
+    """``[tpot_ms, e2e_latency_s, output_tok_s, energy_j_per_token]`` of one row's design
+    with the chip's fitted fields ``chip_values`` (a dict of arrays) put in."""
+    system = replace(system, chip=replace(system.chip, **chip_values))
+    r = cost.evaluate(system, model, workload, compression, stack, _economics(), Options())
+    return jnp.stack([r.tpot_s * 1e3, r.e2e_latency_s, r.tokens_per_s, r.energy_j_per_token])
 
 
 def _stack(trees):
@@ -389,94 +420,59 @@ def _stack(trees):
 class Engine:
     """Evaluates every row of a :class:`Prepared` set in a few ``vmap`` calls.
 
-    Segments (static batches) are grouped by static structure (attention kind, FFN kind,
-    sparsity pattern, topology...) and stacked; one jit-compiled ``vmap`` per group. The
-    efficiency parameters are given per segment, so per-stack profiles and fits batch too.
+    Rows are grouped by static structure (attention kind, FFN kind, sparsity pattern,
+    topology, serving mode...) and stacked; one jit-compiled ``vmap`` per group. The fitted
+    chip fields and the stack are given per row, so fits and per-family values batch too.
     """
 
     def __init__(self, cases: Sequence[Case]):
         self.cases = tuple(cases)
-        seg_row, seg_count, seg_batch, specs = [], [], [], []
-        first = []
-        for i, case in enumerate(self.cases):
-            first.append(len(seg_row))
-            for workload, count in case.segments:
-                seg_row.append(i)
-                seg_count.append(count)
-                seg_batch.append(float(workload.batch))
-                specs.append((case.system, case.model, workload, case.compression))
         self.n_rows = len(self.cases)
-        self.n_segments = len(specs)
-        self.seg_row = np.asarray(seg_row, dtype=np.int32)
-        self.seg_count = np.asarray(seg_count, dtype=np.float32)
-        self.seg_batch = np.asarray(seg_batch, dtype=np.float32)
-        self.first_segment = np.asarray(first, dtype=np.int32)
-        self.row_batch = np.asarray([c.batch for c in self.cases], dtype=np.float32)
-        self.row_total_batch = np.asarray([c.row.batch for c in self.cases], dtype=np.float32)
-        self.row_output = np.asarray([c.row.output_len for c in self.cases], dtype=np.float32)
         self.metric = np.asarray([_METRIC_INDEX[c.row.metric] for c in self.cases], dtype=np.int32)
         self.measured = np.asarray([c.row.value for c in self.cases], dtype=np.float64)
         groups: dict = {}
+        specs = [(c.system, c.model, c.workload, c.compression) for c in self.cases]
         for j, spec in enumerate(specs):
-            key = jax.tree_util.tree_structure(spec)
-            groups.setdefault(key, []).append(j)
-        self.groups = []
-        for idx in groups.values():
-            stacked = _stack([specs[j] for j in idx])
-            self.groups.append((np.asarray(idx, dtype=np.int32), stacked))
+            groups.setdefault(jax.tree_util.tree_structure(spec), []).append(j)
+        self.groups = [
+            (np.asarray(idx, dtype=np.int32), _stack([specs[j] for j in idx])) for idx in groups.values()
+        ]
         order = np.concatenate([idx for idx, _ in self.groups]) if self.groups else np.zeros(0, np.int32)
         self.unpermute = np.argsort(order).astype(np.int32)
-        self._vmapped = jax.vmap(_segment_outputs)
+        self._vmapped = jax.vmap(_case_outputs)
 
-    def segment_outputs(self, eff: Efficiency):
-        """``(n_segments, 3)`` outputs; ``eff`` leaves have shape ``(n_segments,)``."""
+    def outputs(self, stack: Stack, chip_values: dict):
+        """``(n_rows, 4)`` outputs; leaves of ``stack`` / ``chip_values`` have shape ``(n_rows,)``."""
         outs = []
         for idx, (system, model, workload, compression) in self.groups:
-            e = jax.tree_util.tree_map(lambda v, idx=idx: v[idx], eff)
-            outs.append(self._vmapped(system, model, workload, compression, e))
+            take = functools.partial(jax.tree_util.tree_map, lambda v, idx=idx: v[idx])
+            outs.append(self._vmapped(system, model, workload, compression, take(stack), take(chip_values)))
         return jnp.concatenate(outs, axis=0)[self.unpermute]
 
-    def row_predictions(self, eff: Efficiency, with_static: bool = False):
-        """Predicted value of every row in its metric's unit, shape ``(n_rows,)``.
+    def row_predictions(self, stack: Stack, chip_values: dict):
+        """Predicted value of every row in its metric's unit, shape ``(n_rows,)``."""
+        table = self.outputs(stack, chip_values)
+        return jnp.take_along_axis(table, jnp.asarray(self.metric)[:, None], axis=1)[:, 0]
 
-        With ``with_static``, also the static (idle) share of each row's predicted energy.
-        """
-        seg = self.segment_outputs(eff)
-        count = jnp.asarray(self.seg_count)
-        e2e = jax.ops.segment_sum(count * seg[:, 1], self.seg_row, num_segments=self.n_rows)
-        energy = jax.ops.segment_sum(
-            count * seg[:, 2] * jnp.asarray(self.seg_batch), self.seg_row, num_segments=self.n_rows
-        ) / jnp.asarray(self.row_batch)
-        tpot = seg[self.first_segment, 0]
-        throughput = jnp.asarray(self.row_total_batch * self.row_output) / e2e
-        table = jnp.stack([tpot * 1e3, e2e, throughput, energy])  # order of METRICS
-        values = jnp.take_along_axis(table, jnp.asarray(self.metric)[None, :], axis=0)[0]
-        if not with_static:
-            return values
-        static = jax.ops.segment_sum(
-            count * seg[:, 3] * jnp.asarray(self.seg_batch), self.seg_row, num_segments=self.n_rows
-        ) / jnp.asarray(self.row_batch)
-        return values, static / energy
-
-    def efficiency_per_segment(self, calibration: Calibration) -> Efficiency:
-        effs = [calibration.for_software(self.cases[r].row.software) for r in self.seg_row]
-        if not effs:
-            return jax.tree_util.tree_map(lambda x: jnp.zeros(0, jnp.float32), calibration.efficiency)
-        return _stack(effs)
+    def per_row(self, calibration: Calibration) -> tuple[Stack, dict]:
+        stacks = [calibration.stack_for(c.family) for c in self.cases]
+        values = [calibration.chip_values(c.row.hardware) for c in self.cases]
+        keys = sorted({k for v in values for k in v})
+        chip_values = {k: jnp.asarray([v.get(k, _default_chip(k)) for v in values], jnp.float32) for k in keys}
+        return _stack(stacks), chip_values
 
     @functools.cached_property
     def _predict_jit(self):
-        return jax.jit(functools.partial(self.row_predictions, with_static=True))
-
-    def predict_with_static(self, calibration: Calibration) -> tuple[np.ndarray, np.ndarray]:
-        """Predictions and the static-power share of each row's predicted energy."""
-        if self.n_rows == 0:
-            return np.zeros(0), np.zeros(0)
-        values, static = self._predict_jit(self.efficiency_per_segment(calibration))
-        return np.asarray(values, dtype=np.float64), np.asarray(static, dtype=np.float64)
+        return jax.jit(self.row_predictions)
 
     def predict(self, calibration: Calibration) -> np.ndarray:
-        return self.predict_with_static(calibration)[0]
+        if self.n_rows == 0:
+            return np.zeros(0)
+        return np.asarray(self._predict_jit(*self.per_row(calibration)), dtype=np.float64)
+
+
+def _default_chip(field: str) -> float:
+    return 1.0 if _PARAM_BY_KEY[f"chip.{field}"].kind == "fraction" else 0.0
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -528,8 +524,8 @@ def format_summary(summary: dict, prefix: str = "") -> str:
 class Report:
     """Predictions for every modelled row, the skipped rows, and summaries.
 
-    ``latency`` summarises tpot / e2e / throughput rows, ``energy`` the energy rows; the
-    ``skipped`` counts split the skipped rows the same way.
+    ``summary(False)`` summarises tpot / e2e / throughput rows, ``summary(True)`` the
+    energy rows; the ``skipped`` counts split the skipped rows the same way.
     """
 
     label: str
@@ -537,17 +533,14 @@ class Report:
     predicted: np.ndarray
     measured: np.ndarray
     skipped: tuple[tuple[Measurement, str], ...]
-    static_share: np.ndarray | None = None
-
-    def static_share_of(self, i: int) -> float | None:
-        """Static (idle) power's share of the predicted energy of energy row ``i``."""
-        if self.static_share is None or not self.cases[i].row.is_energy:
-            return None
-        return float(self.static_share[i])
 
     @property
     def errors(self) -> np.ndarray:
         return ape(self.predicted, self.measured)
+
+    @property
+    def signed_errors(self) -> np.ndarray:
+        return 100.0 * (np.asarray(self.predicted) - self.measured) / self.measured
 
     def _mask(self, energy: bool) -> np.ndarray:
         return np.asarray([c.row.is_energy == energy for c in self.cases], dtype=bool)
@@ -556,11 +549,65 @@ class Report:
         skipped = sum(1 for row, _ in self.skipped if row.is_energy == energy)
         return ape_summary(self.errors[self._mask(energy)], skipped)
 
+    def by_group(self) -> list[dict]:
+        """Median / p90 APE and median signed error per (stack family, hardware family)."""
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, c in enumerate(self.cases):
+            groups.setdefault((c.family or "(unrecognised)", c.hw_family), []).append(i)
+        out = []
+        for (stack, hw), idx in sorted(groups.items()):
+            e, s = self.errors[idx], self.signed_errors[idx]
+            out.append(
+                {
+                    "stack": stack,
+                    "hardware_family": hw,
+                    "rows": len(idx),
+                    "median_ape": float(np.median(e)),
+                    "p90_ape": float(np.percentile(e, 90)),
+                    "median_signed_pct": float(np.median(s)),
+                }
+            )
+        return out
+
+    def ratio_errors(self) -> list[dict]:
+        """Matched groups: rows identical but for the hardware (same source, model, layout
+        class, lengths, dtypes, metric); for each pair, the error of the predicted speed
+        ratio against the measured one, ``100 |pred_a/pred_b / (meas_a/meas_b) - 1|``."""
+        groups: dict[tuple, list[int]] = {}
+        for i, c in enumerate(self.cases):
+            r = c.row
+            key = (
+                r.source.split()[0] if r.source else "", r.model, r.batch, r.batching, r.input_len,
+                r.output_len, r.weight_dtype, r.kv_dtype, r.metric,
+            )  # fmt: skip
+            groups.setdefault(key, []).append(i)
+        out = []
+        for idx in groups.values():
+            hws = {self.cases[i].row.hardware for i in idx}
+            if len(hws) < 2:
+                continue
+            for a in idx:
+                for b in idx:
+                    ra, rb = self.cases[a].row, self.cases[b].row
+                    if ra.hardware >= rb.hardware:
+                        continue
+                    pred = self.predicted[a] / self.predicted[b]
+                    meas = self.measured[a] / self.measured[b]
+                    out.append(
+                        {
+                            "ids": (ra.id, rb.id),
+                            "hardware": (ra.hardware, rb.hardware),
+                            "model": ra.model,
+                            "measured_ratio": float(meas),
+                            "predicted_ratio": float(pred),
+                            "error_pct": float(100.0 * abs(pred / meas - 1.0)),
+                        }
+                    )
+        return out
+
     def rows(self) -> list[dict]:
         out = []
-        for i, (case, p, m, e) in enumerate(
-            zip(self.cases, self.predicted, self.measured, self.errors, strict=True)
-        ):
+        for case, p, m, e in zip(self.cases, self.predicted, self.measured, self.errors, strict=True):
             r = case.row
             out.append(
                 {
@@ -571,47 +618,41 @@ class Report:
                     "n_chips": r.n_chips,
                     "tp": r.tp,
                     "batch": r.batch,
+                    "batching": r.batching,
                     "input_len": r.input_len,
                     "output_len": r.output_len,
                     "weight_dtype": r.weight_dtype,
                     "metric": r.metric,
                     "software": r.software,
+                    "stack": case.family,
+                    "hardware_family": case.hw_family,
                     "measured": float(m),
                     "predicted": float(p),
                     "ape": float(e),
                     "signed_error_pct": float(100.0 * (p - m) / m),
-                    "static_energy_share": self.static_share_of(i),
                     "notes": list(case.notes),
                 }
             )
         return out
 
 
-def predict(
-    prepared: Prepared, calibration: Calibration | Efficiency, engine: Engine | None = None
-) -> np.ndarray:
+def predict(prepared: Prepared, calibration: Calibration, engine: Engine | None = None) -> np.ndarray:
     """Predicted value of every case of ``prepared`` (metric units)."""
-    if isinstance(calibration, Efficiency):
-        calibration = Calibration(calibration)
     engine = engine or Engine(prepared.cases)
     return engine.predict(calibration)
 
 
 def validate(
-    prepared: Prepared, calibration: Calibration | Efficiency, label: str = "", engine: Engine | None = None
+    prepared: Prepared, calibration: Calibration, label: str = "", engine: Engine | None = None
 ) -> Report:
     """Predict every row and compare with the measurements (see :class:`Report`)."""
-    if isinstance(calibration, Efficiency):
-        calibration = Calibration(calibration)
     engine = engine or Engine(prepared.cases)
-    pred, static = engine.predict_with_static(calibration)
     return Report(
         label=label,
         cases=prepared.cases,
-        predicted=pred,
+        predicted=engine.predict(calibration),
         measured=engine.measured,
         skipped=prepared.skipped,
-        static_share=static,
     )
 
 
@@ -623,183 +664,218 @@ class FitSettings:
     """Knobs of :func:`fit` (defaults are the ones used for the shipped parameters).
 
     Attributes:
-      fields: efficiency fields fitted to latency/throughput rows.
-      energy_fields: fields fitted afterwards to the energy rows (latency fields frozen).
-      profile_fields: fields that may differ per serving-stack family (empty: one shared set).
-      profile_prior: standard deviation (in unconstrained units) of a profile's offset from
-        the shared value; the offsets are shrunk towards zero by a Gaussian prior.
-      priors: ``(field, centre, sd)``: a Gaussian prior on a shared field in unconstrained
-        units (logit/log), for fields the data barely identify.
-      loss: ``"cauchy"`` (bounded influence of rows the model cannot explain) or
-        ``"huber"`` (pseudo-Huber) on ``log(pred / measured)``.
-      huber_delta: scale ``d`` of the loss: residuals below ``d`` count quadratically.
+      parameters: keys (``"chip.<field>"`` / ``"stack.<field>"``) of :data:`PARAMETERS` to
+        fit; the others stay at their starting value.
+      levels: offset levels used (``hw_line``, ``hw_family``, ``stack``); an empty tuple
+        fits one shared set.
+      priors: use the priors of :data:`PARAMETERS` on the shared values (offsets always
+        have theirs).
+      loss_scale: scale ``d`` of the Cauchy loss on ``log(pred / measured)``.
       steps, learning_rate: Adam iterations and step size.
-      balance: weight rows so each hardware contributes equally (``"hardware"``), or
-        every row counts once (``"row"``).
+      balance: ``"hardware"`` (each hardware's rows weigh as much as another's) or
+        ``"row"``.
     """
 
-    fields: tuple[str, ...] = FIT_FIELDS
-    energy_fields: tuple[str, ...] = ENERGY_FIELDS
-    profile_fields: tuple[str, ...] = ("op_overhead_s",)
-    profile_prior: float = 0.5
-    priors: tuple[tuple[str, float, float], ...] = (("flops_efficiency", 0.6, 0.5),)
-    huber_delta: float = 0.1
-    loss: str = "cauchy"
-    steps: int = 600
+    parameters: tuple[str, ...] = tuple(p.key for p in PARAMETERS)
+    levels: tuple[str, ...] = ("hw_line", "hw_family", "stack")
+    priors: bool = True
+    loss_scale: float = 0.1
+    steps: int = 500
     learning_rate: float = 0.05
-    balance: str = "row"
+    balance: str = "hardware"
 
 
 def _row_weights(cases: Sequence[Case], balance: str) -> np.ndarray:
     if balance == "row":
         return np.ones(len(cases))
-    if balance == "hardware":
-        keys = [c.row.hardware for c in cases]
-    elif balance == "software":
-        keys = [c.family or c.row.software for c in cases]
-    else:
-        raise ValueError(f"balance = {balance!r}: use 'row', 'hardware' or 'software'")
+    if balance != "hardware":
+        raise ValueError(f"balance = {balance!r}: use 'row' or 'hardware'")
+    keys = [c.row.hardware for c in cases]
     counts: dict[str, int] = {}
     for k in keys:
         counts[k] = counts.get(k, 0) + 1
-    return np.asarray([1.0 / counts[k] for k in keys])
+    # sqrt: a hardware with many rows still counts more, but not in proportion
+    return np.asarray([1.0 / math.sqrt(counts[k]) for k in keys])
+
+
+_LEVEL_OF_CASE = {
+    "hw_line": lambda c: c.hw_line,
+    "hw_family": lambda c: c.hw_family,
+    "stack": lambda c: c.family,
+}
 
 
 class _Fitter:
     """Compiled loss and Adam loop for one :class:`Engine` (reused across CV folds)."""
 
-    def __init__(self, engine: Engine, base: Efficiency, settings: FitSettings, families: Sequence[str]):
+    def __init__(self, engine: Engine, settings: FitSettings):
         self.engine = engine
-        self.base = base
         self.settings = settings
-        self.fields = tuple(dict.fromkeys(settings.fields + settings.energy_fields))
-        self.families = tuple(families)
-        fam_index = {f: i for i, f in enumerate(self.families)}
-        # profile index of each segment (last row of the delta table = no profile)
-        n_prof = len(self.families)
-        self.seg_profile = np.asarray(
-            [fam_index.get(engine.cases[r].family, n_prof) for r in engine.seg_row], dtype=np.int32
-        )
-        self.profile_mask = np.asarray(
-            [1.0 if f in settings.profile_fields else 0.0 for f in self.fields], dtype=np.float32
-        )
+        self.params = PARAMETERS
+        self.active = np.asarray([p.key in settings.parameters for p in self.params], np.float32)
+        self.init_u = np.asarray([p.to_u(p.init) for p in self.params], np.float32)
+        self.members: dict[str, tuple[str, ...]] = {}
+        self.index: dict[str, np.ndarray] = {}
+        self.mask: dict[str, np.ndarray] = {}
+        for level in settings.levels:
+            names = tuple(sorted({_LEVEL_OF_CASE[level](c) for c in engine.cases} - {"", "shared"}))
+            pos = {n: i for i, n in enumerate(names)}
+            self.members[level] = names
+            # rows of an unrecognised member use the extra zero row at the end
+            self.index[level] = np.asarray(
+                [pos.get(_LEVEL_OF_CASE[level](c), len(names)) for c in engine.cases], np.int32
+            )
+            self.mask[level] = np.asarray(
+                [1.0 if level in p.levels and p.key in settings.parameters else 0.0 for p in self.params],
+                np.float32,
+            )
+        self.offset_sd = np.asarray([p.offset_sd for p in self.params], np.float32)
+        self.prior_sd = np.asarray([p.prior_sd for p in self.params], np.float32)
         self.log_measured = np.log(engine.measured).astype(np.float32)
         self._run = jax.jit(self._adam)
 
-    def efficiency(self, theta, delta) -> Efficiency:
-        """Per-segment efficiency from shared ``theta`` (n_fields,) and profile offsets."""
-        full = jnp.concatenate([delta, jnp.zeros((1, delta.shape[1]), delta.dtype)], axis=0)
-        u = theta[None, :] + full[self.seg_profile] * self.profile_mask[None, :]
-        values = {f: _from_unconstrained(f, u[:, i]) for i, f in enumerate(self.fields)}
-        n = self.engine.n_segments
+    def row_u(self, theta, deltas):
+        u = jnp.broadcast_to(theta[None, :], (self.engine.n_rows, len(self.params)))
+        for level, d in deltas.items():
+            full = jnp.concatenate([d, jnp.zeros((1, d.shape[1]), d.dtype)], axis=0)
+            u = u + full[self.index[level]] * self.mask[level][None, :]
+        return u
+
+    def specs(self, theta, deltas) -> tuple[Stack, dict]:
+        u = self.row_u(theta, deltas)
+        chip_values, stack_values = {}, {}
+        for j, p in enumerate(self.params):
+            (chip_values if p.target == "chip" else stack_values)[p.field] = p.from_u(u[:, j])
+        n = self.engine.n_rows
+        base = Stack.ideal()
         fixed = {
-            f: jnp.full((n,), getattr(self.base, f), jnp.float32)
-            for f in Efficiency.__dataclass_fields__
-            if f not in values
+            f.name: jnp.full((n,), getattr(base, f.name), jnp.float32)
+            for f in dataclasses.fields(Stack)
+            if f.name not in stack_values
         }
-        return Efficiency(**values, **fixed)
+        return Stack(**stack_values, **fixed), chip_values
 
     def loss(self, params, weights):
-        theta, delta = params
-        pred = self.engine.row_predictions(self.efficiency(theta, delta))
+        theta, deltas = params
+        pred = self.engine.row_predictions(*self.specs(theta, deltas))
         r = jnp.log(pred) - self.log_measured
-        d = self.settings.huber_delta
-        if self.settings.loss == "cauchy":
-            rho = 0.5 * d * d * jnp.log1p((r / d) ** 2)
-        else:
-            rho = d * d * (jnp.sqrt(1.0 + (r / d) ** 2) - 1.0)
+        d = self.settings.loss_scale
+        rho = 0.5 * d * d * jnp.log1p((r / d) ** 2)
         data = jnp.sum(weights * rho) / jnp.maximum(jnp.sum(weights), 1e-12)
-        # Gaussian prior on profile offsets, on the scale of the data term: the mean
-        # pseudo-Huber loss is ~ d^2 / n x (sum of squared residuals / 2 d^2)
-        prior = 0.5 * jnp.sum((delta * self.profile_mask[None, :]) ** 2) / self.settings.profile_prior**2
-        for field, centre, sd in self.settings.priors:
-            if field in self.fields:
-                j = self.fields.index(field)
-                prior = prior + 0.5 * ((theta[j] - _to_unconstrained(field, centre)) / sd) ** 2
+        prior = 0.0
+        for level, dl in deltas.items():
+            prior = prior + 0.5 * jnp.sum((dl * self.mask[level][None, :] / self.offset_sd[None, :]) ** 2)
+        if self.settings.priors:
+            z = (theta - self.init_u) / self.prior_sd * self.active
+            prior = prior + 0.5 * jnp.sum(z**2)
         return data + d * d * prior / jnp.maximum(jnp.sum(weights > 0), 1.0)
 
-    def _adam(self, params, weights, train_mask, profile_train):
+    def _adam(self, params, weights, seen):
         opt = optax.adam(self.settings.learning_rate)
         state = opt.init(params)
         grad_fn = jax.value_and_grad(self.loss)
 
         def step(carry, _):
             params, state = carry
-            value, (g_theta, g_delta) = grad_fn(params, weights)
-            g = (g_theta * train_mask, g_delta * train_mask[None, :] * profile_train[:, None])
-            g = jax.tree_util.tree_map(lambda x: jnp.where(jnp.isfinite(x), x, 0.0), g)
+            value, (g_theta, g_deltas) = grad_fn(params, weights)
+            g_theta = g_theta * self.active
+            g_deltas = {k: v * seen[k][:, None] for k, v in g_deltas.items()}
+            g = jax.tree_util.tree_map(lambda x: jnp.where(jnp.isfinite(x), x, 0.0), (g_theta, g_deltas))
             updates, state = opt.update(g, state, params)
             return (optax.apply_updates(params, updates), state), value
 
         (params, _), losses = jax.lax.scan(step, (params, state), None, length=self.settings.steps)
         return params, losses
 
-    def run(self, init: Calibration, weights: np.ndarray) -> tuple[Calibration, dict]:
-        """Two stages: latency fields on latency rows, then energy fields on energy rows."""
-        theta = jnp.asarray(
-            [_to_unconstrained(f, getattr(init.efficiency, f)) for f in self.fields], jnp.float32
-        )
-        delta = np.zeros((len(self.families), len(self.fields)), np.float32)
-        for i, fam in enumerate(self.families):
-            for j, f in enumerate(self.fields):
-                if fam in init.profiles and f in init.profiles[fam]:
-                    delta[i, j] = _to_unconstrained(f, init.profiles[fam][f]) - float(theta[j])
-        params = (theta, jnp.asarray(delta))
+    def run(self, weights: np.ndarray) -> tuple[Calibration, np.ndarray]:
+        """Fit on the rows with positive weight (energy rows are not fitted here: their
+        power parameters are fixed physics, :mod:`hwgrad.power`)."""
         is_energy = np.asarray([c.row.is_energy for c in self.engine.cases])
-        seen = np.zeros(len(self.families), np.float32)
-        for i, fam in enumerate(self.families):
-            seen[i] = float(
-                any(w > 0 and c.family == fam for w, c in zip(weights, self.engine.cases, strict=True))
+        w = np.where(is_energy, 0.0, weights).astype(np.float32)
+        theta = jnp.asarray(self.init_u)
+        deltas = {lv: jnp.zeros((len(m), len(self.params)), jnp.float32) for lv, m in self.members.items()}
+        seen = {
+            lv: jnp.asarray(
+                [
+                    float(np.any((w > 0) & (self.index[lv] == i)))
+                    for i in range(len(self.members[lv]))
+                ],
+                jnp.float32,
             )
-        history = {}
-        for stage, fields, rows in (
-            ("latency", self.settings.fields, ~is_energy),
-            ("energy", self.settings.energy_fields, is_energy),
-        ):
-            w = np.where(rows, weights, 0.0).astype(np.float32)
-            if not fields or w.sum() == 0:
-                continue
-            mask = np.asarray([1.0 if f in fields else 0.0 for f in self.fields], np.float32)
-            params, losses = self._run(params, jnp.asarray(w), jnp.asarray(mask), jnp.asarray(seen))
-            history[stage] = np.asarray(losses)
-        theta, delta = (np.asarray(p, dtype=np.float64) for p in params)
-        shared = {f: float(_from_unconstrained(f, theta[j])) for j, f in enumerate(self.fields)}
-        efficiency = replace(self.base, **shared)
-        profiles = {}
-        for i, fam in enumerate(self.families):
-            if not seen[i]:
-                continue
-            over = {
-                f: float(_from_unconstrained(f, theta[j] + delta[i, j]))
-                for j, f in enumerate(self.fields)
-                if f in self.settings.profile_fields
+            for lv in self.members
+        }
+        (theta, deltas), losses = self._run((theta, deltas), jnp.asarray(w), seen)
+        return self._calibration(np.asarray(theta), {k: np.asarray(v) for k, v in deltas.items()}, seen, w), np.asarray(losses)
+
+    def _calibration(self, theta, deltas, seen, weights) -> Calibration:
+        def values(u, target):
+            return {
+                p.field: float(p.from_u(u[j])) for j, p in enumerate(self.params) if p.target == target
             }
-            if over:
-                profiles[fam] = over
-        return Calibration(efficiency, profiles), history
+
+        def offset(level, name):
+            names = self.members.get(level, ())
+            if name not in names or not float(seen[level][names.index(name)]):
+                return np.zeros_like(theta)
+            return deltas[level][names.index(name)] * self.mask[level]
+
+        hardware = {"shared": values(theta, "chip")}
+        families = {fam for fam, _ in presets.HARDWARE_FAMILIES.values()}
+        lines = {line for _, line in presets.HARDWARE_FAMILIES.values()}
+        for line in sorted(lines):
+            hardware[line] = values(theta + offset("hw_line", line), "chip")
+        for fam in sorted(families):
+            line = presets.hardware_line(fam)
+            hardware[fam] = values(theta + offset("hw_line", line) + offset("hw_family", fam), "chip")
+        stacks = {"default": replace(Stack.ideal(), **values(theta, "stack"))}
+        rows_per_stack: dict[str, int] = {}
+        for c, w in zip(self.engine.cases, weights, strict=True):
+            if w > 0 and c.family:
+                rows_per_stack[c.family] = rows_per_stack.get(c.family, 0) + 1
+        for name in self.members.get("stack", ()):
+            if name in rows_per_stack:
+                stacks[name] = replace(Stack.ideal(), **values(theta + offset("stack", name), "stack"))
+        stacks["tuned"] = _tuned(stacks, rows_per_stack)
+        return Calibration(hardware=hardware, stacks=stacks)
+
+
+#: stacks eligible for "tuned": the production serving engines of datacenter parts
+_TUNED_CANDIDATES = ("tensorrt-llm", "sglang", "sglang/rocm", "vllm-0.13", "vllm-0.6", "vllm", "vllm/rocm", "nim")
+
+
+def _tuned(stacks: dict[str, Stack], rows: dict[str, int]) -> Stack:
+    """The ``tuned`` stack: per software cost, the lowest value any production serving
+    engine with >= 10 rows achieves in the data (what a well-tuned deployment reaches)."""
+    pool = [stacks[n] for n in _TUNED_CANDIDATES if n in stacks and rows.get(n, 0) >= 10]
+    if not pool:
+        return stacks["default"]
+    fields = ("op_overhead_s", "step_overhead_s", "collective_overhead_s")
+    return replace(stacks["default"], **{f: min(float(getattr(s, f)) for s in pool) for f in fields})
 
 
 def fit(
-    prepared: Prepared,
-    settings: FitSettings = FitSettings(),
-    init: Calibration | None = None,
-    engine: Engine | None = None,
-) -> tuple[Calibration, dict]:
-    """Fit efficiency parameters to the rows of ``prepared`` by gradient descent.
+    prepared: Prepared, settings: FitSettings = FitSettings(), engine: Engine | None = None
+) -> tuple[Calibration, np.ndarray]:
+    """Fit the :data:`PARAMETERS` to the latency/throughput rows of ``prepared``.
 
-    Minimises ``sum_i w_i rho(log(pred_i / measured_i)) / sum_i w_i`` (pseudo-Huber
-    ``rho``) over the :attr:`FitSettings.fields` in logit/log space with Adam, through the
-    jit-compiled model; then fits :attr:`FitSettings.energy_fields` to the energy rows.
+    Minimises ``sum_i w_i rho(log(pred_i / measured_i)) / sum_i w_i`` (Cauchy ``rho``)
+    plus Gaussian priors on the shared values and on every family/stack offset, with Adam
+    in the bounded unconstrained space, through the jit-compiled model.
 
     Returns:
-      ``(calibration, history)``: the fitted :class:`Calibration` and the loss per step of
-      each stage.
+      ``(calibration, losses)``: the fitted :class:`Calibration` and the loss per step.
     """
     engine = engine or Engine(prepared.cases)
-    families = sorted({c.family for c in prepared.cases if c.family}) if settings.profile_fields else []
-    fitter = _Fitter(engine, (init or Calibration(INITIAL)).efficiency, settings, families)
-    weights = _row_weights(prepared.cases, settings.balance)
-    return fitter.run(init or Calibration(INITIAL), weights)
+    fitter = _Fitter(engine, settings)
+    return fitter.run(_row_weights(prepared.cases, settings.balance))
+
+
+#: cross-validation groupings: what a fold holds out
+CV_GROUPS = {
+    "hardware": lambda c: c.row.hardware,
+    "generation": lambda c: c.hw_family,
+    "line": lambda c: c.hw_line,
+}
 
 
 def cross_validate(
@@ -807,36 +883,40 @@ def cross_validate(
     settings: FitSettings = FitSettings(),
     group: str = "hardware",
     engine: Engine | None = None,
+    only: Sequence[str] | None = None,
 ) -> tuple[Report, dict[str, Calibration]]:
-    """Leave-one-group-out cross-validation (default: leave one hardware out).
+    """Leave-one-group-out cross-validation.
 
-    For each hardware slug, refit on the other rows and predict the left-out ones; the
-    returned :class:`Report` holds these out-of-sample predictions for every row.
+    For each group (a hardware slug, an architecture generation, or a vendor line), refit
+    on the other rows and predict the held-out ones; the returned :class:`Report` holds
+    these out-of-sample predictions.
 
     Args:
-      group: ``"hardware"`` (each slug is a fold) or ``"vendor"`` (the ``vendor`` column of
-        ``hardware.csv``).
+      group: a key of :data:`CV_GROUPS`.
+      only: hold out only these groups (e.g. ``["nvidia-hopper", "amd-cdna3"]``: predict
+        H100 from the A100-era rows, MI300X from MI250).
     """
+    if group not in CV_GROUPS:
+        raise ValueError(f"group = {group!r}: use one of {', '.join(CV_GROUPS)}")
     engine = engine or Engine(prepared.cases)
-    families = sorted({c.family for c in prepared.cases if c.family}) if settings.profile_fields else []
-    init = Calibration(INITIAL)
-    fitter = _Fitter(engine, init.efficiency, settings, families)
-    base_weights = _row_weights(prepared.cases, settings.balance)
-    keys = [_group_key(c.row.hardware, group) for c in prepared.cases]
+    fitter = _Fitter(engine, settings)
+    base = _row_weights(prepared.cases, settings.balance)
+    keys = [CV_GROUPS[group](c) for c in prepared.cases]
     predicted = np.full(engine.n_rows, np.nan)
     fits = {}
     for key in dict.fromkeys(keys):
+        if only is not None and key not in only:
+            continue
         held = np.asarray([k == key for k in keys])
         if held.all():
             continue
-        calib, _ = fitter.run(init, np.where(held, 0.0, base_weights))
+        calib, _ = fitter.run(np.where(held, 0.0, base))
         fits[key] = calib
         predicted[held] = engine.predict(calib)[held]
     ok = np.isfinite(predicted)
-    cases = tuple(c for c, k in zip(prepared.cases, ok, strict=True) if k)
     report = Report(
         label=f"leave-one-{group}-out",
-        cases=cases,
+        cases=tuple(c for c, k in zip(prepared.cases, ok, strict=True) if k),
         predicted=predicted[ok],
         measured=engine.measured[ok],
         skipped=prepared.skipped,
@@ -844,64 +924,70 @@ def cross_validate(
     return report, fits
 
 
-def _group_key(hardware: str, group: str) -> str:
-    if group == "hardware":
-        return hardware
-    if group == "vendor":
-        return presets.table("hardware")[hardware].get("vendor", hardware)
-    raise ValueError(f"group = {group!r}: use 'hardware' or 'vendor'")
-
-
 # ----------------------------------------------------------------------------- files
-
-
-def load_calibration(path: str | Path) -> Calibration:
-    """Read an ``[efficiency]`` table and optional ``[profiles.<family>]`` tables."""
-    import tomllib
-
-    from .calibrated import efficiency_from_mapping
-
-    path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read efficiency parameters ({exc})") from None
-    efficiency = efficiency_from_mapping(doc.get("efficiency", {}), where=str(path))
-    profiles = {}
-    for family, values in doc.get("profiles", {}).items():
-        if family not in known_families():
-            raise ValueError(
-                f"{path}: [profiles.{family}] is not a known serving-stack family; "
-                f"use one of {', '.join(known_families())}"
-            )
-        efficiency_from_mapping(values, where=f"{path} [profiles.{family}]")
-        profiles[family] = {k: float(v) for k, v in values.items()}
-    return Calibration(efficiency, profiles)
-
-
-def default_calibration() -> Calibration:
-    """The shipped parameters (``presets/data/efficiency.toml``)."""
-    from importlib import resources
-
-    return load_calibration(Path(str(resources.files("hwgrad.presets") / "data" / "efficiency.toml")))
 
 
 def _fmt_value(x: float) -> str:
     return repr(float(f"{x:.6g}"))
 
 
+_STACK_FIELDS = tuple(f.name for f in dataclasses.fields(Stack) if f.name != "static_power_fraction")
+
+
 def write_calibration(path: str | Path, calibration: Calibration, header: Sequence[str] = ()) -> None:
-    """Write a TOML file readable by :func:`load_calibration` and ``--params``."""
+    """Write ``[hardware."<family>"]`` and ``[stack."<name>"]`` tables (TOML) that
+    :func:`load_calibration`, :func:`hwgrad.presets.chip` and :func:`hwgrad.presets.stack`
+    read."""
     lines = [f"# {h}" if h else "#" for h in header]
-    lines.append("[efficiency]")
-    for field in Efficiency.__dataclass_fields__:
-        lines.append(f"{field} = {_fmt_value(getattr(calibration.efficiency, field))}")
-    for family, values in sorted(calibration.profiles.items()):
-        lines.append("")
-        lines.append(f'[profiles."{family}"]')
-        for field, value in values.items():
-            lines.append(f"{field} = {_fmt_value(value)}")
+    for key, values in calibration.hardware.items():
+        lines += ["", f'[hardware."{key}"]'] + [f"{k} = {_fmt_value(v)}" for k, v in values.items()]
+    for name, st in sorted(calibration.stacks.items()):
+        lines += ["", f'[stack."{name}"]'] + [f"{f} = {_fmt_value(getattr(st, f))}" for f in _STACK_FIELDS]
     Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def load_calibration(path: str | Path) -> Calibration:
+    """Read a file written by :func:`write_calibration`."""
+    import tomllib
+
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read calibration parameters ({exc})") from None
+    chip_fields = {p.field for p in PARAMETERS if p.target == "chip"}
+    hardware = {}
+    for key, values in doc.get("hardware", {}).items():
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: [hardware.{key}] must be a table of numbers")
+        bad = sorted(set(values) - chip_fields)
+        if bad:
+            raise ValueError(f"{path}: [hardware.{key}] has unknown field(s) {bad}; known: {sorted(chip_fields)}")
+        hardware[key] = {k: _number(v, f"{path} [hardware.{key}] {k}") for k, v in values.items()}
+    stacks = {}
+    for name, values in doc.get("stack", {}).items():
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: [stack.{name}] must be a table of numbers")
+        bad = sorted(set(values) - set(_STACK_FIELDS) - {"static_power_fraction"})
+        if bad:
+            raise ValueError(f"{path}: [stack.{name}] has unknown field(s) {bad}; known: {list(_STACK_FIELDS)}")
+        stacks[name] = Stack(**{k: _number(v, f"{path} [stack.{name}] {k}") for k, v in values.items()})
+    if not hardware and not stacks:
+        raise ValueError(f"{path}: no [hardware.*] or [stack.*] tables: not a calibration file")
+    return Calibration(hardware=hardware, stacks=stacks)
+
+
+def _number(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{where} = {value!r} is not a finite number")
+    return float(value)
+
+
+def default_calibration() -> Calibration:
+    """The shipped parameters (``presets/data/calibration.toml``)."""
+    from importlib import resources
+
+    return load_calibration(Path(str(resources.files("hwgrad.presets") / "data" / "calibration.toml")))
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -914,22 +1000,38 @@ def _fmt_measure(value: float, metric: str) -> str:
 def _print_table(report: Report, file=None) -> None:
     file = file or sys.stdout
     head = (
-        f"{'id':>5} {'model':<14} {'hardware':<15} {'tp':>2} {'batch':>5} {'in':>5} {'out':>5} "
-        f"{'dtype':<5} {'metric':<18} {'measured':>14} {'predicted':>14} {'error':>8}  notes"
+        f"{'id':>5} {'model':<14} {'hardware':<15} {'tp':>2} {'batch':>5} {'mode':<5} {'in':>5} {'out':>5} "
+        f"{'dtype':<6} {'metric':<18} {'stack':<15} {'measured':>14} {'predicted':>14} {'error':>8}  notes"
     )
     print(head, file=file)
-    for i, (case, p, m) in enumerate(zip(report.cases, report.predicted, report.measured, strict=True)):
+    for case, p, m in zip(report.cases, report.predicted, report.measured, strict=True):
         r = case.row
         err = 100.0 * (p - m) / m
-        notes = list(case.notes)
-        share = report.static_share_of(i)
-        if share is not None:
-            notes.insert(0, f"static power {100 * share:.0f}% of energy")
-        notes = "; ".join(notes)
         print(
-            f"{r.id:>5} {r.model[:14]:<14} {r.hardware[:15]:<15} {r.tp:>2} {r.batch:>5} {r.input_len:>5} "
-            f"{r.output_len:>5} {r.weight_dtype:<5} {r.metric:<18} {_fmt_measure(m, r.metric):>14} "
-            f"{_fmt_measure(p, r.metric):>14} {err:>+7.1f}%  {notes}",
+            f"{r.id:>5} {r.model[:14]:<14} {r.hardware[:15]:<15} {r.tp:>2} {r.batch:>5} {r.batching[:5]:<5} "
+            f"{r.input_len:>5} {r.output_len:>5} {r.weight_dtype:<6} {r.metric:<18} "
+            f"{(case.family or '(default)')[:15]:<15} {_fmt_measure(m, r.metric):>14} "
+            f"{_fmt_measure(p, r.metric):>14} {err:>+7.1f}%  {'; '.join(case.notes)}",
+            file=file,
+        )
+
+
+def _print_groups(report: Report, file=None) -> None:
+    file = file or sys.stdout
+    print(f"by stack x hardware family ({report.label}):", file=file)
+    print(f"  {'stack':<16} {'hardware family':<24} {'rows':>4} {'median':>7} {'p90':>7} {'bias':>7}", file=file)
+    for g in report.by_group():
+        print(
+            f"  {g['stack']:<16} {g['hardware_family']:<24} {g['rows']:>4} {g['median_ape']:>6.1f}% "
+            f"{g['p90_ape']:>6.1f}% {g['median_signed_pct']:>+6.1f}%",
+            file=file,
+        )
+    ratios = report.ratio_errors()
+    if ratios:
+        e = np.asarray([r["error_pct"] for r in ratios])
+        print(
+            f"matched groups (same rows on other hardware): {len(ratios)} pairs; speed-ratio error "
+            f"median {np.median(e):.1f}% | p90 {np.percentile(e, 90):.1f}%",
             file=file,
         )
 
@@ -950,9 +1052,9 @@ def _write_csv(path: str, reports: Sequence[Report]) -> None:
     import csv
 
     fields = [
-        "efficiency", "id", "line", "model", "hardware", "n_chips", "tp", "batch", "input_len", "output_len",
-        "weight_dtype", "metric", "software", "measured", "predicted", "ape", "signed_error_pct",
-        "static_energy_share", "notes",
+        "efficiency", "id", "line", "model", "hardware", "n_chips", "tp", "batch", "batching", "input_len",
+        "output_len", "weight_dtype", "metric", "software", "stack", "hardware_family", "measured",
+        "predicted", "ape", "signed_error_pct", "notes",
     ]  # fmt: skip
     try:
         fh = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
@@ -999,25 +1101,22 @@ def cmd_validate(args) -> int:
             "efficiency": primary.label,
             "rows": primary.rows(),
             "skipped": [
-                {
-                    "id": r.id,
-                    "line": r.line,
-                    "model": r.model,
-                    "hardware": r.hardware,
-                    "metric": r.metric,
-                    "reason": reason,
-                }
+                {"id": r.id, "line": r.line, "model": r.model, "hardware": r.hardware, "metric": r.metric,
+                 "reason": reason}
                 for r, reason in prepared.skipped
             ],  # fmt: skip
             "summary": {
                 rep.label: {"latency": rep.summary(False), "energy": rep.summary(True)} for rep in reports
             },
+            "groups": primary.by_group(),
+            "ratios": primary.ratio_errors(),
         }
         print(json.dumps(out, indent=2))
         return 0
     print(f"{prepared.path}: {len(prepared.cases)} rows modelled; efficiency: {primary.label}")
     _print_table(primary)
     _print_skipped(prepared.skipped)
+    _print_groups(primary)
     if not args.speed_of_light:
         print(f"speed of light:    {format_summary(sol.summary(False))}")
         print(f"speed of light:    {format_summary(sol.summary(True), 'energy: ')}")
@@ -1027,6 +1126,11 @@ def cmd_validate(args) -> int:
     return 0
 
 
+#: the leave-one-generation-out folds reported by ``hwgrad calibrate`` (proxies for the next
+#: generation: H100 predicted from the A100-era rows, MI300X from MI250)
+LOGO_FOLDS = ("nvidia-hopper", "amd-cdna3")
+
+
 def cmd_calibrate(args) -> int:
     data = read_measurements(args.data, skip_unknown=args.skip_unknown)
     prepared = prepare(data)
@@ -1034,65 +1138,71 @@ def cmd_calibrate(args) -> int:
         raise ValueError(f"{args.data}: no row can be modelled, nothing to fit")
     settings = FitSettings(steps=args.steps)
     if args.no_priors:
-        settings = dataclasses.replace(settings, priors=())
-    if args.no_profiles:
-        settings = dataclasses.replace(settings, profile_fields=())
-    elif args.profile_fields is not None:
-        settings = dataclasses.replace(settings, profile_fields=tuple(args.profile_fields))
+        settings = dataclasses.replace(settings, priors=False)
+    if args.shared_only:
+        settings = dataclasses.replace(settings, levels=())
     engine = Engine(prepared.cases)
     calib, _ = fit(prepared, settings, engine=engine)
     fitted = validate(prepared, calib, "fitted", engine)
     sol = validate(prepared, Calibration.speed_of_light(), "speed of light", engine)
     header = [
-        "Efficiency parameters fitted by `hwgrad calibrate` (hwgrad.calibrate.fit).",
+        "Parameters fitted by `hwgrad calibrate` (hwgrad.calibrate.fit): hardware-family fractions",
+        "([hardware.*], read by hwgrad.presets.chip) and serving-stack costs ([stack.*], hwgrad.presets.stack).",
         f"command: hwgrad calibrate {args.data} -o {args.output}"
         + (" --no-priors" if args.no_priors else "")
-        + (" --no-profiles" if args.no_profiles else "")
-        + (f" --profile-fields {' '.join(args.profile_fields)}" if args.profile_fields is not None else ""),
-        f"rows: {fitted.summary(False)['rows']} latency/throughput + {fitted.summary(True)['rows']} energy; "
-        f"skipped {len(prepared.skipped)}",
-        f"fitted: {', '.join(settings.fields)} on latency/throughput rows, then "
-        f"{', '.join(settings.energy_fields)} on energy rows; {settings.loss} loss on log(pred/measured), "
-        f"scale {settings.huber_delta:g}; Adam {settings.steps} steps per stage",
-        "priors: "
-        + (
-            ", ".join(f"{f} centred at {c:g} (sd {sd:g} in logit/log units)" for f, c, sd in settings.priors)
-            or "none"
-        )
-        + (
-            f"; per-stack profiles of {', '.join(settings.profile_fields)} "
-            f"(offsets shrunk to the shared value, sd {settings.profile_prior:g})"
-            if settings.profile_fields
-            else "; no per-stack profiles"
-        ),
-        '[efficiency] is the shared set (any stack; `hwgrad eval --params`); [profiles."<stack>"] '
-        "override it for rows whose software column names that stack",
-        "comm_overlap is not fitted (decode all-reduces sit on the critical path)",
+        + (" --shared-only" if args.shared_only else ""),
+        f"rows: {fitted.summary(False)['rows']} latency/throughput (fitted) + {fitted.summary(True)['rows']} "
+        f"energy (predicted from the power physics, not fitted); skipped {len(prepared.skipped)}",
+        "fitted (range): "
+        + "; ".join(f"{p.key} [{p.lo:g}, {p.hi:g}] {p.unit} at {','.join(p.levels) or 'shared'}" for p in PARAMETERS),
+        f"loss: Cauchy on log(pred/measured), scale {settings.loss_scale:g}; rows weighted 1/sqrt(rows of their "
+        f"hardware); Adam {settings.steps} steps; priors on offsets (shrinkage to the line / shared value)",
         f"in-sample:      {format_summary(fitted.summary(False))}",
         f"in-sample:      {format_summary(fitted.summary(True), 'energy: ')}",
         f"speed of light: {format_summary(sol.summary(False))}",
     ]
+    ratios = fitted.ratio_errors()
+    if ratios:
+        e = np.asarray([r["error_pct"] for r in ratios])
+        header.append(f"in-sample:      speed-ratio error median {np.median(e):.1f}% | p90 "
+                      f"{np.percentile(e, 90):.1f}% | pairs {len(ratios)}")
     if not args.no_cv:
-        cv, _ = cross_validate(prepared, settings, engine=engine)
-        header += [
-            f"LOHO CV:        {format_summary(cv.summary(False))}",
-            f"LOHO CV:        {format_summary(cv.summary(True), 'energy: ')}",
-            "(LOHO = refit without each hardware in turn, predict it; energy rows come from one "
-            "hardware, so its energy fold uses the starting static_power_fraction "
-            f"{INITIAL.static_power_fraction:g})",
-        ]
+        cv_settings = dataclasses.replace(settings, steps=max(settings.steps // 2, 50))
+        logo, _ = cross_validate(prepared, cv_settings, "generation", engine, only=LOGO_FOLDS)
+        header.append(f"LOGO (hold out {', '.join(LOGO_FOLDS)}): {format_summary(logo.summary(False))}")
+        for fold in LOGO_FOLDS:
+            sub = _subset(logo, lambda c, fold=fold: c.hw_family == fold)
+            header.append(f"  held out {fold}: {format_summary(sub.summary(False))}")
+        ratios = logo.ratio_errors()
+        if not args.fast_cv:
+            loho, _ = cross_validate(prepared, cv_settings, "hardware", engine)
+            header.append(f"LOHO CV:        {format_summary(loho.summary(False))}")
+            r2 = loho.ratio_errors()
+            if r2:
+                e = np.asarray([r["error_pct"] for r in r2])
+                header.append(f"LOHO CV:        speed-ratio error median {np.median(e):.1f}% | p90 "
+                              f"{np.percentile(e, 90):.1f}% | pairs {len(r2)}")
+        header.append(f"(CV refits use {cv_settings.steps} Adam steps)")
     try:
         write_calibration(args.output, calib, header)
     except OSError as exc:
         raise ValueError(f"-o {args.output}: cannot write ({exc.strerror or exc})") from None
-    for line in header[2:]:
+    for line in header[3:]:
         print(line)
-    for field in Efficiency.__dataclass_fields__:
-        print(f"  {field:<24} {getattr(calib.efficiency, field):.6g}")
-    for family, values in calib.profiles.items():
-        print(f"  profile {family}: " + ", ".join(f"{k} {v:.6g}" for k, v in values.items()))
+    _print_groups(fitted)
     print(f"wrote {args.output}")
     return 0
+
+
+def _subset(report: Report, keep) -> Report:
+    mask = np.asarray([bool(keep(c)) for c in report.cases])
+    return Report(
+        label=report.label,
+        cases=tuple(c for c, k in zip(report.cases, mask, strict=True) if k),
+        predicted=report.predicted[mask],
+        measured=report.measured[mask],
+        skipped=(),
+    )
 
 
 def register_cli(subparsers) -> None:
@@ -1101,7 +1211,8 @@ def register_cli(subparsers) -> None:
         "validate",
         help="predict measured rows and report errors",
         description="Predict every row of a measurement CSV (calibration schema) and report the "
-        "absolute percentage error, with the calibrated and speed-of-light parameters.",
+        "absolute percentage error per row, per stack x hardware family and for matched groups, "
+        "with the calibrated and speed-of-light parameters.",
     )
     p.add_argument("data", metavar="DATA.csv", help="measurements in the calibration.csv schema")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -1109,15 +1220,16 @@ def register_cli(subparsers) -> None:
     p.add_argument(
         "--skip-unknown", action="store_true", help="leave out rows naming an unknown model/hardware"
     )
-    p.add_argument("--params", metavar="FILE", help="efficiency parameters (TOML from `hwgrad calibrate`)")
+    p.add_argument("--params", metavar="FILE", help="calibration parameters (TOML from `hwgrad calibrate`)")
     p.add_argument("--speed-of-light", action="store_true", help="report the ideal roofline only")
     p.set_defaults(func=cmd_validate)
 
     c = subparsers.add_parser(
         "calibrate",
-        help="fit efficiency parameters to measurements",
-        description="Fit the shared efficiency parameters to a measurement CSV by gradient descent "
-        "through the model, with leave-one-hardware-out cross-validation.",
+        help="fit hardware-family and serving-stack parameters to measurements",
+        description="Fit hardware-family fractions and serving-stack costs to a measurement CSV by "
+        "gradient descent through the model, with leave-one-generation-out and "
+        "leave-one-hardware-out cross-validation.",
     )
     c.add_argument("data", metavar="DATA.csv", help="measurements in the calibration.csv schema")
     c.add_argument(
@@ -1126,21 +1238,11 @@ def register_cli(subparsers) -> None:
     c.add_argument(
         "--skip-unknown", action="store_true", help="leave out rows naming an unknown model/hardware"
     )
-    c.add_argument("--steps", type=int, default=FitSettings.steps, help="Adam steps per stage")
-    c.add_argument(
-        "--profile-fields",
-        nargs="*",
-        choices=FIT_FIELDS,
-        metavar="FIELD",
-        help=f"fields that may differ per serving stack (default: {' '.join(FitSettings.profile_fields)})",
-    )
-    c.add_argument("--no-profiles", action="store_true", help="one shared parameter set for every stack")
-    c.add_argument(
-        "--no-priors",
-        action="store_true",
-        help=f"no prior on weakly identified fields (default: {', '.join(f for f, _, _ in FitSettings.priors)})",
-    )
+    c.add_argument("--steps", type=int, default=FitSettings.steps, help="Adam steps")
+    c.add_argument("--shared-only", action="store_true", help="one shared set: no family/stack offsets")
+    c.add_argument("--no-priors", action="store_true", help="no prior on the shared values")
     c.add_argument("--no-cv", action="store_true", help="skip the cross-validation")
+    c.add_argument("--fast-cv", action="store_true", help="leave-one-generation-out folds only (no LOHO)")
     c.set_defaults(func=cmd_calibrate)
 
 

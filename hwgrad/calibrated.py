@@ -1,42 +1,58 @@
-"""The shipped, calibrated efficiency parameters (``presets/data/efficiency.toml``).
+"""The shipped serving-stack defaults and parameter files for ``--params``.
 
-``hwgrad calibrate`` writes files in the same format; ``--params FILE`` loads one.
+``hwgrad calibrate`` writes ``presets/data/calibration.toml``: hardware-family fractions
+(read by :func:`hwgrad.presets.chip`) and fitted stacks (:func:`hwgrad.presets.stack`). The
+default stack of every evaluation and design study is ``tuned`` (what the best stack in the
+data achieves); ``--params FILE`` loads a file written by ``hwgrad calibrate`` (its
+``tuned`` stack) or a plain ``[efficiency]`` / ``[stack]`` table of :class:`Stack` fields.
 """
 
 from __future__ import annotations
 
 import functools
 import tomllib
-from importlib import resources
 from pathlib import Path
 
-from .specs import Efficiency
+from .specs import Stack
 
-_FIELDS = tuple(Efficiency.__dataclass_fields__)
+_FIELDS = tuple(Stack.__dataclass_fields__)
 
 
-def load_efficiency(path: str | Path) -> Efficiency:
-    """Read an :class:`Efficiency` from the ``[efficiency]`` table of a TOML file."""
+def load_efficiency(path: str | Path, name: str = "tuned") -> Stack:
+    """Read a :class:`Stack` from a TOML file: the ``[stack."<name>"]`` table of a
+    calibration file, or a plain ``[efficiency]`` / ``[stack]`` table of Stack fields."""
     path = Path(path)
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ValueError(f"{path}: cannot read efficiency parameters ({exc})") from None
-    return efficiency_from_mapping(doc.get("efficiency", {}), where=str(path))
+    table = doc.get("stack", {})
+    if isinstance(table, dict) and isinstance(table.get(name), dict):
+        return efficiency_from_mapping(table[name], where=f"{path} [stack.{name}]")
+    if isinstance(table, dict) and table and all(not isinstance(v, dict) for v in table.values()):
+        return efficiency_from_mapping(table, where=f"{path} [stack]")
+    values = doc.get("efficiency", {})
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: [efficiency] must be a table of numbers")
+    return efficiency_from_mapping(values, where=str(path))
 
 
-def efficiency_from_mapping(values: dict, where: str = "efficiency") -> Efficiency:
+def efficiency_from_mapping(values: dict, where: str = "efficiency") -> Stack:
     unknown = sorted(set(values) - set(_FIELDS))
     if unknown:
-        raise ValueError(f"{where}: unknown efficiency field(s) {unknown}; known: {', '.join(_FIELDS)}")
+        raise ValueError(f"{where}: unknown stack field(s) {unknown}; known: {', '.join(_FIELDS)}")
     for key, val in values.items():
         if not isinstance(val, int | float) or isinstance(val, bool):
-            raise ValueError(f"{where}: efficiency.{key} = {val!r} is not a number")
-    return Efficiency(**{k: float(v) for k, v in values.items()})
+            raise ValueError(f"{where}: {key} = {val!r} is not a number")
+    return Stack(**{k: float(v) for k, v in values.items()})
 
 
 @functools.cache
-def calibrated_efficiency() -> Efficiency:
-    """The default parameter set: fitted to ``calibration.csv`` (see docs/calibration.md)."""
-    path = resources.files("hwgrad.presets") / "data" / "efficiency.toml"
-    return load_efficiency(Path(str(path)))
+def calibrated_efficiency() -> Stack:
+    """The default serving stack: the fitted ``tuned`` stack (see docs/calibration.md)."""
+    from . import presets
+
+    try:
+        return presets.stack("tuned")
+    except ValueError:
+        return Stack.ideal()

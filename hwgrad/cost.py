@@ -35,8 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import counts, memory, network, units
-from .smooth import roofline_max, safe_div
+from . import counts, memory, network, stacks, units
+from .smooth import ceil_st, roofline_max, safe_div, smooth_max
 from .specs import (
     Compression,
     Economics,
@@ -100,6 +100,9 @@ class Result:
     """Everything :func:`evaluate` reports for one design point (all SI units).
 
     ``fits`` is ``1.0`` when every tier's capacity margin is non-negative.
+    ``decode`` is the mean decode step, ``prefill`` the prefill of one batch (static) or
+    of one request (continuous, disaggregated); ``waves`` is the number of back-to-back
+    static batches the request runs in when the whole batch's KV cache does not fit.
     ``kv_on_low_endurance`` is the fraction of the KV cache placed on flash-like tiers (an
     endurance violation unless 0). ``tier_lifetime_years`` is the wear-out time of each tier
     under the decode's KV writes (``inf`` without writes or without an endurance figure).
@@ -127,6 +130,7 @@ class Result:
     tier_lifetime_years: Any
     decode: PassCost
     prefill: PassCost
+    waves: Any = 1.0
 
     @property
     def tokens_per_joule(self):
@@ -163,6 +167,37 @@ def seconds_per_flop(system: System, compression: Compression):
         ]
     )
     return jnp.interp(jnp.clip(compression.act_bits, 4.0, 16.0), jnp.array([4.0, 8.0, 16.0]), inv)
+
+
+#: ops whose FLOPs are tensor-core GEMMs over the tokens of the pass (tile quantisation)
+_GEMM_OPS = ("attn_proj", "ffn_dense", "moe", "lm_head")
+
+
+def gemm_tile_factor(chip, model: Model, workload: Workload, new_tokens, mode: str = "straight_through"):
+    """``(n_ops,)`` FLOP multiplier of tile quantisation at small M.
+
+    A GEMM over ``T`` tokens runs ``ceil(T / tile) * tile`` rows of the chip's tensor-core
+    tile (``Chip.gemm_tile_tokens``), so the compute of a decode step at batch 1 costs a
+    whole tile. Routed experts see ``T k / E_touched`` tokens each; the LM head one token
+    per sequence. The straight-through ceiling keeps the gradient of the unpadded count;
+    ``mode="smooth"`` pads only below one tile, ``smax(T, tile) / T`` (continuous).
+    """
+    tokens = workload.batch * new_tokens
+    touched = counts.expected_distinct_experts(model.n_experts, model.n_experts_active, tokens)
+    per_expert = safe_div(tokens * model.n_experts_active, touched, fill=1.0)
+    tile = jnp.maximum(chip.gemm_tile_tokens, 1.0)
+    rows = {"attn_proj": tokens, "ffn_dense": tokens, "moe": per_expert, "lm_head": workload.batch}
+
+    def pad(t):
+        t = jnp.maximum(t, 1e-9)
+        if mode == "smooth":
+            padded = smooth_max(jnp.stack(jnp.broadcast_arrays(t, tile), -1))
+        else:
+            padded = ceil_st(t / tile) * tile
+        return jnp.where(tile > 1.0, padded / t, 1.0)
+
+    one = jnp.ones_like(jnp.asarray(tokens, dtype=float))
+    return jnp.stack([pad(rows[n]) if n in rows else one for n in counts.OP_NAMES])
 
 
 def _stacked_tiers(system: System):
@@ -221,7 +256,14 @@ def forward_pass(
     tiers = _stacked_tiers(system)
     frac = _class_fractions(system)  # (C, T)
     chunk = counts.read_chunk_bytes(model, compression, workload)
-    bw = memory.effective_bandwidth(tiers, chunk, efficiency.bandwidth_efficiency, options.roofline)  # (C, T)
+    chip = system.chip
+    # achieved fraction of peak bandwidth per class: the chip family's achievable fraction x
+    # the stack's kernels (the paged KV cache read by attention kernels at its own fraction)
+    bw_frac = chip.bandwidth_efficiency * efficiency.bandwidth_efficiency
+    class_frac = bw_frac * jnp.stack(
+        jnp.broadcast_arrays(1.0, efficiency.attention_efficiency, 1.0, 1.0)
+    )
+    bw = memory.effective_bandwidth(tiers, chunk, class_frac[:, None], options.roofline)  # (C, T)
 
     # corpus (RAG context) is read during the prefill only; charged to the embedding column
     corpus = jnp.where(steady_state, 0.0, micro.batch * workload.corpus_read_bytes_per_sequence)
@@ -232,7 +274,8 @@ def forward_pass(
     bytes_cto = class_bytes[:, None, :] * frac[:, :, None]  # (C, T, O)
 
     mask = memory.offload_mask(system.chip)  # static (T, O)
-    t_flop = seconds_per_flop(system, compression) / efficiency.flops_efficiency
+    flops_frac = chip.flops_efficiency * efficiency.flops_efficiency
+    t_flop = seconds_per_flop(system, compression) / flops_frac
     if mask.any():
         drv = memory.driver_matrix()  # static (C, O)
         driver_bytes = jnp.sum(class_bytes * drv, axis=0)
@@ -249,7 +292,7 @@ def forward_pass(
             ops.flops,
             ops.out_bytes,
             resident_driver,
-            efficiency.flops_efficiency,
+            flops_frac,
             options.smooth_p,
             options.roofline,
         )
@@ -261,25 +304,32 @@ def forward_pass(
         host_bytes_cto = bytes_cto
         host_flops = ops.flops
     class_time = jnp.sum(host_bytes_cto / bw[:, :, None], axis=1)  # (C, O)
-    compute_t = host_flops * t_flop
+    compute_t = host_flops * t_flop * gemm_tile_factor(chip, model, micro, new_tokens, options.roofline)
     memory_t = jnp.sum(class_time, axis=0)
+    # small-transfer ramp: every kernel that streams memory waits one memory latency first
+    moves = (jnp.sum(class_time, axis=0) > 0).astype(memory_t.dtype)
+    ramp_t = ops.launches * moves * chip.kernel_memory_latency_s
+    memory_t = memory_t + ramp_t
     roof = roofline_max(
         jnp.concatenate([jnp.stack([compute_t, memory_t]), t_nmc], axis=0).T,
         p=options.smooth_p,
         mode=options.roofline,
     )
-    overhead_t = ops.launches * efficiency.op_overhead_s
-    t_ops = jnp.sum(roof + overhead_t)
+    overhead_t = ops.launches * stacks.kernels_per_op() * efficiency.op_overhead_s
+    t_ops = jnp.sum(roof + overhead_t) + efficiency.step_overhead_s
 
     net = system.network
     tp, ep = workload.tp, workload.ep
     co = efficiency.collective_overhead_s
+    # stacks reduce hidden states in their communication dtype (bf16), not the activations'
+    comm_scale = efficiency.comm_bits / compression.act_bits
+    tp_bytes = comm.tp_allreduce_bytes * comm_scale
     t_tp = comm.tp_allreduce_calls * (
-        network.allreduce_s(net, comm.tp_allreduce_bytes, tp, options.roofline) + co * (tp > 1)
+        network.allreduce_s(net, tp_bytes, tp, options.roofline) + co * (tp > 1)
     )
     t_ep = comm.ep_alltoall_calls * (network.alltoall_s(net, comm.ep_alltoall_bytes, ep) + co)
     t_ep_ar = comm.ep_allreduce_calls * (
-        network.allreduce_s(net, comm.tp_allreduce_bytes, tp / ep, options.roofline) + co
+        network.allreduce_s(net, tp_bytes, tp / ep, options.roofline) + co
     )
     t_comm = t_tp + t_ep + t_ep_ar
     ov = efficiency.comm_overlap
@@ -301,7 +351,7 @@ def forward_pass(
     bytes_per_tier = (host_bytes_t + nmc_bytes_t + red_bytes_t) * m_micro
     flops = jnp.sum(ops.flops) * m_micro
     link_bytes = m_micro * (
-        comm.tp_allreduce_calls * 2.0 * comm.tp_allreduce_bytes * (tp > 1)
+        comm.tp_allreduce_calls * 2.0 * tp_bytes * (tp > 1)
         + comm.ep_alltoall_calls * comm.ep_alltoall_bytes
         + comm.pp_p2p_calls * comm.pp_p2p_bytes / jnp.maximum(chips, 1.0)
     )
@@ -324,7 +374,7 @@ def forward_pass(
         kv_cache_s=jnp.sum(class_time[1]) * scale,
         activations_s=jnp.sum(class_time[2]) * scale,
         communication_s=t_comm * scale + t_p2p * m_micro,
-        overhead_s=jnp.sum(overhead_t) * scale,
+        overhead_s=(jnp.sum(overhead_t) + efficiency.step_overhead_s) * scale,
         flops=flops,
         bytes_per_tier=bytes_per_tier,
         link_bytes=link_bytes,
@@ -392,6 +442,123 @@ def decode_total(system, model, workload, compression, efficiency, options=Optio
     return _request_passes(system, model, workload, compression, efficiency, options)[1]
 
 
+# ----------------------------------------------------------------------------- serving modes
+
+
+@spec
+class Timing:
+    """Request-level timing of one serving mode (see :func:`serve`)."""
+
+    ttft_s: Any
+    tpot_s: Any
+    e2e_s: Any
+    tokens_per_s: Any
+    energy_j_per_token: Any
+    waves: Any
+    prefill: PassCost
+    decode_step: PassCost
+
+
+def static_waves(system: System, model: Model, workload: Workload, compression: Compression):
+    """Back-to-back static batches needed when the whole batch's KV cache does not fit.
+
+    Capacity is linear in the batch, ``used_t(B) = fixed_t + B s_t`` per tier, so
+    ``n_fit = floor(min_t (cap_t - fixed_t) / s_t)`` sequences fit at once (the engine
+    admits that many and queues the rest) and the batch runs in ``ceil(B / n_fit)``
+    waves of equal size. Piecewise constant: no gradient flows through the count.
+    Tiers of unknown (infinite) capacity never bind; a batch of which not even one
+    sequence fits is reported by the capacity margin, not here (one wave).
+    """
+    tiers = _stacked_tiers(system)
+    used = capacity_used_bytes(system, model, workload, compression)
+    fixed = capacity_used_bytes(system, model, replace(workload, batch=0.0), compression)
+    per_seq = safe_div(used - fixed, workload.batch)
+    cap = tiers.capacity_bytes
+    binds = (per_seq > 0) & jnp.isfinite(cap)
+    room = jnp.where(binds, cap - fixed, 1.0)
+    fit = jnp.where(binds, safe_div(room, jnp.where(binds, per_seq, 1.0)), jnp.inf)
+    n_fit = jnp.maximum(jnp.floor(jnp.min(fit)), 1.0)
+    waves = jnp.where(n_fit >= workload.batch, 1.0, jnp.ceil(workload.batch / n_fit))
+    return jax.lax.stop_gradient(waves)
+
+
+def serve(system, model, workload, compression, efficiency, options=Options()) -> Timing:
+    """Time to first token, time per output token, request latency, throughput and energy
+    per output token of one replica in the serving mode ``workload.batching``.
+
+    * ``static``: a prefill of the batch, then ``output_len`` decode steps as the context
+      grows (Gauss-Legendre quadrature), in :func:`static_waves` back-to-back waves;
+      tokens/s = ``dp B O / e2e``.
+    * ``continuous`` (concurrency ``C = batch``): in steady state the sequences in flight
+      are spread evenly over their decode, so one step reads the KV cache of ``C``
+      sequences at mean context ``I + O / 2`` (exact for the summed KV bytes) and also
+      carries the prefill of the arriving requests, ``C I / O`` tokens per step on
+      average (chunked prefill fused into the step: weights are read once for both). TPOT
+      is that step; TTFT is the request's own prefill (one sequence) plus the wait for the
+      step in flight; Little's law gives ``dp C O / e2e`` tokens/s with
+      ``e2e = TTFT + O TPOT``; energy per token is the step's energy / ``C``.
+    * ``disaggregated``: the decode pool's steps carry no prefill (TPOT at ``C``
+      sequences, mean context ``I + O / 2``); TTFT is the prefill of one request on a
+      prefill pool of the same chips plus the transfer of its KV cache over the network
+      (each chip sends its shard); tokens/s is the decode pool's ``dp C / TPOT``; energy
+      per token adds each request's prefill energy spread over its ``O`` tokens.
+    """
+    mode = workload.batching
+    n_out = workload.output_len
+    if mode == "static":
+        waves = static_waves(system, model, workload, compression)
+        wave = replace(workload, batch=workload.batch / waves)
+        pre, dec = _request_passes(system, model, wave, compression, efficiency, options)
+        e2e = waves * (pre.time_s + dec.time_s)
+        seq_tokens = workload.batch * n_out
+        return Timing(
+            ttft_s=pre.time_s,
+            tpot_s=dec.time_s / n_out,
+            e2e_s=e2e,
+            tokens_per_s=workload.dp * seq_tokens / e2e,
+            energy_j_per_token=waves * (pre.energy_j + dec.energy_j) / seq_tokens,
+            waves=waves,
+            prefill=pre,
+            decode_step=jax.tree_util.tree_map(lambda v: v / n_out, dec),
+        )
+    c, i_len = workload.batch, workload.prompt_len
+    mean_ctx = i_len + n_out / 2.0
+    one = replace(workload, batch=1.0)
+    pre = forward_pass(system, model, one, compression, efficiency, i_len, 0.0, options)
+    if mode == "continuous":
+        new_tokens = 1.0 + safe_div(i_len, n_out)
+        step = forward_pass(
+            system, model, workload, compression, efficiency, new_tokens, mean_ctx, options, steady_state=True
+        )
+        ttft = pre.time_s + step.time_s
+        e2e = ttft + n_out * step.time_s
+        tokens_per_s = workload.dp * c * n_out / e2e
+        energy = step.energy_j / c
+    elif mode == "disaggregated":
+        step = forward_pass(
+            system, model, workload, compression, efficiency, 1.0, mean_ctx, options, steady_state=True
+        )
+        kv = counts.kv_cache_bytes(model, compression, 1.0, i_len) / (
+            counts.kv_shard_factor(model, workload.tp) * workload.pp
+        )
+        ttft = pre.time_s + network.p2p_s(system.network, kv)
+        e2e = ttft + n_out * step.time_s
+        tokens_per_s = workload.dp * c / step.time_s
+        energy = step.energy_j / c + safe_div(pre.energy_j, n_out)
+    else:
+        raise ValueError(f"workload.batching = {mode!r}: use one of static, continuous, disaggregated")
+    return Timing(
+        ttft_s=ttft,
+        tpot_s=step.time_s,
+        e2e_s=e2e,
+        tokens_per_s=tokens_per_s,
+        energy_j_per_token=energy,
+        waves=jnp.ones_like(step.time_s),
+        prefill=pre,
+        decode_step=step,
+    )
+
+
 # ----------------------------------------------------------------------------- capacity
 
 
@@ -437,13 +604,9 @@ def evaluate(
         from .presets import default_economics
 
         economics = default_economics()
-    pre, dec = _request_passes(system, model, workload, compression, efficiency, options)
-    n_out = workload.output_len
-    tpot = dec.time_s / n_out
-    e2e = pre.time_s + dec.time_s
-    seq_tokens = workload.batch * n_out  # output tokens per replica per request
-    tokens_per_s = workload.dp * seq_tokens / e2e
-    energy_per_token = (pre.energy_j + dec.energy_j) / seq_tokens
+    t = serve(system, model, workload, compression, efficiency, options)
+    pre, dec = t.prefill, t.decode_step
+    tpot, e2e, tokens_per_s, energy_per_token = t.tpot_s, t.e2e_s, t.tokens_per_s, t.energy_j_per_token
     chips = system.n_chips
     power_w = energy_per_token * tokens_per_s
 
@@ -498,10 +661,9 @@ def evaluate(
         / units.YEAR
     )
 
-    mean_step = jax.tree_util.tree_map(lambda v: v / n_out, dec)
     return Result(
         tpot_s=tpot,
-        ttft_s=pre.time_s,
+        ttft_s=t.ttft_s,
         e2e_latency_s=e2e,
         tokens_per_s=tokens_per_s,
         tokens_per_s_per_user=1.0 / tpot,
@@ -518,8 +680,9 @@ def evaluate(
         fits=fits,
         kv_on_low_endurance=jnp.sum(kv_frac * low),
         tier_lifetime_years=lifetime_years,
-        decode=mean_step,
+        decode=dec,
         prefill=pre,
+        waves=t.waves,
     )
 
 

@@ -10,6 +10,7 @@ Storage bits include group-quantisation metadata amortised per element:
 | q8_0        | 8          | fp16 scale / 32 (llama.cpp)       | 8.5          | 16              |
 | int4        | 4          | bf16 scale + zero / 128 (gpt-fast)| 4.25         | 16              |
 | q4_0        | 4          | fp16 scale / 32 (llama.cpp)       | 4.5          | 16              |
+| q4_k_m      | 4          | k-quant super-blocks, mixed q6_k  | 4.9          | 16              |
 | mxfp4       | 4          | e8m0 scale / 32 (OCP MX v1.0)     | 4.25         | 16              |
 | fp4 (nvfp4) | 4          | e4m3 scale / 16 (NVIDIA NVFP4)    | 4.5          | 4               |
 
@@ -34,6 +35,9 @@ FORMATS: dict[str, tuple[float, float, float]] = {
     "q8_0": (8.0, 16.0 / 32.0, 16.0),
     "int4": (4.0, 32.0 / 128.0, 16.0),
     "q4_0": (4.0, 16.0 / 32.0, 16.0),
+    # llama.cpp Q4_K_M: ~4.9 bits/weight measured on the Llama-3-8B file (4.58 GiB / 8.03 B
+    # params, data README), i.e. 0.9 bit of scales/mins and q6_k tensors per weight
+    "q4_k_m": (4.0, 0.9, 16.0),
     "mxfp4": (4.0, 8.0 / 32.0, 16.0),
     "fp4": (4.0, 8.0 / 16.0, 4.0),
 }

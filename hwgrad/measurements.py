@@ -47,7 +47,10 @@ REQUIRED_COLUMNS = (
     "metric",
     "value",
 )
-OPTIONAL_COLUMNS = ("software", "source", "notes")
+OPTIONAL_COLUMNS = ("batching", "software", "source", "notes")
+
+#: serving modes of the ``batching`` column (blank = ``static``, the first schema's meaning)
+BATCHING = ("static", "continuous", "disaggregated")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +67,7 @@ class Measurement:
       weight_dtype, kv_dtype: format names (``kv_dtype`` ``"bf16"`` when blank).
       metric: one of :data:`METRICS`; value: the measurement in the metric's unit.
       software: serving stack text ("" when absent).
+      batching: serving mode, one of :data:`BATCHING` (``static`` when blank or absent).
       defaulted: names of the columns that were blank and took a default.
     """
 
@@ -84,6 +88,8 @@ class Measurement:
     value: float
     software: str = ""
     defaulted: tuple[str, ...] = ()
+    batching: str = "static"
+    source: str = ""
 
     @property
     def is_energy(self) -> bool:
@@ -178,6 +184,9 @@ def _parse_row(cells: _Cells) -> Measurement:
     value = cells.number("value")
     if value <= 0:
         raise cells.error("value", f"{value:g} must be > 0 (a measurement in {METRICS[metric]})")
+    batching = cells.text("batching", required=False).lower() or "static"
+    if batching not in BATCHING:
+        raise cells.error("batching", f"{batching!r} is not a serving mode: use one of {', '.join(BATCHING)}")
     return Measurement(
         id=cells.text("id"),
         line=cells.line,
@@ -196,6 +205,8 @@ def _parse_row(cells: _Cells) -> Measurement:
         value=value,
         software=cells.text("software", required=False),
         defaulted=tuple(defaulted),
+        batching=batching,
+        source=cells.text("source", required=False),
     )
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "Workload",
     "Economics",
     "Efficiency",
+    "Stack",
     "Options",
     "replace",
 ]
@@ -126,6 +127,18 @@ class Chip:
       price_usd: purchase price per chip (``nan`` = unknown).
       embodied_kgco2e: manufacturing carbon per chip (``nan`` = unknown).
       die_area_mm2: logic die area (``nan`` = unknown).
+      bandwidth_efficiency: achievable / peak memory bandwidth of the chip family (memory
+        controller, refresh, page policy), in (0, 1]; fitted per family
+        (:mod:`hwgrad.calibrate`), 1 for raw specs. Sustained-read microbenchmarks reach
+        ~0.85-0.93 of peak on HBM parts.
+      flops_efficiency: achievable / peak dense tensor FLOP/s of the chip family, in (0, 1]
+        (clock under load, issue limits); fitted per family, 1 for raw specs.
+      kernel_memory_latency_s: time before a kernel's memory stream reaches full bandwidth
+        (DRAM latency + pipeline fill; the ramp of small transfers), s, charged once per
+        kernel that reads memory; range 0-5 us; fitted per family, 0 for raw specs.
+      gemm_tile_tokens: the token (M) granule of the chip's tensor-core GEMM tiles; the
+        compute of ``T`` tokens costs ``ceil(T / tile) * tile`` tokens' FLOPs (wave/tile
+        quantisation at small M). 1 = none (raw specs); Hopper wgmma M = 64.
     """
 
     tiers: tuple
@@ -138,6 +151,10 @@ class Chip:
     price_usd: Any = NAN
     embodied_kgco2e: Any = NAN
     die_area_mm2: Any = NAN
+    bandwidth_efficiency: Any = 1.0
+    flops_efficiency: Any = 1.0
+    kernel_memory_latency_s: Any = 0.0
+    gemm_tile_tokens: Any = 1.0
 
 
 TOPOLOGIES = ("switch", "fat_tree", "ring", "torus", "fully_connected", "dragonfly", "tree")
@@ -310,6 +327,18 @@ class Workload:
     ``kv_block_tokens`` is the paged-KV block (vLLM's default 16): the contiguous unit of KV
     reads. A read-mostly corpus (RAG) of ``corpus_bytes`` per chip is held resident and each
     sequence reads ``corpus_read_bytes_per_sequence`` of it during its prefill.
+
+    ``batching`` (static) is the serving mode (:mod:`hwgrad.serving`):
+
+    * ``"static"``: one batch of ``batch`` sequences is prefilled together, then decoded
+      together; when the KV cache of the whole batch does not fit, the engine admits as
+      many sequences as fit and runs the batch in back-to-back *waves*.
+    * ``"continuous"``: an engine under a client that keeps ``batch`` requests in flight;
+      in steady state every decode step also carries the arriving requests' prefill work,
+      on average ``batch x prompt_len / output_len`` tokens per step (chunked prefill).
+    * ``"disaggregated"``: the decode pool of a prefill/decode-disaggregated deployment:
+      decode steps carry no prefill; the KV cache of each request arrives once over the
+      network from a prefill pool of the same chips.
     """
 
     batch: Any = 1.0
@@ -323,6 +352,10 @@ class Workload:
     kv_block_tokens: Any = 16.0
     corpus_bytes: Any = 0.0
     corpus_read_bytes_per_sequence: Any = 0.0
+    batching: str = static("static")
+
+
+BATCHING_MODES = ("static", "continuous", "disaggregated")
 
 
 # ----------------------------------------------------------------------------- money, carbon
@@ -349,18 +382,39 @@ class Economics:
 
 
 @spec
-class Efficiency:
-    """Achievable fractions of peak and fixed overheads (what ``calibrate`` fits).
+class Stack:
+    """A serving stack: what the software adds to the hardware's roofline.
 
-    :meth:`speed_of_light` gives the ideal roofline (all fractions 1, overheads 0).
+    Hardware says what the silicon can do (peaks and the chip family's achievable fractions,
+    :class:`Chip`); a stack says what a serving engine adds on top: the quality of its
+    kernels (a fraction of the chip's achievable bandwidth and FLOPS), a launch/sync gap per
+    kernel (:data:`hwgrad.counts.KERNELS_PER_OP` kernels per layer and op), a fixed cost
+    per forward pass (scheduling, sampling, input preparation), a software latency per
+    collective call (the collective library's launch and flag synchronisation) and the
+    collective payload's data type. :meth:`ideal` is the stack with no software cost.
+    Named presets (fitted to the measured rows of each stack family) are in
+    :func:`hwgrad.presets.stack`; ``"tuned"`` is the default of design studies.
 
     Attributes:
-      bandwidth_efficiency: achieved / peak memory bandwidth.
-      flops_efficiency: achieved / peak FLOP/s.
-      op_overhead_s: fixed cost per kernel (launch + tail), charged per op per layer.
-      collective_overhead_s: extra software cost per collective call.
-      comm_overlap: fraction of communication hidden under compute (0 = serial).
-      static_power_fraction: idle/static power as a fraction of TDP.
+      bandwidth_efficiency: achieved / achievable memory bandwidth of the stack's GEMV and
+        streaming kernels, in (0, 1] (fitted per stack; prior 0.9, range 0.3-1).
+      flops_efficiency: achieved / achievable tensor FLOP/s of its GEMMs, in (0, 1].
+      op_overhead_s: gap per kernel launch (launch + tail + dependency wait), s; range
+        0-50 us (CUDA graphs ~1-3 us per kernel, eager PyTorch ~5-10 us).
+      step_overhead_s: engine cost per forward pass (scheduler, sampling, host<->device
+        inputs) not hidden by the device, s; range 0-20 ms.
+      collective_overhead_s: software latency per collective call (launch, barrier flags)
+        on top of the network's hardware latency, s; range 0-50 us (the custom one-shot
+        all-reduce of SGLang/TensorRT-LLM vs vLLM's differ by ~3.6 us on 8x H100,
+        ``interconnect.csv``).
+      attention_efficiency: achieved fraction of the streaming bandwidth when reading the
+        paged KV cache (decode attention kernels), in (0, 1].
+      comm_bits: width of collective payloads (stacks all-reduce hidden states in bf16:
+        16, whatever the activation format).
+      comm_overlap: fraction of communication hidden under compute (0 = serial, the
+        decode case: all-reduces sit on the critical path).
+      static_power_fraction: DEPRECATED, unused (power is idle + dynamic,
+        :mod:`hwgrad.power`); kept so old parameter files load.
     """
 
     bandwidth_efficiency: Any = 1.0
@@ -369,10 +423,23 @@ class Efficiency:
     collective_overhead_s: Any = 0.0
     comm_overlap: Any = 0.0
     static_power_fraction: Any = 0.0
+    step_overhead_s: Any = 0.0
+    attention_efficiency: Any = 1.0
+    comm_bits: Any = 16.0
 
     @staticmethod
-    def speed_of_light() -> Efficiency:
-        return Efficiency()
+    def ideal() -> Stack:
+        """No software cost: every fraction 1, every overhead 0 (bf16 collectives)."""
+        return Stack()
+
+    @staticmethod
+    def speed_of_light() -> Stack:
+        """Alias of :meth:`ideal` (the name of the first version)."""
+        return Stack()
+
+
+#: The first version's name for :class:`Stack` (kept: old code and files keep working).
+Efficiency = Stack
 
 
 ROOFLINE_MODES = ("straight_through", "smooth", "hard")

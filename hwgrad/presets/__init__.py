@@ -20,7 +20,7 @@ import math
 from importlib import resources
 
 from .. import units
-from ..specs import Chip, Economics, MemoryTier, Model, Network, System
+from ..specs import Chip, Economics, MemoryTier, Model, Network, Stack, System
 
 DATA = resources.files(__package__) / "data"
 
@@ -36,6 +36,11 @@ __all__ = [
     "chip_notes",
     "names",
     "source",
+    "stack",
+    "stack_names",
+    "hardware_family",
+    "hardware_line",
+    "HARDWARE_FAMILIES",
 ]
 
 
@@ -286,9 +291,111 @@ def energy_j_per_flop_from_tdp(tdp_w, peak_flops, bandwidth_bytes_per_s, energy_
     return max(tdp_w - bandwidth_bytes_per_s * energy_j_per_byte, 0.1 * tdp_w) / peak_flops
 
 
-def chip(name: str) -> Chip:
-    """Chip preset from ``hardware.csv`` (main memory as tier 0)."""
-    return _chip_and_notes(name)[0]
+def chip(name: str, fitted: bool = True) -> Chip:
+    """Chip preset from ``hardware.csv`` (main memory as tier 0).
+
+    With ``fitted`` (default) the chip carries its family's achievable fractions of peak
+    (``bandwidth_efficiency``, ``flops_efficiency``), small-transfer ramp and GEMM tile
+    from ``calibration.toml`` (:func:`hardware_family`); ``fitted=False`` gives the raw
+    datasheet chip (speed of light).
+    """
+    c = _chip_and_notes(name)[0]
+    if not fitted:
+        return c
+    return dataclasses.replace(c, **_hardware_fit(hardware_family(name)))
+
+
+# ----------------------------------------------------------------------------- families
+
+#: hardware slug -> (family, vendor line). Families are generations of one vendor's
+#: architecture (what achievable fractions of peak depend on: memory controller, clocks,
+#: tensor-core issue); lines group the generations of one product line, so a generation
+#: without measurements inherits its line's fitted values (Blackwell from Ampere + Hopper,
+#: CDNA4 from CDNA2 + CDNA3). Slugs not listed fall back to the shared values.
+HARDWARE_FAMILIES: dict[str, tuple[str, str]] = {
+    **{s: ("nvidia-ampere", "nvidia-datacenter") for s in ("a100-40gb-sxm", "a100-80gb-sxm")},
+    **{
+        s: ("nvidia-hopper", "nvidia-datacenter")
+        for s in ("h100-sxm", "h100-pcie", "h800", "h200-sxm", "gh200")
+    },
+    **{s: ("nvidia-blackwell", "nvidia-datacenter") for s in ("b200", "gb200")},
+    **{s: ("amd-cdna2", "amd-instinct") for s in ("mi250", "mi250x-gcd")},
+    **{s: ("amd-cdna3", "amd-instinct") for s in ("mi300x", "mi325x")},
+    "mi355x": ("amd-cdna4", "amd-instinct"),
+    "gaudi2": ("intel-gaudi2", "intel-gaudi"),
+    "gaudi3": ("intel-gaudi3", "intel-gaudi"),
+    **{s: ("google-tpu", "google-tpu") for s in ("tpu-v4", "tpu-v5e", "tpu-v5p", "tpu-v6e", "tpu-v7")},
+    **{
+        s: ("nvidia-geforce-ampere", "nvidia-client")
+        for s in ("rtx-3070", "rtx-3080", "rtx-3090", "rtx-a6000")
+    },
+    **{
+        s: ("nvidia-geforce-ada", "nvidia-client")
+        for s in ("rtx-4070-ti", "rtx-4080", "rtx-4090", "rtx-4000-ada", "rtx-5000-ada", "rtx-6000-ada")
+    },
+    **{s: ("nvidia-geforce-blackwell", "nvidia-client") for s in ("rtx-5090", "dgx-spark-gb10")},
+    **{s: ("apple-m1", "apple") for s in ("apple-m1", "apple-m1-pro", "apple-m1-max", "apple-m1-ultra")},
+    **{s: ("apple-m2", "apple") for s in ("apple-m2", "apple-m2-pro", "apple-m2-max", "apple-m2-ultra")},
+    **{s: ("apple-m3", "apple") for s in ("apple-m3-pro", "apple-m3-max", "apple-m3-ultra")},
+    **{s: ("apple-m4", "apple") for s in ("apple-m4", "apple-m4-pro", "apple-m4-max")},
+}
+
+
+def hardware_family(name: str) -> str:
+    """The architecture family of a hardware slug (``"shared"`` when not classified)."""
+    return HARDWARE_FAMILIES.get(name, ("shared", "shared"))[0]
+
+
+def hardware_line(family: str) -> str:
+    """The vendor product line of a family (``"shared"`` when not classified)."""
+    for fam, line in HARDWARE_FAMILIES.values():
+        if fam == family:
+            return line
+    return "shared"
+
+
+@functools.cache
+def _fit_file() -> dict:
+    import tomllib
+
+    path = DATA / "calibration.toml"
+    if not path.is_file():
+        return {}
+    return tomllib.loads(path.read_text(encoding="utf-8"))
+
+
+def _hardware_fit(family: str) -> dict[str, float]:
+    """Fitted chip fields of ``family``: the family's own values, else its line's, else
+    the shared ones (``calibration.toml`` ``[hardware.*]``)."""
+    hw = _fit_file().get("hardware", {})
+    out: dict[str, float] = {}
+    for key in ("shared", hardware_line(family), family):
+        out.update({k: float(v) for k, v in hw.get(key, {}).items()})
+    return out
+
+
+def stack_names() -> list[str]:
+    """Named serving-stack presets: ``ideal``, ``tuned`` and every fitted stack family."""
+    return ["ideal", *sorted(_fit_file().get("stack", {}))]
+
+
+def stack(name: str = "tuned") -> Stack:
+    """A serving-stack preset (:class:`~hwgrad.specs.Stack`).
+
+    ``ideal`` has no software cost; ``tuned`` (the default of design studies) is what the
+    best stack in the data achieves; the others are fitted to the measured rows of that
+    stack family (``calibration.toml``, :mod:`hwgrad.calibrate`).
+    """
+    if name == "ideal":
+        return Stack.ideal()
+    stacks = _fit_file().get("stack", {})
+    if name not in stacks:
+        known = stack_names()
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
+        hint = f"did you mean {', '.join(close)}?" if close else f"use one of {', '.join(known)}"
+        raise ValueError(f"unknown stack {name!r}: {hint}")
+    fields = {f.name for f in dataclasses.fields(Stack)}
+    return Stack(**{k: float(v) for k, v in stacks[name].items() if k in fields})
 
 
 def chip_notes(name: str) -> tuple[str, ...]:
@@ -306,6 +413,7 @@ def network(name: str) -> Network:
     return Network(link_bandwidth_bytes_per_s=bw * units.GBPS)
 
 
-def system(name: str, n_chips: int = 1) -> System:
-    """``n_chips`` of the chip preset ``name`` on its scale-up network."""
-    return System(chip=chip(name), n_chips=float(n_chips), network=network(name))
+def system(name: str, n_chips: int = 1, fitted: bool = True) -> System:
+    """``n_chips`` of the chip preset ``name`` on its scale-up network (``fitted``: see
+    :func:`chip`)."""
+    return System(chip=chip(name, fitted), n_chips=float(n_chips), network=network(name))

@@ -1,0 +1,91 @@
+"""Serving stacks: what a serving engine adds to the hardware, per kernel, step and collective.
+
+The hardware roofline (peaks times the chip family's achievable fractions) is what the
+silicon can do; a :class:`~hwgrad.specs.Stack` adds what the software costs:
+
+    t_op    = rmax(FLOPs / (peak eta_hw,F eta_sw,F), bytes / (bw eta_hw,B eta_sw,B))
+              + layers_op * KERNELS_PER_OP[op] * op_overhead_s
+    t_pass  = sum_op t_op + collectives * (network time + collective_overhead_s)
+              + step_overhead_s
+
+``KERNELS_PER_OP`` counts the kernels a typical fused decode implementation launches per
+layer for each op of :data:`hwgrad.counts.OP_NAMES` (documented below); a stack's
+``op_overhead_s`` is the gap each launch costs (CUDA graphs remove most of the CPU launch
+cost but not the kernel tail and dependency wait). Presets are fitted per stack family to
+the measured rows of ``calibration.csv`` (:mod:`hwgrad.calibrate`) and shipped in
+``presets/data/calibration.toml``; ``ideal`` has no software cost and ``tuned`` - the
+default of design studies - is what the best stack in the data achieves on each vendor
+family (the lowest fitted overheads).
+
+Kernel counts per layer (decode, one token per sequence):
+
+| op               | kernels | which                                                             |
+|------------------|--------:|-------------------------------------------------------------------|
+| attn_proj        | 4       | pre-norm (+ residual), QKV GEMM, RoPE + KV-cache write, O GEMM    |
+| attn_core_full   | 1       | (flash/paged) decode attention                                    |
+| attn_core_window | 1       | the same on sliding-window layers                                 |
+| ffn_dense        | 4       | post-norm (+ residual), gate/up GEMM, activation x up, down GEMM  |
+| moe              | 7       | norm, router GEMM, top-k, permute, grouped gate/up, act, grouped down + combine |
+| lm_head          | 2       | final norm, vocabulary GEMM                                       |
+| embedding        | 1       | gather                                                            |
+
+(Counted from the decode graphs of vLLM/SGLang Llama and DeepSeek models; unfused eager
+implementations launch ~2x more - that difference is absorbed by the stack's fitted
+``op_overhead_s``, which is only identified as the product with these counts.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .counts import OP_NAMES
+
+#: Kernels per layer for each op of :data:`hwgrad.counts.OP_NAMES` (see module docstring).
+KERNELS_PER_OP_BY_NAME = {
+    "attn_proj": 4.0,
+    "attn_core_full": 1.0,
+    "attn_core_window": 1.0,
+    "ffn_dense": 4.0,
+    "moe": 7.0,
+    "lm_head": 2.0,
+    "embedding": 1.0,
+}
+
+
+def kernels_per_op() -> np.ndarray:
+    """``(len(OP_NAMES),)`` kernels per layer, aligned with :data:`hwgrad.counts.OP_NAMES`
+    (ops added to ``counts`` without an entry count one kernel)."""
+    return np.asarray([KERNELS_PER_OP_BY_NAME.get(name, 1.0) for name in OP_NAMES])
+
+
+# ----------------------------------------------------------------------------- stack families
+
+#: Serving-stack families recognised in a measurement's ``software`` text: ``(family,
+#: needles)`` checked in order (lower case substrings; the first match wins). Versions are
+#: split where the data show different behaviour (vLLM 0.6 vs the V1 engine of 0.13; vLLM
+#: and SGLang on ROCm are separate builds with their own kernels).
+STACK_FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("llama.cpp/metal", ("llama.cpp llama-bench (metal)", "llama.cpp (metal)", "llama.cpp metal")),
+    ("llama.cpp/cuda", ("llama.cpp",)),
+    ("gpt-fast/rocm", ("gpt-fast (pytorch rocm)", "gpt-fast/rocm")),
+    ("gpt-fast", ("gpt-fast",)),
+    ("tensorrt-llm", ("tensorrt-llm", "tensorrt llm", "trt-llm", "trtllm")),
+    ("nim", ("nvidia nim", "nim ")),
+    ("sglang/rocm", ("sglang, image lmsysorg/sglang:v0.5", "sglang 0.4", "sglang (rocm")),
+    ("sglang", ("sglang",)),
+    ("vllm-0.13", ("vllm/vllm-openai:v0.13", "vllm 0.13", "vllm v0.13")),
+    ("vllm-0.6", ("vllm 0.6",)),
+    ("vllm/rocm", ("vllm rocm", "vllm (rocm)", "vllm-rocm", "rocm/vllm", "rocm6", "vllm 0.7.3")),
+    ("vllm", ("vllm",)),
+    ("gaudi", ("gaudi", "synapseai")),
+    ("deepspeed-mii", ("deepspeed", "mii")),
+)
+
+
+def stack_family(software: str) -> str:
+    """The stack family of a measurement's ``software`` text (``""`` if not recognised)."""
+    text = software.lower()
+    for family, needles in STACK_FAMILIES:
+        if any(n in text for n in needles):
+            return family
+    return ""
