@@ -30,6 +30,7 @@ from .specs import Chip as Chip
 from .specs import Compression as Compression
 from .specs import Economics as Economics
 from .specs import Efficiency as Efficiency
+from .specs import Stack as Stack
 from .specs import MemoryTier as MemoryTier
 from .specs import Model as Model
 from .specs import Network as Network
