@@ -173,6 +173,12 @@ def validate_system(system: System, name: str = "system") -> None:
 
 
 def validate_workload(workload: Workload, model: Model, system: System, name: str = "workload") -> None:
+    from .specs import BATCHING_MODES
+
+    if workload.batching not in BATCHING_MODES:
+        raise ValueError(
+            f"{name}.batching = {workload.batching!r} is not a serving mode: use one of {', '.join(BATCHING_MODES)}"
+        )
     for field in ("batch", "tp", "pp", "ep", "dp", "microbatches"):
         _whole(getattr(workload, field), f"{name}.{field}")
     _whole(workload.prompt_len, f"{name}.prompt_len", minimum=0)

@@ -1,0 +1,103 @@
+"""Serving modes of :func:`hwgrad.cost.serve`: static waves, continuous batching at a fixed
+concurrency, and the decode pool of a disaggregated deployment, against hand arithmetic."""
+
+import jax
+import numpy as np
+import pytest
+
+import hwgrad as hg
+from hwgrad import cost
+
+IDEAL = hg.Stack.ideal()
+HARD = hg.Options(roofline="hard")
+
+
+def _setup(hw="h100-sxm", n=1, model="llama-3-8b"):
+    return hg.presets.system(hw, n, fitted=False), hg.presets.model(model), hg.compression("bf16", "bf16")
+
+
+def test_continuous_step_is_one_fused_pass_of_decode_and_prefill_tokens():
+    s, m, c = _setup()
+    wl = hg.Workload(batch=64.0, prompt_len=1000.0, output_len=500.0, batching="continuous")
+    r = hg.evaluate(s, m, wl, c, IDEAL, options=HARD)
+    # C sequences each decode 1 token and bring I/O = 2 prompt tokens per step, at mean context I + O/2
+    step = cost.forward_pass(s, m, wl, c, IDEAL, 3.0, 1250.0, HARD, steady_state=True)
+    assert float(r.tpot_s) == pytest.approx(float(step.time_s), rel=1e-6)
+    one = hg.replace(wl, batch=1.0)
+    pre = cost.forward_pass(s, m, one, c, IDEAL, 1000.0, 0.0, HARD)
+    assert float(r.ttft_s) == pytest.approx(float(pre.time_s + step.time_s), rel=1e-6)
+    e2e = float(r.ttft_s) + 500.0 * float(r.tpot_s)
+    assert float(r.e2e_latency_s) == pytest.approx(e2e, rel=1e-6)
+    # Little's law: C requests in flight, each lasting e2e, each producing O tokens
+    assert float(r.tokens_per_s) == pytest.approx(64 * 500 / e2e, rel=1e-6)
+    assert float(r.energy_j_per_token) == pytest.approx(float(step.energy_j) / 64, rel=1e-6)
+
+
+def test_continuous_tends_to_static_decode_as_prompts_vanish():
+    s, m, c = _setup()
+    static = hg.Workload(batch=32.0, prompt_len=0.0, output_len=2000.0)
+    cont = hg.replace(static, batching="continuous")
+    t_static = float(hg.evaluate(s, m, static, c, IDEAL).tpot_s)
+    t_cont = float(hg.evaluate(s, m, cont, c, IDEAL).tpot_s)
+    # mean context O/2 carries the mean KV traffic of a static decode from 0 to O
+    assert t_cont == pytest.approx(t_static, rel=2e-3)
+
+
+def test_prefill_work_slows_continuous_decode():
+    s, m, c = _setup()
+    base = hg.Workload(batch=64.0, prompt_len=8000.0, output_len=1000.0, batching="continuous")
+    short = hg.replace(base, prompt_len=1000.0)
+    assert float(hg.evaluate(s, m, base, c, IDEAL).tpot_s) > 1.5 * float(hg.evaluate(s, m, short, c, IDEAL).tpot_s)
+
+
+def test_disaggregated_decode_pool_by_hand():
+    s, m, c = _setup("h100-sxm", 8, "llama-3-70b")
+    wl = hg.Workload(batch=128.0, prompt_len=4096.0, output_len=1024.0, tp=8.0, batching="disaggregated")
+    r = hg.evaluate(s, m, wl, c, IDEAL, options=HARD)
+    step = cost.forward_pass(s, m, wl, c, IDEAL, 1.0, 4096.0 + 512.0, HARD, steady_state=True)
+    assert float(r.tpot_s) == pytest.approx(float(step.time_s), rel=1e-6)
+    # the KV cache of one request crosses the network once: 4096 tokens x 80 layers x 2 x 8 heads x 128 x 2 B,
+    # split over 8 chips (one KV head each)
+    kv_per_chip = 4096 * 80 * 2 * 8 * 128 * 2 / 8
+    pre = cost.forward_pass(s, m, hg.replace(wl, batch=1.0), c, IDEAL, 4096.0, 0.0, HARD)
+    transfer = float(hg.network.p2p_s(s.network, kv_per_chip))
+    assert float(r.ttft_s) == pytest.approx(float(pre.time_s) + transfer, rel=1e-5)
+    assert float(r.tokens_per_s) == pytest.approx(128 / float(step.time_s), rel=1e-6)
+
+
+def test_static_waves_when_the_kv_cache_does_not_fit():
+    s, m, c = _setup("a100-40gb-sxm", 1, "llama-2-7b")
+    wl = hg.Workload(batch=64.0, prompt_len=1024.0, output_len=1024.0)
+    waves = float(cost.static_waves(s, m, wl, c))
+    used = np.asarray(cost.capacity_used_bytes(s, m, wl, c))[0]
+    fixed = np.asarray(cost.capacity_used_bytes(s, m, hg.replace(wl, batch=0.0), c))[0]
+    n_fit = np.floor((float(s.chip.tiers[0].capacity_bytes) - fixed) / ((used - fixed) / 64))
+    assert 1 <= n_fit < 64 and waves == np.ceil(64 / n_fit)
+    r = hg.evaluate(s, m, wl, c, IDEAL, options=HARD)
+    one_wave = hg.evaluate(s, m, hg.replace(wl, batch=64.0 / waves), c, IDEAL, options=HARD)
+    assert float(r.waves) == waves
+    assert float(r.e2e_latency_s) == pytest.approx(waves * float(one_wave.e2e_latency_s), rel=1e-6)
+    assert float(r.tpot_s) == pytest.approx(float(one_wave.tpot_s), rel=1e-6)
+    # a batch that fits runs in one wave
+    assert float(cost.static_waves(s, m, hg.replace(wl, batch=4.0), c)) == 1.0
+
+
+def test_serving_modes_have_finite_gradients():
+    s, m, c = _setup()
+
+    def f(bw, mode):
+        tier = hg.replace(s.chip.tiers[0], bandwidth_bytes_per_s=bw)
+        sys2 = hg.replace(s, chip=hg.replace(s.chip, tiers=(tier,)))
+        wl = hg.Workload(batch=64.0, prompt_len=2000.0, output_len=500.0, batching=mode)
+        r = hg.evaluate(sys2, m, wl, c)
+        return r.tpot_s + r.ttft_s + r.energy_j_per_token
+
+    for mode in ("static", "continuous", "disaggregated"):
+        g = jax.grad(f)(3.35e12, mode)
+        assert np.isfinite(g) and g < 0, mode
+
+
+def test_unknown_batching_mode_is_a_clear_error():
+    s, m, c = _setup()
+    with pytest.raises(ValueError, match=r"workload.batching = 'streaming'.*static, continuous, disaggregated"):
+        hg.validate(s, m, hg.Workload(batching="streaming"), c)
