@@ -171,6 +171,11 @@ PARAMETERS: tuple[Parameter, ...] = (
 
 _PARAM_BY_KEY = {p.key: p for p in PARAMETERS}
 
+#: the stack fields that are not fitted: ideal kernels, bf16 collectives, and the 0.9 memory
+#: share that vLLM (``gpu_memory_utilization``) and TensorRT-LLM
+#: (``kv_cache_free_gpu_mem_fraction``) default to
+_BASE_STACK = Stack(memory_fraction=0.9)
+
 
 def software_family(software: str) -> str:
     """The serving-stack family of a ``software`` cell (``""`` if not recognised)."""
@@ -344,11 +349,12 @@ def _prepare_row(row: Measurement) -> Case | str:
         return f"design: {exc}"
     if math.isfinite(capacity):
         weights, per_seq = _capacity_per_sequence(system, model, compression, workload)
-        fit_n = int((capacity - weights) // per_seq) if per_seq > 0 else batch
+        usable = capacity * float(_BASE_STACK.memory_fraction)
+        fit_n = int((usable - weights) // per_seq) if per_seq > 0 else batch
         if fit_n < 1:
             return (
                 f"capacity: {weights / 1e9:.1f} GB of weights + {per_seq / 1e9:.2f} GB for one sequence "
-                f"exceed {capacity / 1e9:.1f} GB per chip"
+                f"exceed {usable / 1e9:.1f} GB usable per chip"
             )
         if fit_n < batch:
             if row.batching == "static":
@@ -747,7 +753,7 @@ class _Fitter:
         for j, p in enumerate(self.params):
             (chip_values if p.target == "chip" else stack_values)[p.field] = p.from_u(u[:, j])
         n = self.engine.n_rows
-        base = Stack.ideal()
+        base = _BASE_STACK
         fixed = {
             f.name: jnp.full((n,), getattr(base, f.name), jnp.float32)
             for f in dataclasses.fields(Stack)
@@ -827,14 +833,14 @@ class _Fitter:
         for fam in sorted(families):
             line = presets.hardware_line(fam)
             hardware[fam] = values(theta + offset("hw_line", line) + offset("hw_family", fam), "chip")
-        stacks = {"default": replace(Stack.ideal(), **values(theta, "stack"))}
+        stacks = {"default": replace(_BASE_STACK, **values(theta, "stack"))}
         rows_per_stack: dict[str, int] = {}
         for c, w in zip(self.engine.cases, weights, strict=True):
             if w > 0 and c.family:
                 rows_per_stack[c.family] = rows_per_stack.get(c.family, 0) + 1
         for name in self.members.get("stack", ()):
             if name in rows_per_stack:
-                stacks[name] = replace(Stack.ideal(), **values(theta + offset("stack", name), "stack"))
+                stacks[name] = replace(_BASE_STACK, **values(theta + offset("stack", name), "stack"))
         stacks["tuned"] = _tuned(stacks, rows_per_stack)
         return Calibration(hardware=hardware, stacks=stacks)
 

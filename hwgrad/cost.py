@@ -459,7 +459,9 @@ class Timing:
     decode_step: PassCost
 
 
-def static_waves(system: System, model: Model, workload: Workload, compression: Compression):
+def static_waves(
+    system: System, model: Model, workload: Workload, compression: Compression, stack=None
+):
     """Back-to-back static batches needed when the whole batch's KV cache does not fit.
 
     Capacity is linear in the batch, ``used_t(B) = fixed_t + B s_t`` per tier, so
@@ -467,13 +469,14 @@ def static_waves(system: System, model: Model, workload: Workload, compression: 
     admits that many and queues the rest) and the batch runs in ``ceil(B / n_fit)``
     waves of equal size. Piecewise constant: no gradient flows through the count.
     Tiers of unknown (infinite) capacity never bind; a batch of which not even one
-    sequence fits is reported by the capacity margin, not here (one wave).
+    sequence fits is reported by the capacity margin, not here (one wave). The engine uses
+    ``stack.memory_fraction`` of each tier (default: all of it).
     """
     tiers = _stacked_tiers(system)
     used = capacity_used_bytes(system, model, workload, compression)
     fixed = capacity_used_bytes(system, model, replace(workload, batch=0.0), compression)
     per_seq = safe_div(used - fixed, workload.batch)
-    cap = tiers.capacity_bytes
+    cap = tiers.capacity_bytes * (1.0 if stack is None else stack.memory_fraction)
     binds = (per_seq > 0) & jnp.isfinite(cap)
     room = jnp.where(binds, cap - fixed, 1.0)
     fit = jnp.where(binds, safe_div(room, jnp.where(binds, per_seq, 1.0)), jnp.inf)
@@ -506,7 +509,7 @@ def serve(system, model, workload, compression, efficiency, options=Options()) -
     mode = workload.batching
     n_out = workload.output_len
     if mode == "static":
-        waves = static_waves(system, model, workload, compression)
+        waves = static_waves(system, model, workload, compression, efficiency)
         wave = replace(workload, batch=workload.batch / waves)
         pre, dec = _request_passes(system, model, wave, compression, efficiency, options)
         e2e = waves * (pre.time_s + dec.time_s)

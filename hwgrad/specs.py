@@ -413,6 +413,10 @@ class Stack:
         16, whatever the activation format).
       comm_overlap: fraction of communication hidden under compute (0 = serial, the
         decode case: all-reduces sit on the critical path).
+      memory_fraction: share of each tier's capacity the engine lets the weights and KV
+        cache use (vLLM's ``gpu_memory_utilization`` and TensorRT-LLM's
+        ``kv_cache_free_gpu_mem_fraction`` default to 0.9; the rest is the framework's
+        workspace); it decides how many sequences of a static batch run at once.
       static_power_fraction: DEPRECATED, unused (power is idle + dynamic,
         :mod:`hwgrad.power`); kept so old parameter files load.
     """
@@ -426,6 +430,7 @@ class Stack:
     step_overhead_s: Any = 0.0
     attention_efficiency: Any = 1.0
     comm_bits: Any = 16.0
+    memory_fraction: Any = 1.0
 
     @staticmethod
     def ideal() -> Stack:
