@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from network_reference import allreduce_switch_s
 from reference import decode_step_s
 
 import hwgrad as hg
@@ -36,6 +37,15 @@ def _reference(system, model, workload, comp, context):
         mem_bw=float(chip.tiers[0].bandwidth_bytes_per_s),
         link_bw=float(net.link_bandwidth_bytes_per_s),
         alpha_s=2 * float(net.hop_latency_s) + float(net.endpoint_overhead_s),
+        allreduce=lambda n, p: allreduce_switch_s(
+            n,
+            p,
+            bw=float(net.link_bandwidth_bytes_per_s),
+            h=float(net.hop_latency_s),
+            e=float(net.endpoint_overhead_s),
+            in_switch=net.in_network_reduction,
+            bw_switch=float(net.in_network_bandwidth_bytes_per_s),
+        ),
     )
 
 
@@ -180,7 +190,8 @@ def test_no_retrace_when_numbers_change():
         return hg.evaluate(system, model, workload, comp, SOL).tpot_s
 
     m = hg.presets.model("llama-3.1-8b")
-    for hw, batch, bits in (("h100-sxm", 1.0, 16.0), ("b200", 64.0, 8.0), ("a100-80gb-sxm", 7.0, 4.0)):
+    # same fabric kind (NVLink switch with in-switch reduction; A100's has none, a static switch)
+    for hw, batch, bits in (("h100-sxm", 1.0, 16.0), ("b200", 64.0, 8.0), ("h200-sxm", 7.0, 4.0)):
         f(
             hg.presets.system(hw, 1),
             m,
@@ -191,7 +202,8 @@ def test_no_retrace_when_numbers_change():
 
 
 def test_vmap_over_stacked_presets_equals_a_loop():
-    names = ("h100-sxm", "h200-sxm", "b200", "mi300x")
+    # one fabric kind (NVLink + NVLS): MI300X's xGMI mesh is another static structure
+    names = ("h100-sxm", "h200-sxm", "b200", "gb200")
     systems = [hg.presets.system(n, 8) for n in names]
     stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack([jnp.asarray(x, float) for x in xs]), *systems)
     m = hg.presets.model("llama-3.1-70b")
