@@ -4,7 +4,8 @@ One forward pass on one chip of a tensor-parallel group (counts from :mod:`count
 
     t_op   = rmax(flops_op / (peak(act_bits) * flops_eff),
                   sum_c bytes_op,c * sum_t f_c,t / (bw_t * bw_eff))  +  launches_op * op_overhead
-    t_comm = sum_collectives calls * (alpha-beta time + collective_overhead)
+    t_comm = sum_collectives calls * (alpha-beta time + collective_overhead)   (network.py;
+             all-reduce payloads in bf16, groups beyond the scale-up domain cross scaleout)
     t_pass = overlap * rmax(sum t_op, t_comm) + (1 - overlap) * (sum t_op + t_comm)
 
 where ``c`` ranges over tensor classes (weights, KV cache, activations), ``f_c,t`` is the
@@ -318,18 +319,17 @@ def forward_pass(
     overhead_t = ops.launches * stacks.kernels_per_op() * efficiency.op_overhead_s
     t_ops = jnp.sum(roof + overhead_t) + efficiency.step_overhead_s
 
-    net = system.network
+    net, out = system.network, system.scaleout
     tp, ep = workload.tp, workload.ep
     co = efficiency.collective_overhead_s
-    # stacks reduce hidden states in their communication dtype (bf16), not the activations'
-    comm_scale = efficiency.comm_bits / compression.act_bits
-    tp_bytes = comm.tp_allreduce_bytes * comm_scale
+    # all-reduces run in the communication dtype (bf16), not the activation width
+    ar_bytes = network.comm_payload_bytes(comm.tp_allreduce_bytes, compression.act_bits, efficiency.comm_bits)
     t_tp = comm.tp_allreduce_calls * (
-        network.allreduce_s(net, tp_bytes, tp, options.roofline) + co * (tp > 1)
+        network.allreduce_s(net, ar_bytes, tp, options.roofline, scaleout=out) + co * (tp > 1)
     )
-    t_ep = comm.ep_alltoall_calls * (network.alltoall_s(net, comm.ep_alltoall_bytes, ep) + co)
+    t_ep = comm.ep_alltoall_calls * (network.alltoall_s(net, comm.ep_alltoall_bytes, ep, out) + co)
     t_ep_ar = comm.ep_allreduce_calls * (
-        network.allreduce_s(net, tp_bytes, tp / ep, options.roofline) + co
+        network.allreduce_s(net, ar_bytes, tp / ep, options.roofline, scaleout=out) + co
     )
     t_comm = t_tp + t_ep + t_ep_ar
     ov = efficiency.comm_overlap
@@ -340,7 +340,7 @@ def forward_pass(
 
     # pipeline: each stage runs 1/pp of the pass
     slots = jnp.where(steady_state, jnp.maximum(m_micro, pp), m_micro + pp - 1.0)
-    t_p2p = comm.pp_p2p_calls * network.p2p_s(net, comm.pp_p2p_bytes)
+    t_p2p = network.pipeline_p2p_s(net, comm.pp_p2p_bytes, tp, pp, out)
     time_s = slots * t_pass / pp + t_p2p * m_micro
 
     # bytes moved per tier (per chip, whole step) and energy for all chips of the replica
@@ -351,7 +351,7 @@ def forward_pass(
     bytes_per_tier = (host_bytes_t + nmc_bytes_t + red_bytes_t) * m_micro
     flops = jnp.sum(ops.flops) * m_micro
     link_bytes = m_micro * (
-        comm.tp_allreduce_calls * 2.0 * tp_bytes * (tp > 1)
+        comm.tp_allreduce_calls * 2.0 * ar_bytes * (tp > 1)
         + comm.ep_alltoall_calls * comm.ep_alltoall_bytes
         + comm.pp_p2p_calls * comm.pp_p2p_bytes / jnp.maximum(chips, 1.0)
     )

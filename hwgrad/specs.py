@@ -24,6 +24,7 @@ __all__ = [
     "Chip",
     "Network",
     "System",
+    "IB_NDR",
     "Placement",
     "Model",
     "Compression",
@@ -162,21 +163,30 @@ TOPOLOGIES = ("switch", "fat_tree", "ring", "torus", "fully_connected", "dragonf
 
 @spec
 class Network:
-    """The scale-up interconnect joining the chips of one model replica.
+    """An interconnect: the scale-up fabric of a chip (``System.network``) or the scale-out
+    network between scale-up domains (``System.scaleout``).
 
     Collectives are priced with an alpha-beta model (see :mod:`hwgrad.network`):
     ``alpha = hops * hop_latency_s + endpoint_overhead_s`` per message step and
-    ``beta = 1 / link_bandwidth_bytes_per_s``.
+    ``beta = 1 / link_bandwidth_bytes_per_s``. These are hardware terms; the collective
+    library's per-call cost is a software input (:data:`hwgrad.network.COLLECTIVE_IMPLEMENTATIONS`).
 
     Attributes:
-      link_bandwidth_bytes_per_s: per-chip injection bandwidth, one direction.
-      hop_latency_s: latency added by each switch or router hop.
-      endpoint_overhead_s: fixed software + NIC cost at each end of a message step (lower
-        when packets land directly in on-chip SRAM).
+      link_bandwidth_bytes_per_s: per-chip injection bandwidth, one direction (all of the
+        chip's scale-up links; on a full mesh each peer gets ``1 / (domain_size - 1)``).
+      hop_latency_s: latency added by each switch or router hop (default 300 ns: top of the
+        100-300 ns per switch of interconnect.csv ``ib-ndr``; range 0-2 us).
+      endpoint_overhead_s: hardware latency per message an endpoint handles (default 0.3 us,
+        DERIVED from the group-size slope of ``custom-allreduce-8xh100-small``: TP2 3.9,
+        TP4 3.7, TP8 5.7 us at 4 KB; range 0-5 us; lower when packets land in on-chip SRAM).
       energy_j_per_byte: transfer energy.
       in_network_bandwidth_bytes_per_s: reduction throughput of a reducing switch per port
         (``inf``: limited by the link).
       switch_radix: ports per switch (fat tree and tree: sets the number of levels).
+      domain_size: chips the network joins: the scale-up domain (HGX board 8, NVL72 72, TPU
+        pod; hardware.csv ``scaleup_domain_size``) or, for a scale-out network, the most
+        chips it can connect; ``inf`` = unbounded (groups never leave the domain). Whole
+        number >= 1.
       topology: static; one of :data:`TOPOLOGIES`.
       torus_dims: static; number of torus dimensions (``topology == "torus"``).
       in_network_reduction: static; switches reduce and multicast (NVLink SHARP, a
@@ -185,10 +195,11 @@ class Network:
 
     link_bandwidth_bytes_per_s: Any
     hop_latency_s: Any = 300e-9
-    endpoint_overhead_s: Any = 2.7e-6
+    endpoint_overhead_s: Any = 0.3e-6
     energy_j_per_byte: Any = 5.5e-12 * 8
     in_network_bandwidth_bytes_per_s: Any = INF
     switch_radix: Any = 64.0
+    domain_size: Any = INF
     topology: str = static("switch")
     torus_dims: int = static(2)
     in_network_reduction: bool = static(False)
@@ -228,10 +239,27 @@ class Placement:
         )
 
 
+#: InfiniBand NDR as the default scale-out network (interconnect.csv ``ib-ndr``): one
+#: 400 Gb/s port = 50 GB/s per GPU per direction, 300 ns per switch (top of the cited
+#: 100-300 ns), 0.83 us per message at an endpoint (the row's ib_send_lat for 32 B), a
+#: two-level fat tree of 64-port QM9700 switches joining up to 64^2 / 2 = 2048 chips.
+#: :func:`hwgrad.presets.scaleout` builds the same from the data.
+IB_NDR = Network(
+    link_bandwidth_bytes_per_s=50e9,
+    hop_latency_s=300e-9,
+    endpoint_overhead_s=0.83e-6,
+    switch_radix=64.0,
+    domain_size=2048.0,
+    topology="fat_tree",
+)
+
+
 @spec
 class System:
     """``n_chips`` identical chips joined by ``network``, holding one model replica.
 
+    ``network`` is the scale-up fabric (``network.domain_size`` chips per domain);
+    parallel groups larger than a domain cross ``scaleout`` (default :data:`IB_NDR`).
     ``placement=None`` means every tensor class lives in tier 0.
     """
 
@@ -239,6 +267,7 @@ class System:
     n_chips: Any
     network: Network
     placement: Placement | None = None
+    scaleout: Network = IB_NDR
 
     def resolved_placement(self) -> Placement:
         if self.placement is None:

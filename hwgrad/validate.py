@@ -106,6 +106,23 @@ def validate_compression(c: Compression, name: str = "compression") -> None:
         raise ValueError(f"{name}.sparsity = {s:g} with pattern 2:4: 2:4 sparsity is 0.5 exactly")
 
 
+def _validate_network(net, where: str) -> None:
+    if net.topology not in TOPOLOGIES:
+        raise ValueError(f"{where}.topology = {net.topology!r}: use one of {', '.join(TOPOLOGIES)}")
+    _positive(net.link_bandwidth_bytes_per_s, f"{where}.link_bandwidth_bytes_per_s")
+    _positive(net.hop_latency_s, f"{where}.hop_latency_s", allow_zero=True)
+    _positive(net.endpoint_overhead_s, f"{where}.endpoint_overhead_s", allow_zero=True)
+    _positive(
+        net.in_network_bandwidth_bytes_per_s, f"{where}.in_network_bandwidth_bytes_per_s", allow_inf=True
+    )
+    _positive(net.switch_radix, f"{where}.switch_radix")
+    domain = _positive(net.domain_size, f"{where}.domain_size", allow_inf=True)
+    if math.isfinite(domain) and (domain != round(domain) or domain < 1):
+        raise ValueError(f"{where}.domain_size = {domain:g}: must be a whole number of chips >= 1 (or inf)")
+    if net.topology == "torus" and (not isinstance(net.torus_dims, int) or net.torus_dims < 1):
+        raise ValueError(f"{where}.torus_dims = {net.torus_dims!r}: give a whole number >= 1")
+
+
 def validate_system(system: System, name: str = "system") -> None:
     chip = system.chip
     if not chip.tiers:
@@ -138,20 +155,8 @@ def validate_system(system: System, name: str = "system") -> None:
     for field in ("peak_flops_bf16", "peak_flops_fp8", "peak_flops_fp4"):
         _positive(getattr(chip, field), f"{name}.chip.{field}", allow_inf=True)
     _whole(system.n_chips, f"{name}.n_chips")
-    net = system.network
-    if net.topology not in TOPOLOGIES:
-        raise ValueError(f"{name}.network.topology = {net.topology!r}: use one of {', '.join(TOPOLOGIES)}")
-    _positive(net.link_bandwidth_bytes_per_s, f"{name}.network.link_bandwidth_bytes_per_s")
-    _positive(net.hop_latency_s, f"{name}.network.hop_latency_s", allow_zero=True)
-    _positive(net.endpoint_overhead_s, f"{name}.network.endpoint_overhead_s", allow_zero=True)
-    _positive(
-        net.in_network_bandwidth_bytes_per_s,
-        f"{name}.network.in_network_bandwidth_bytes_per_s",
-        allow_inf=True,
-    )
-    _positive(net.switch_radix, f"{name}.network.switch_radix")
-    if net.topology == "torus" and (not isinstance(net.torus_dims, int) or net.torus_dims < 1):
-        raise ValueError(f"{name}.network.torus_dims = {net.torus_dims!r}: give a whole number >= 1")
+    for field in ("network", "scaleout"):
+        _validate_network(getattr(system, field), f"{name}.{field}")
     placement = system.resolved_placement()
     for field in ("weights", "kv_cache", "activations", "context"):
         frac = np.asarray(getattr(placement, field), dtype=float)
@@ -200,15 +205,19 @@ def validate_workload(workload: Workload, model: Model, system: System, name: st
     micro = _scalar(workload.microbatches, "microbatches")
     if micro > _scalar(workload.batch, "batch"):
         raise ValueError(f"{name}.microbatches = {micro:g} > batch = {workload.batch:g}: use <= batch")
-    net = system.network
-    if net.topology == "torus":
-        for label, group in (("tp", tp), ("ep", ep)):
-            side = round(group ** (1.0 / net.torus_dims))
-            if group > 1 and side**net.torus_dims != group:
-                raise ValueError(
-                    f"system.network: a {net.torus_dims}-D torus cannot hold {label} = {group} chips "
-                    f"(need a whole side^{net.torus_dims}); change torus_dims or {label}"
-                )
+    # any slice fits a torus (TPU slices are 2x4, 4x4x8, ...): the model prices a k-D slice of
+    # p chips as a cube of side p^(1/k), see network.diameter_hops
+    # groups beyond one scale-up domain cross the scale-out network, which joins at most
+    # its domain_size chips (one port per chip)
+    up = _scalar(system.network.domain_size, "domain_size")
+    out = _scalar(system.scaleout.domain_size, "domain_size")
+    for label, group in (("tp", tp), ("ep", ep), ("tp x pp", tp * pp)):
+        if group > max(up, out):
+            raise ValueError(
+                f"{name}.{label} = {group}: larger than the {out:g} chips the scale-out network joins "
+                f"(system.scaleout.domain_size; scale-up domain {up:g}); lower {label} or give "
+                "system.scaleout a larger domain_size (e.g. presets.scaleout(levels=3))"
+            )
     chips = int(_scalar(system.n_chips, "n_chips"))
     if tp * pp * dp != chips:
         raise ValueError(

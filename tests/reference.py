@@ -31,6 +31,7 @@ def decode_step_s(
     mem_bw,
     link_bw,
     alpha_s,
+    allreduce=None,
 ):
     hd = head_dim
     tok = batch
@@ -68,7 +69,9 @@ def decode_step_s(
     emb = (tok * d_model * weight_bytes + tok * d_model * act_bytes) / mem_bw
     # all-reduces: best of ring and tree
     n = tok * d_model * act_bytes
-    if tp > 1:
+    if allreduce is not None:  # a fabric's all-reduce (seconds for n bytes over p chips), in bf16
+        comm = 2 * n_layers * allreduce(tok * d_model * 2.0, tp)
+    elif tp > 1:
         ring = 2 * (tp - 1) * alpha_s + 2 * (tp - 1) / tp * n / link_bw
         tree = 2 * math.log2(tp) * alpha_s + 2 * n / link_bw
         comm = 2 * n_layers * min(ring, tree)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from network_reference import allreduce_switch_s
 from reference import decode_step_s
 
 import hwgrad as hg
@@ -36,6 +37,15 @@ def _reference(system, model, workload, comp, context):
         mem_bw=float(chip.tiers[0].bandwidth_bytes_per_s),
         link_bw=float(net.link_bandwidth_bytes_per_s),
         alpha_s=2 * float(net.hop_latency_s) + float(net.endpoint_overhead_s),
+        allreduce=lambda n, p: allreduce_switch_s(
+            n,
+            p,
+            bw=float(net.link_bandwidth_bytes_per_s),
+            h=float(net.hop_latency_s),
+            e=float(net.endpoint_overhead_s),
+            in_switch=net.in_network_reduction,
+            bw_switch=float(net.in_network_bandwidth_bytes_per_s),
+        ),
     )
 
 
@@ -49,13 +59,12 @@ CASES = [
 
 @pytest.mark.parametrize("model_name,hw,tp,batch,dtype,ctx", CASES)
 def test_decode_step_matches_numpy_reference(model_name, hw, tp, batch, dtype, ctx):
-    system = hg.presets.system(hw, tp)
+    system = hg.presets.system(hw, tp, fitted=False)
     model = hg.presets.model(model_name)
     wl = hg.Workload(batch=float(batch), tp=float(tp))
     comp = hg.compression(dtype, dtype if dtype == "fp8" else "bf16")
     ref = _reference(system, model, wl, comp, ctx)
-    # the reference sends all-reduce payloads in the activation format
-    sol = hg.replace(SOL, comm_bits=comp.act_bits)
+    sol = SOL
     for opts in (HARD, hg.Options()):  # straight-through reports the exact value
         got = float(hg.decode_step(system, model, wl, comp, sol, ctx, opts).time_s)
         assert got == pytest.approx(ref, rel=2e-5)
@@ -68,14 +77,14 @@ def test_decode_step_matches_numpy_reference(model_name, hw, tp, batch, dtype, c
 def test_batch1_decode_is_weight_bandwidth_bound_by_hand():
     # Llama-2-7B bf16 on A100-80GB: stream every matmul weight once (+1 embedding row)
     m = hg.presets.model("llama-2-7b")
-    s = hg.presets.system("a100-80gb-sxm", 1)
+    s = hg.presets.system("a100-80gb-sxm", 1, fitted=False)
     t = float(hg.decode_step(s, m, hg.Workload(batch=1.0), hg.compression("bf16"), SOL, 0.0).time_s)
     weights = 2 * (6.738e9 - 32000 * 4096 + 4096)
     assert t == pytest.approx(weights / 2039e9, rel=2e-3)
 
 
 def test_quadrature_matches_the_explicit_sum_over_steps():
-    s = hg.presets.system("h100-sxm", 8)
+    s = hg.presets.system("h100-sxm", 8, fitted=False)
     m = hg.presets.model("llama-3.1-70b")
     wl = hg.Workload(batch=64.0, prompt_len=1000.0, output_len=300.0, tp=8.0)
     comp = hg.compression("fp8", "fp8")
@@ -86,7 +95,7 @@ def test_quadrature_matches_the_explicit_sum_over_steps():
 
 
 def test_evaluate_identities():
-    s = hg.presets.system("h100-sxm", 8)
+    s = hg.presets.system("h100-sxm", 8, fitted=False)
     m = hg.presets.model("llama-3.1-70b")
     wl = hg.Workload(batch=32.0, prompt_len=2048.0, output_len=512.0, tp=8.0)
     comp = hg.compression("fp8", "fp8")
@@ -113,7 +122,7 @@ def test_evaluate_identities():
 
 
 def test_capacity_overflow_is_reported():
-    s = hg.presets.system("h100-sxm", 4)
+    s = hg.presets.system("h100-sxm", 4, fitted=False)
     m = hg.presets.model("llama-3.1-405b")
     r = hg.evaluate(s, m, hg.Workload(batch=8.0, tp=4.0), hg.compression("bf16"), SOL)
     assert float(r.fits) == 0.0
@@ -123,7 +132,7 @@ def test_capacity_overflow_is_reported():
 
 
 def test_unknown_flops_means_memory_bound_only():
-    s = hg.presets.system("apple-m2-max", 1)
+    s = hg.presets.system("apple-m2-max", 1, fitted=False)
     m = hg.presets.model("llama-2-7b")
     r = hg.decode_step(s, m, hg.Workload(batch=1.0), hg.compression("q4_0"), SOL, 0.0)
     assert float(r.compute_s) == 0.0
@@ -135,13 +144,13 @@ def test_pipeline_bubble_and_microbatches():
     m = hg.presets.model("llama-3.1-70b")
     comp = hg.compression("bf16")
     one = hg.decode_step(
-        hg.presets.system("h100-sxm", 4), m, hg.Workload(batch=64.0, tp=4.0), comp, SOL, 1000.0
+        hg.presets.system("h100-sxm", 4, fitted=False), m, hg.Workload(batch=64.0, tp=4.0), comp, SOL, 1000.0
     )
     pp2 = hg.decode_step(
-        hg.presets.system("h100-sxm", 8), m, hg.Workload(batch=64.0, tp=4.0, pp=2.0), comp, SOL, 1000.0
+        hg.presets.system("h100-sxm", 8, fitted=False), m, hg.Workload(batch=64.0, tp=4.0, pp=2.0), comp, SOL, 1000.0
     )
     pp2m2 = hg.decode_step(
-        hg.presets.system("h100-sxm", 8),
+        hg.presets.system("h100-sxm", 8, fitted=False),
         m,
         hg.Workload(batch=64.0, tp=4.0, pp=2.0, microbatches=2.0),
         comp,
@@ -157,14 +166,14 @@ def test_pipeline_bubble_and_microbatches():
     assert float(pp2m2.time_s) == pytest.approx(float(one.time_s), rel=0.1)
     # prefill is one-shot: fill and drain, (m + pp - 1) slots
     pre1 = hg.prefill(
-        hg.presets.system("h100-sxm", 8),
+        hg.presets.system("h100-sxm", 8, fitted=False),
         m,
         hg.Workload(batch=8.0, prompt_len=2048.0, tp=4.0, pp=2.0),
         comp,
         SOL,
     )
     pre4 = hg.prefill(
-        hg.presets.system("h100-sxm", 8),
+        hg.presets.system("h100-sxm", 8, fitted=False),
         m,
         hg.Workload(batch=8.0, prompt_len=2048.0, tp=4.0, pp=2.0, microbatches=4.0),
         comp,
@@ -182,9 +191,10 @@ def test_no_retrace_when_numbers_change():
         return hg.evaluate(system, model, workload, comp, SOL).tpot_s
 
     m = hg.presets.model("llama-3.1-8b")
-    for hw, batch, bits in (("h100-sxm", 1.0, 16.0), ("b200", 64.0, 8.0), ("a100-80gb-sxm", 7.0, 4.0)):
+    # same fabric kind (NVLink switch with in-switch reduction; A100's has none, a static switch)
+    for hw, batch, bits in (("h100-sxm", 1.0, 16.0), ("b200", 64.0, 8.0), ("h200-sxm", 7.0, 4.0)):
         f(
-            hg.presets.system(hw, 1),
+            hg.presets.system(hw, 1, fitted=False),
             m,
             hg.Workload(batch=batch),
             hg.replace(hg.compression("bf16"), weight_bits=bits),
@@ -193,8 +203,9 @@ def test_no_retrace_when_numbers_change():
 
 
 def test_vmap_over_stacked_presets_equals_a_loop():
-    names = ("h100-sxm", "h200-sxm", "b200", "mi300x")
-    systems = [hg.presets.system(n, 8) for n in names]
+    # one fabric kind (NVLink + NVLS): MI300X's xGMI mesh is another static structure
+    names = ("h100-sxm", "h200-sxm", "b200", "gb200")
+    systems = [hg.presets.system(n, 8, fitted=False) for n in names]
     stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack([jnp.asarray(x, float) for x in xs]), *systems)
     m = hg.presets.model("llama-3.1-70b")
     wl = hg.Workload(batch=16.0, prompt_len=1024.0, output_len=256.0, tp=8.0)
@@ -208,7 +219,7 @@ def test_vmap_over_stacked_presets_equals_a_loop():
 
 
 def _grad_inputs():
-    s = hg.presets.system("h100-sxm", 8)
+    s = hg.presets.system("h100-sxm", 8, fitted=False)
     m = hg.presets.model("mixtral-8x7b")
     wl = hg.Workload(batch=16.0, prompt_len=512.0, output_len=128.0, tp=8.0, ep=1.0)
     return s, m, wl, hg.compression("fp8", "fp8")
@@ -298,7 +309,7 @@ _GRAD_MODELS = {
 @settings(max_examples=40, deadline=None)
 def test_gradients_are_finite_over_documented_ranges(x, model_name):
     v = {k: jnp.asarray(val, jnp.float32) for k, val in x.items()}
-    value, grads = _value_and_grad(v, _GRAD_MODELS[model_name], hg.presets.system("h100-sxm", 8))
+    value, grads = _value_and_grad(v, _GRAD_MODELS[model_name], hg.presets.system("h100-sxm", 8, fitted=False))
     assert np.isfinite(float(value))
     for k, g in grads.items():
         assert np.isfinite(float(g)), k

@@ -25,7 +25,7 @@ def test_weight_reads_from_a_flash_page_tier_slow_down_as_modelled():
     # Llama-3.1-8B rows are 4096 x 1 byte (fp8): exactly one 4 KiB page; at 4 bits a row is
     # 2 KiB (+ scales) and every page read carries half waste
     m = hg.presets.model("llama-3.1-8b")
-    s = hg.presets.system("h100-sxm", 1)
+    s = hg.presets.system("h100-sxm", 1, fitted=False)
     page = hg.replace(s.chip.tiers[0], access_granularity_bytes=4096.0)
     s_page = hg.replace(s, chip=hg.replace(s.chip, tiers=(page,)))
     wl = hg.Workload(batch=1.0)
@@ -46,7 +46,7 @@ def test_littles_law_caps_bandwidth():
 
 
 def _two_tier(fast_bw=3.35e12, slow_bw=1.0e12):
-    s = hg.presets.system("h100-sxm", 8)
+    s = hg.presets.system("h100-sxm", 8, fitted=False)
     fast = hg.replace(s.chip.tiers[0], bandwidth_bytes_per_s=fast_bw)
     slow = hg.replace(s.chip.tiers[0], bandwidth_bytes_per_s=slow_bw, capacity_bytes=512e9)
     return hg.replace(s, chip=hg.replace(s.chip, tiers=(fast, slow)))

@@ -30,6 +30,8 @@ __all__ = [
     "chip",
     "memory_tier",
     "network",
+    "network_notes",
+    "scaleout",
     "system",
     "default_economics",
     "economics_value",
@@ -403,17 +405,134 @@ def chip_notes(name: str) -> tuple[str, ...]:
     return _chip_and_notes(name)[1]
 
 
-def network(name: str) -> Network:
-    """The chip's scale-up network: a single switch level at the row's per-direction
-    bandwidth (PCIe 5 x16 when the row has none)."""
+# Each chip's scale-up fabric: (interconnect.csv row, kind). Kinds: "nvls" = NVLink through
+# NVSwitch with in-switch reduction (NVLink SHARP, Hopper and later), "nvswitch" = NVLink
+# through NVSwitch without it (A100's gen-2 NVSwitch), "mesh" = direct links to every peer
+# (AMD xGMI, Gaudi's integrated RoCE: each peer over a subset of the ports), "torus2"/"torus3"
+# = TPU ICI. Chips not listed have no scale-up link: PCIe 5 x16 through the host.
+_FABRICS = {
+    "a100-40gb-sxm": ("nvlink3-a100", "nvswitch"),
+    "a100-80gb-sxm": ("nvlink3-a100", "nvswitch"),
+    "h100-sxm": ("nvlink4-h100", "nvls"),
+    "h800": ("nvlink4-h800", "nvls"),
+    "h200-sxm": ("nvlink4-h100", "nvls"),
+    "gh200": ("nvlink4-h100", "nvls"),
+    "b200": ("nvlink5-b200", "nvls"),
+    "gb200": ("nvlink5-b200", "nvls"),
+    "mi300x": ("xgmi-mi300x", "mesh"),
+    "mi325x": ("xgmi-mi300x", "mesh"),
+    "mi355x": ("xgmi-mi300x", "mesh"),
+    "gaudi2": ("roce-gaudi2", "mesh"),
+    "gaudi3": ("roce-gaudi3", "mesh"),
+    "tpu-v4": ("tpu-ici-v4", "torus3"),
+    "tpu-v5e": ("tpu-ici-v5e", "torus2"),
+    "tpu-v5p": ("tpu-ici-v5p", "torus3"),
+    "tpu-v6e": ("tpu-ici-v6e", "torus2"),
+    "tpu-v7": ("tpu-ici-v7", "torus3"),
+}
+
+# NVLink SHARP reduction throughput per port: the NVLS all-reduce bus bandwidth on 8x H100
+# (nccl-allreduce-8xh100-nvls, 480 GB/s) as algorithm bandwidth, busbw / (2 (p-1)/p).
+_NVLS_HOPPER_GBPS = 480.0 / (2.0 * 7.0 / 8.0)
+
+
+@functools.cache
+def _network_and_notes(name: str) -> tuple[Network, tuple[str, ...]]:
     r = _lookup("hardware", name)
+    ic = table("interconnect")
+    notes: list[str] = []
+    row_name, kind = _FABRICS.get(name, ("pcie5-x16", "pcie"))
+    link = ic[row_name]
     bw = _num(r, "scaleup_bw_GBps_per_direction")
     if math.isnan(bw):
-        bw = _num(table("interconnect")["pcie5-x16"], "per_device_GBps_per_direction")
-    return Network(link_bandwidth_bytes_per_s=bw * units.GBPS)
+        bw = _num(link, "per_device_GBps_per_direction")
+        if not math.isnan(bw) and kind != "pcie":
+            notes.append(f"scale-up bandwidth not in hardware.csv: {row_name} row used ({bw:g} GB/s)")
+    if math.isnan(bw) and name == "tpu-v4":
+        # Google's "all-reduce BW per pod" / chips equals the per-direction ICI figure on
+        # v5e (51.2 TB/s / 256 = 200) and v6e (102.4 / 256 = 400); v4: 1.1 PB/s / 4096
+        bw = 1.1e6 / 4096.0
+        notes.append("ICI bandwidth DERIVED = all-reduce BW per pod 1.1 PB/s / 4096 chips (tpu-ici-v4 row)")
+    if kind == "pcie":
+        bw = _num(link, "per_device_GBps_per_direction")
+        notes.append("no scale-up link: chips talk over PCIe 5 x16 (64 GB/s per direction) through a switch")
+    domain = _num(r, "scaleup_domain_size")
+    if math.isnan(domain):
+        domain = _num(link, "domain_size", math.inf)
+        if math.isfinite(domain):
+            notes.append(f"scale-up domain not in hardware.csv: {row_name} row used ({domain:g} chips)")
+        else:
+            notes.append("scale-up domain size unknown: groups never cross a scale-out network")
+    fields: dict = dict(link_bandwidth_bytes_per_s=bw * units.GBPS, domain_size=domain)
+    if kind == "nvls":
+        ratio = _NVLS_HOPPER_GBPS / _num(ic["nvlink4-h100"], "per_device_GBps_per_direction")
+        fields.update(in_network_reduction=True, in_network_bandwidth_bytes_per_s=ratio * bw * units.GBPS)
+        if row_name != "nvlink4-h100":
+            notes.append(
+                "NVLS reduction throughput ASSUMED at the H100 fraction of link bandwidth "
+                f"({ratio:.3f}; measured only on 8x H100)"
+            )
+    elif kind == "mesh":
+        fields.update(topology="fully_connected")
+        notes.append(
+            "full mesh: each peer over 1/(domain - 1) of the links; hop/endpoint latency ASSUMED as NVLink's"
+        )
+    elif kind.startswith("torus"):
+        fields.update(topology="torus", torus_dims=int(kind[-1]))
+        if name == "tpu-v7":
+            notes.append("3-D torus ASSUMED (the tpu-ici-v7 row does not state the dimension)")
+        notes.append("ICI hop/endpoint latency not in the data: NVLink-derived defaults ASSUMED")
+    return Network(**fields), tuple(notes)
 
 
-def system(name: str, n_chips: int = 1, fitted: bool = True) -> System:
-    """``n_chips`` of the chip preset ``name`` on its scale-up network (``fitted``: see
-    :func:`chip`)."""
-    return System(chip=chip(name, fitted), n_chips=float(n_chips), network=network(name))
+def network(name: str) -> Network:
+    """The chip's scale-up fabric from ``hardware.csv`` + ``interconnect.csv``.
+
+    NVLink switch with in-switch reduction (H100/H200/H800/GH200/B200/GB200; GB200's NVL72
+    domain is 72 chips), NVLink switch without it (A100), full mesh (MI300X/MI325X/MI355X
+    xGMI, Gaudi integrated RoCE), 2-D torus (TPU v5e/v6e) or 3-D torus (TPU v4/v5p/v7), and
+    PCIe 5 x16 through a switch for parts without a scale-up link. Bandwidth per direction
+    and ``domain_size`` (``scaleup_domain_size``) from the chip's row; what was derived or
+    assumed is listed by :func:`network_notes`.
+    """
+    return _network_and_notes(name)[0]
+
+
+def network_notes(name: str) -> tuple[str, ...]:
+    """What was derived or assumed while building the fabric of the chip preset ``name``."""
+    return _network_and_notes(name)[1]
+
+
+# scale-out rows: (interconnect.csv row, switch radix, its source)
+_SCALEOUT = {"ib-ndr": 64.0, "ib-xdr": 144.0}
+
+
+def scaleout(name: str = "ib-ndr", levels: int = 2) -> Network:
+    """A scale-out network from ``interconnect.csv``: one port per chip at the row's
+    per-direction bandwidth, a fat tree of ``levels`` levels of radix-``k`` switches
+    (NDR: 64-port QM9700; XDR: 144-port Quantum-X800, secondary source) joining up to
+    ``k^levels / 2^(levels - 1)`` chips; 300 ns per switch (top of the ``ib-ndr`` row's
+    100-300 ns) and 0.83 us per message at an endpoint (that row's ib_send_lat, 32 B)."""
+    if name not in _SCALEOUT:
+        raise ValueError(f"unknown scale-out network {name!r}: use one of {', '.join(_SCALEOUT)}")
+    radix = _SCALEOUT[name]
+    bw = _num(table("interconnect")[name], "per_link_GBps_per_direction")
+    return Network(
+        link_bandwidth_bytes_per_s=bw * units.GBPS,
+        hop_latency_s=300e-9,
+        endpoint_overhead_s=0.83e-6,
+        switch_radix=radix,
+        domain_size=radix**levels / 2.0 ** (levels - 1),
+        topology="fat_tree",
+    )
+
+
+def system(name: str, n_chips: int = 1, fitted: bool = True, scaleout_network: str = "ib-ndr") -> System:
+    """``n_chips`` of the chip preset ``name`` on its scale-up fabric, domains joined by
+    ``scaleout_network`` (``fitted``: see :func:`chip`)."""
+    return System(
+        chip=chip(name, fitted),
+        n_chips=float(n_chips),
+        network=network(name),
+        scaleout=scaleout(scaleout_network),
+    )

@@ -146,14 +146,14 @@ def custom_3d(
 def tree_network(
     link_bandwidth_bytes_per_s: float = 900e9,
     hop_latency_s: float = 100e-9,
-    endpoint_overhead_s: float = 1.0e-6,
+    endpoint_overhead_s: float = 0.1e-6,
     switch_radix: float = 64.0,
 ) -> Network:
     """A switch tree with in-network reduction and multicast, for latency-bound decode.
 
     Defaults: NVLink-5 per-direction bandwidth (hardware.csv ``b200``); 100 ns per hop, the
-    low end of the cited switch latency; ``endpoint_overhead_s`` 1 us - ASSUMPTION for
-    packets landing directly in on-chip SRAM (vs 2.7 us derived for today's NVLS path).
+    low end of the cited switch latency; ``endpoint_overhead_s`` 0.1 us - ASSUMPTION for
+    packets landing directly in on-chip SRAM (vs 0.3 us derived for today's NVLink path).
     """
     return Network(
         link_bandwidth_bytes_per_s=link_bandwidth_bytes_per_s,
