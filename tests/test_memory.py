@@ -119,11 +119,16 @@ def test_thermal_cap_binds_at_high_batch_not_at_batch_one():
     ratio = {}
     for batch in (1.0, 256.0):
         wl = hg.Workload(batch=batch)
-        t_cap = float(hg.decode_step(capped, m, wl, c, SOL, 1000.0).time_s)
+        step = hg.decode_step(capped, m, wl, c, SOL, 1000.0)
         t_free = float(hg.decode_step(uncapped, m, wl, c, SOL, 1000.0).time_s)
-        ratio[batch] = t_cap / t_free
+        ratio[batch] = float(step.time_s) / t_free
     assert ratio[1.0] == pytest.approx(1.0, abs=1e-6)
-    assert ratio[256.0] > 1.5
+    assert ratio[256.0] > 1.3
+    # the step takes at least the stack logic's energy / its thermal budget
+    tier = capped.chip.tiers[0]
+    internal = float(step.bytes_per_tier[0]) - 0.0  # interface bytes are tiny next to internal
+    e_stack = float(step.energy_compute_nmc_j) + internal * float(tier.nmc_energy_j_per_byte)
+    assert float(step.time_s) >= e_stack / float(tier.nmc_power_cap_w) * 0.98
 
 
 def test_near_memory_compute_saves_energy_and_host_link():
