@@ -414,7 +414,11 @@ def _phase_per_op(phase: str, a, mode, p):
     host = _per_op(fixed, a, mode, p)
     use_mem = mem["time"] <= host["time"]
     out = {k: jnp.where(use_mem, mem[k], host[k]) for k in mem if k != "time"}
-    out["time"] = straight_through_min(jnp.stack([mem["time"], host["time"]], axis=-1), p=p)
+    both = jnp.stack([mem["time"], host["time"]], axis=-1)
+    positive = jnp.all(both > 0, axis=-1)
+    # double where: an op with no work (zero time on both sides) must not reach 1 / 0
+    smin = straight_through_min(jnp.where(positive[..., None], both, 1.0), p=p)
+    out["time"] = jnp.where(positive, smin, jnp.min(both, axis=-1))
     return out
 
 
