@@ -3,7 +3,7 @@
 One forward pass on one chip of a tensor-parallel group (counts from :mod:`counts`):
 
     t_op   = rmax(flops_op / (peak(act_bits) * flops_eff),
-                  sum_c bytes_op,c * sum_t f_c,t / (bw_t * bw_eff))  +  launches_op * op_overhead
+                  max_t sum_c bytes_op,c * f_c,t / (bw_t * bw_eff))  +  launches_op * op_overhead
     t_comm = sum_collectives calls * (alpha-beta time + collective_overhead)
     t_pass = overlap * rmax(sum t_op, t_comm) + (1 - overlap) * (sum t_op + t_comm)
 
@@ -21,7 +21,10 @@ is the time to first token) and ``output_len`` decode steps whose context grows 
 context (exact for the linear growth of KV traffic; the kinks of the roofline add a small,
 tested error).
 
-Energy = sum_t bytes_t e_t + FLOPs e_flop(bits) + link bytes e_link + static power x time.
+Memory time is the maximum over parallel tiers (tiers on a shared channel add up) and
+near-memory compute runs per phase (:mod:`hwgrad.memory`). Energy = idle + active +
+dynamic (bytes x energy per tier, FLOPs by die and dtype, link bytes), and a pass is slowed
+to keep its average power under the TDP (:mod:`hwgrad.power`).
 Roofline after Williams, Waterman & Patterson, CACM 2009; the decode accounting follows
 "How To Scale Your Model" (jax-ml/scaling-book), inference chapter.
 """
