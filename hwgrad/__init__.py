@@ -14,6 +14,7 @@ from . import counts as counts
 from . import hf as hf
 from . import memory as memory
 from . import network as network
+from . import power as power
 from . import presets as presets
 from . import smooth as smooth
 from . import tables as tables
@@ -26,6 +27,7 @@ from .cost import evaluate as evaluate
 from .cost import forward_pass as forward_pass
 from .cost import prefill as prefill
 from .dtypes import compression as compression
+from .specs import Channel as Channel
 from .specs import Chip as Chip
 from .specs import Compression as Compression
 from .specs import Economics as Economics

@@ -91,8 +91,17 @@ def _override(base, cls, values: dict, where: str, skip: tuple[str, ...] = ()):
 
 def _tier(values: dict, where: str) -> MemoryTier:
     tech = values.get("technology")
-    base = presets.memory_tier(tech) if tech else None
+    # sized from the file's capacity/bandwidth, so that the idle power and the queue depth
+    # (prefetch = latency x bandwidth) follow the device count
+    sizes = {
+        k: float(values[k]) for k in ("capacity_bytes", "bandwidth_bytes_per_s") if _is_number(values.get(k))
+    }
+    base = presets.memory_tier(tech, **sizes) if tech else None
     return _override(base, MemoryTier, values, where, skip=("technology",))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def empty() -> dict:

@@ -3,7 +3,7 @@
 One forward pass on one chip of a tensor-parallel group (counts from :mod:`counts`):
 
     t_op   = rmax(flops_op / (peak(act_bits) * flops_eff),
-                  sum_c bytes_op,c * sum_t f_c,t / (bw_t * bw_eff))  +  launches_op * op_overhead
+                  max_t sum_c bytes_op,c * f_c,t / (bw_t * bw_eff))  +  launches_op * op_overhead
     t_comm = sum_collectives calls * (alpha-beta time + collective_overhead)   (network.py;
              all-reduce payloads in bf16, groups beyond the scale-up domain cross scaleout)
     t_pass = overlap * rmax(sum t_op, t_comm) + (1 - overlap) * (sum t_op + t_comm)
@@ -22,27 +22,28 @@ is the time to first token) and ``output_len`` decode steps whose context grows 
 context (exact for the linear growth of KV traffic; the kinks of the roofline add a small,
 tested error).
 
-Energy = sum_t bytes_t e_t + FLOPs e_flop(bits) + link bytes e_link + static power x time.
+Memory time is the maximum over parallel tiers (tiers on a shared channel add up) and
+near-memory compute runs per phase (:mod:`hwgrad.memory`). Energy = idle + active +
+dynamic (bytes x energy per tier, FLOPs by die and dtype, link bytes), and a pass is slowed
+to keep its average power under the TDP (:mod:`hwgrad.power`).
 Roofline after Williams, Waterman & Patterson, CACM 2009; the decode accounting follows
 "How To Scale Your Model" (jax-ml/scaling-book), inference chapter.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import counts, memory, network, stacks, units
+from . import counts, memory, network, power, stacks, units
 from .smooth import ceil_st, roofline_max, safe_div, smooth_max
 from .specs import (
     Compression,
     Economics,
     Efficiency,
-    MemoryTier,
     Model,
     Options,
     System,
@@ -59,7 +60,15 @@ class PassCost:
     """Time and energy of one forward pass (a decode step or a prefill) of one replica.
 
     Component times are what each would take alone (they overlap in the roofline);
-    ``time_s`` is the modelled wall time. Energies are for all ``tp * pp`` chips.
+    ``time_s`` is the modelled wall time (after the power roofline). Energies are for all
+    ``tp * pp`` chips: ``energy_memory_j`` (all tiers and shared channels; per tier in
+    ``energy_memory_tier_j``, shared channels in ``energy_channel_j``),
+    ``energy_compute_j`` (host die + memory-side logic, the latter also in
+    ``energy_compute_nmc_j``), ``energy_network_j``, and ``energy_static_j`` = idle
+    (``energy_idle_j``) + active clock/stall power (``energy_active_j``) over time
+    (:mod:`hwgrad.power`). ``power_s`` is the time the TDP alone would impose;
+    ``on_memory_fraction`` (per op of :data:`hwgrad.counts.OP_NAMES`) the fraction of each
+    op's driving bytes processed by memory-side logic.
     """
 
     time_s: Any
@@ -76,10 +85,31 @@ class PassCost:
     energy_compute_j: Any
     energy_network_j: Any
     energy_static_j: Any
+    energy_memory_tier_j: Any = None
+    energy_channel_j: Any = None
+    energy_compute_nmc_j: Any = None
+    energy_idle_j: Any = None
+    energy_active_j: Any = None
+    power_s: Any = None
+    on_memory_fraction: Any = None
 
     @property
     def energy_j(self):
         return self.energy_memory_j + self.energy_compute_j + self.energy_network_j + self.energy_static_j
+
+    def energy_components(self) -> dict:
+        """Energy by component, J (all chips): ``compute_host``, ``compute_memory_side``,
+        ``memory`` (``(T,)`` per tier), ``channel``, ``network``, ``idle``, ``active``.
+        They sum to :attr:`energy_j`."""
+        return {
+            "compute_host": self.energy_compute_j - self.energy_compute_nmc_j,
+            "compute_memory_side": self.energy_compute_nmc_j,
+            "memory": self.energy_memory_tier_j,
+            "channel": self.energy_channel_j,
+            "network": self.energy_network_j,
+            "idle": self.energy_idle_j,
+            "active": self.energy_active_j,
+        }
 
     def component_times(self):
         """``(6,)`` array in the order of :data:`COMPONENTS`."""
@@ -201,36 +231,6 @@ def gemm_tile_factor(chip, model: Model, workload: Workload, new_tokens, mode: s
     return jnp.stack([pad(rows[n]) if n in rows else one for n in counts.OP_NAMES])
 
 
-def _stacked_tiers(system: System):
-    """The chip's tiers as one :class:`MemoryTier` whose numeric leaves have shape ``(T,)``
-    (static fields, which may differ per tier, are dropped)."""
-    numeric = [f.name for f in dataclasses.fields(MemoryTier) if not f.metadata.get("static")]
-    tiers = system.chip.tiers
-    return MemoryTier(
-        **{n: jnp.stack([jnp.asarray(getattr(t, n), dtype=float) for t in tiers]) for n in numeric}
-    )
-
-
-def _class_fractions(system: System):
-    """``(4, n_tiers)`` placement fractions for weights, KV cache, activations, context."""
-    pl = system.resolved_placement()
-    return jnp.stack(
-        [jnp.asarray(x, dtype=float) for x in (pl.weights, pl.kv_cache, pl.activations, pl.context)]
-    )
-
-
-def _resident_bytes(model: Model, compression: Compression, workload: Workload):
-    """``(4,)`` bytes one chip holds of weights, KV cache, activations, context."""
-    return jnp.stack(
-        jnp.broadcast_arrays(
-            counts.weight_bytes_resident(model, compression, workload),
-            counts.kv_bytes_resident(model, compression, workload),
-            counts.activation_bytes_resident(model, compression, workload),
-            workload.corpus_bytes,
-        )
-    )
-
-
 def forward_pass(
     system: System,
     model: Model,
@@ -254,8 +254,8 @@ def forward_pass(
     pp = workload.pp
     micro = replace(workload, batch=workload.batch / m_micro)
     ops, comm = counts.forward_counts(model, compression, micro, new_tokens, context_len)
-    tiers = _stacked_tiers(system)
-    frac = _class_fractions(system)  # (C, T)
+    tiers = memory.stacked_tiers(system)
+    frac = memory.class_fractions(system)  # (C, T)
     chunk = counts.read_chunk_bytes(model, compression, workload)
     chip = system.chip
     # achieved fraction of peak bandwidth per class: the chip family's achievable fraction x
@@ -272,52 +272,35 @@ def forward_pass(
     corpus_row = jnp.zeros(n_ops).at[n_ops - 1].set(corpus)
     kv_bytes = ops.kv_read_bytes + ops.kv_write_bytes
     class_bytes = jnp.stack([ops.weight_bytes, kv_bytes, ops.act_bytes, corpus_row])  # (C, O)
-    bytes_cto = class_bytes[:, None, :] * frac[:, :, None]  # (C, T, O)
 
-    mask = memory.offload_mask(system.chip)  # static (T, O)
+    # parallel tiers, shared channels and phase-aware near-memory compute (memory.py)
     flops_frac = chip.flops_efficiency * efficiency.flops_efficiency
-    t_flop = seconds_per_flop(system, compression) / flops_frac
-    if mask.any():
-        drv = memory.driver_matrix()  # static (C, O)
-        driver_bytes = jnp.sum(class_bytes * drv, axis=0)
-        driver_frac = jnp.einsum("co,ct->to", drv, frac)
-        driver_bw = jnp.einsum("co,ct->to", drv, bw)
-        resident = _resident_bytes(model, compression, workload)  # (C,)
-        resident_driver = jnp.einsum("co,c,ct->to", drv, resident, frac)
-        t_nmc, share, nmc_bytes, nmc_flops, red_bytes, _ = memory.near_memory_times(
-            tiers,
-            mask,
-            driver_bytes,
-            driver_frac,
-            driver_bw,
-            ops.flops,
-            ops.out_bytes,
-            resident_driver,
-            flops_frac,
-            options.smooth_p,
-            options.roofline,
-        )
-        host_bytes_cto = bytes_cto * (1.0 - drv[:, None, :] * mask[None, :, :])
-        host_flops = ops.flops * (1.0 - jnp.sum(share, axis=0))
-    else:
-        t_nmc = jnp.zeros((0, n_ops))
-        nmc_bytes = nmc_flops = red_bytes = jnp.zeros((len(system.chip.tiers), n_ops))
-        host_bytes_cto = bytes_cto
-        host_flops = ops.flops
-    class_time = jnp.sum(host_bytes_cto / bw[:, :, None], axis=1)  # (C, O)
-    compute_t = host_flops * t_flop * gemm_tile_factor(chip, model, micro, new_tokens, options.roofline)
-    memory_t = jnp.sum(class_time, axis=0)
-    # small-transfer ramp: every kernel that streams memory waits one memory latency first
-    moves = (jnp.sum(class_time, axis=0) > 0).astype(memory_t.dtype)
-    ramp_t = ops.launches * moves * chip.kernel_memory_latency_s
-    memory_t = memory_t + ramp_t
-    roof = roofline_max(
-        jnp.concatenate([jnp.stack([compute_t, memory_t]), t_nmc], axis=0).T,
-        p=options.smooth_p,
-        mode=options.roofline,
+    tile = gemm_tile_factor(chip, model, micro, new_tokens, options.roofline)
+    t_flop = seconds_per_flop(system, compression) / flops_frac * tile
+    oc = memory.op_costs(
+        system.chip,
+        tiers,
+        bw,
+        frac,
+        class_bytes,
+        ops.flops,
+        ops.out_bytes,
+        memory.nmc_unit_bytes(model, compression, new_tokens, context_len),
+        t_flop,
+        compression.act_bits,
+        efficiency.flops_efficiency,  # memory-side logic: the stack's kernels, not the host's fraction
+        bw_frac,
+        steady_state,
+        options.smooth_p,
+        options.roofline,
     )
+    class_time = oc.class_time
+    compute_t = oc.compute
+    # small-transfer ramp: a kernel that streams memory waits one memory latency first
+    moves = (jnp.sum(class_time, axis=0) > 0).astype(compute_t.dtype)
+    ramp_t = ops.launches * moves * chip.kernel_memory_latency_s
     overhead_t = ops.launches * stacks.kernels_per_op() * efficiency.op_overhead_s
-    t_ops = jnp.sum(roof + overhead_t) + efficiency.step_overhead_s
+    t_ops = jnp.sum(oc.time + ramp_t + overhead_t) + efficiency.step_overhead_s
 
     net, out = system.network, system.scaleout
     tp, ep = workload.tp, workload.ep
@@ -343,28 +326,43 @@ def forward_pass(
     t_p2p = network.pipeline_p2p_s(net, comm.pp_p2p_bytes, tp, pp, out)
     time_s = slots * t_pass / pp + t_p2p * m_micro
 
-    # bytes moved per tier (per chip, whole step) and energy for all chips of the replica
+    # bytes moved per tier (per chip, whole step); power roofline and energy (power.py)
+    # counts cover every layer of the model on one chip of a TP group; a pipeline stage's
+    # chip runs 1/pp of them, m times per step
     chips = tp * pp
-    host_bytes_t = jnp.sum(host_bytes_cto, axis=(0, 2))  # (T,) across the interface
-    nmc_bytes_t = jnp.sum(nmc_bytes, axis=1)
-    red_bytes_t = jnp.sum(red_bytes, axis=1)
-    bytes_per_tier = (host_bytes_t + nmc_bytes_t + red_bytes_t) * m_micro
+    per_chip = m_micro / pp
+    bytes_per_tier = (oc.interface_bytes + oc.internal_bytes) * per_chip
     flops = jnp.sum(ops.flops) * m_micro
     link_bytes = m_micro * (
-        comm.tp_allreduce_calls * 2.0 * ar_bytes * (tp > 1)
-        + comm.ep_alltoall_calls * comm.ep_alltoall_bytes
+        (
+            comm.tp_allreduce_calls * 2.0 * ar_bytes * (tp > 1)
+            + comm.ep_alltoall_calls * comm.ep_alltoall_bytes
+        )
+        / pp
         + comm.pp_p2p_calls * comm.pp_p2p_bytes / jnp.maximum(chips, 1.0)
     )
-    e_mem_chip = jnp.sum((host_bytes_t + red_bytes_t) * tiers.energy_j_per_byte) + jnp.sum(
-        nmc_bytes_t * tiers.nmc_energy_j_per_byte
+    pw = power.pass_power(
+        system.chip,
+        tiers,
+        compression.act_bits,
+        jnp.sum(oc.host_flops) * per_chip,
+        oc.nmc_flops * per_chip,
+        oc.interface_bytes * per_chip,
+        oc.internal_bytes * per_chip,
+        oc.channel_bytes * per_chip,
+        link_bytes,
+        net.energy_j_per_byte,
+        time_s,
+        m_micro / slots,
+        options.smooth_p,
+        options.roofline,
     )
-    e_mem = chips * m_micro * e_mem_chip
-    e_flop = system.chip.energy_j_per_flop_bf16 * compression.act_bits / 16.0
-    e_nmc_flop = jnp.sum(jnp.sum(nmc_flops, axis=1) * tiers.nmc_energy_j_per_flop)
-    e_compute = chips * m_micro * (jnp.sum(host_flops) * e_flop + e_nmc_flop)
-    e_net = chips * link_bytes * net.energy_j_per_byte
-    static_w = efficiency.static_power_fraction * system.chip.tdp_w
-    e_static = chips * static_w * time_s
+    time_s = pw.time_s
+    e_tier = chips * pw.memory_tier_j
+    e_channel = chips * pw.channel_j
+    e_compute_nmc = chips * pw.compute_nmc_j
+    e_idle = chips * pw.idle_j
+    e_active = chips * pw.active_j
 
     scale = slots / pp * 1.0
     return PassCost(
@@ -378,10 +376,17 @@ def forward_pass(
         flops=flops,
         bytes_per_tier=bytes_per_tier,
         link_bytes=link_bytes,
-        energy_memory_j=e_mem,
-        energy_compute_j=e_compute,
-        energy_network_j=e_net,
-        energy_static_j=e_static,
+        energy_memory_j=jnp.sum(e_tier) + e_channel,
+        energy_compute_j=chips * pw.compute_host_j + e_compute_nmc,
+        energy_network_j=chips * pw.network_j,
+        energy_static_j=e_idle + e_active,
+        energy_memory_tier_j=e_tier,
+        energy_channel_j=e_channel,
+        energy_compute_nmc_j=e_compute_nmc,
+        energy_idle_j=e_idle,
+        energy_active_j=e_active,
+        power_s=pw.power_s,
+        on_memory_fraction=oc.on_memory,
     )
 
 
@@ -472,7 +477,7 @@ def static_waves(
     sequence fits is reported by the capacity margin, not here (one wave). The engine uses
     ``stack.memory_fraction`` of each tier (default: all of it).
     """
-    tiers = _stacked_tiers(system)
+    tiers = memory.stacked_tiers(system)
     used = capacity_used_bytes(system, model, workload, compression)
     fixed = capacity_used_bytes(system, model, replace(workload, batch=0.0), compression)
     per_seq = safe_div(used - fixed, workload.batch)
@@ -568,7 +573,7 @@ def serve(system, model, workload, compression, efficiency, options=Options()) -
 def capacity_used_bytes(system: System, model: Model, workload: Workload, compression: Compression):
     """Bytes each tier of one chip holds: weights + final KV cache + activation workspace
     + read-mostly context."""
-    return _resident_bytes(model, compression, workload) @ _class_fractions(system)
+    return memory.resident_bytes(model, compression, workload) @ memory.class_fractions(system)
 
 
 # ----------------------------------------------------------------------------- the whole request
@@ -615,7 +620,7 @@ def evaluate(
 
     # cost: capex amortised over the lifetime + electricity at the facility PUE
     chip = system.chip
-    tiers = _stacked_tiers(system)
+    tiers = memory.stacked_tiers(system)
     extra_tier_usd = (
         jnp.sum(tiers.capacity_bytes[1:] / units.GB * tiers.cost_usd_per_gb[1:])
         if len(chip.tiers) > 1

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 __all__ = [
     "MemoryTier",
+    "Channel",
     "Chip",
     "Network",
     "System",
@@ -61,10 +62,24 @@ def replace(obj, **changes):
 
 NMC_OPS = ("gemv", "attention")
 
+#: where a tier's near-memory ops run in one phase: on the tier's logic, on the host, or
+#: wherever is faster (exact minimum of the two, smooth-minimum gradient)
+NMC_POLICIES = ("memory", "host", "auto")
+
+#: board idle power of a datacenter GPU with a CUDA context (a loaded model, no work) as a
+#: fraction of TDP: economics.csv ``gpu_idle_with_context_power_w_v100_sxm2`` = 59.5 W of a
+#: 300 W V100-SXM2 (53-66 W observed, 18-22 %). :func:`hwgrad.presets.chip` reads it from
+#: the data; this literal is the same number for hand-built chips.
+IDLE_POWER_FRACTION = 59.5 / 300.0
+
 
 @spec
 class MemoryTier:
     """One level of a chip's memory hierarchy (per chip), optionally with compute in it.
+
+    Tiers are read in parallel, each through its own interface, unless ``channel`` names a
+    shared channel of the chip (:class:`Channel`, e.g. CXL memory behind the PCIe link):
+    the tiers of one channel add up and the channel's bandwidth bounds their combined bytes.
 
     Attributes:
       capacity_bytes: usable capacity per chip (``inf`` = unknown, capacity check skipped).
@@ -74,24 +89,40 @@ class MemoryTier:
         4 KiB); reads of contiguous chunks smaller than this waste bandwidth.
       prefetch_bytes: bytes the controller keeps in flight; sustained bandwidth is capped
         at ``prefetch_bytes / read_latency_s`` (Little's law). ``inf`` = never binds.
+        :func:`hwgrad.presets.memory_tier` sizes it to ``latency x bandwidth`` of the
+        devices (just enough for the rated bandwidth at the rated latency).
       energy_j_per_byte: access energy across the external interface (pJ/bit x 8e-12).
       cost_usd_per_gb: price per decimal GB (``nan`` = unknown).
       embodied_kgco2e_per_gb: manufacturing carbon per GB (``nan`` = unknown).
-      write_endurance_cycles: program/erase cycles per cell, for the opt-in lifetime
-        estimate (``inf`` = unlimited; the data set cites none, so supply your own).
-      nmc_flops: FLOP/s of compute inside/beside this tier (PIM, PNM, base-die logic); 0 =
-        none.
+      write_endurance_cycles: program/erase cycles per cell, for the lifetime estimate
+        (``inf`` = unlimited).
+      idle_power_w: background (refresh, standby) power of the tier's devices, W, drawn all
+        the time, beyond what ``Chip.idle_power_fraction`` covers (presets: 0 for the
+        board's own main memory; ``devices x power_per_device_W x idle share`` for added
+        tiers). Range [0, devices x power_per_device_W].
+      nmc_flops: FLOP/s of compute inside/beside this tier (PIM, PNM, base-die logic) at
+        16-bit activations; like tensor cores it runs ``16 / act_bits`` times faster on
+        narrower activations (``act_bits`` clipped to [4, 16]). 0 = none.
       nmc_bandwidth_multiplier: internal bandwidth seen by that compute / external bandwidth.
       nmc_energy_j_per_byte: access energy for the in-tier compute (no interface crossing).
-      nmc_energy_j_per_flop: energy per FLOP of the in-tier logic.
-      nmc_shard_bytes: capacity one compute unit owns (PIM bank 32-64 MB, PNM 16-32 GB);
-        partial results of every shard cross the interface to be reduced.
+      nmc_energy_j_per_flop: energy per FLOP of the in-tier logic at 16-bit activations
+        (scales with ``act_bits / 16``).
+      nmc_shard_bytes: capacity one compute unit owns (PIM bank 32-64 MB, PNM 16-32 GB).
+        GEMVs are split by output rows (each output leaves its shard once); only a shard
+        holding less than one row (or one sequence-head of KV cache) splits the reduction
+        dimension and sends ``unit / shard`` partial sums per output.
       nmc_power_cap_w: thermal budget of the in-tier logic (``inf`` = none); time is at
         least the in-tier energy / this cap (a power roofline).
+      nmc_idle_power_w: idle power of the in-tier logic, W (0 = none or unknown).
+      channel: static; index into ``Chip.channels`` of the shared channel this tier sits
+        behind, ``-1`` (default) for its own interface.
       low_write_endurance: static; ``True`` for flash-like tiers that must not hold
         per-token writes (KV cache).
       nmc_ops: static; which ops run in the tier: ``"gemv"`` (weight matrix ops) and/or
-        ``"attention"`` (decode attention over the KV cache).
+        ``"attention"`` (attention over the KV cache).
+      nmc_decode / nmc_prefill: static; where those ops run in each phase, one of
+        :data:`NMC_POLICIES`. Default: decode GEMV/attention on the memory side, prefill
+        (compute-bound GEMMs) on the host.
     """
 
     capacity_bytes: Any
@@ -103,31 +134,66 @@ class MemoryTier:
     cost_usd_per_gb: Any = NAN
     embodied_kgco2e_per_gb: Any = NAN
     write_endurance_cycles: Any = INF
+    idle_power_w: Any = 0.0
     nmc_flops: Any = 0.0
     nmc_bandwidth_multiplier: Any = 1.0
     nmc_energy_j_per_byte: Any = 0.0
     nmc_energy_j_per_flop: Any = 0.0
     nmc_shard_bytes: Any = INF
     nmc_power_cap_w: Any = INF
+    nmc_idle_power_w: Any = 0.0
+    channel: int = static(-1)
     low_write_endurance: bool = static(False)
     nmc_ops: tuple = static(())
+    nmc_decode: str = static("memory")
+    nmc_prefill: str = static("host")
+
+
+@spec
+class Channel:
+    """A link that several tiers share (e.g. CXL memory behind the host's PCIe link).
+
+    Attributes:
+      bandwidth_bytes_per_s: per-direction bandwidth of the link (PCIe 5 x16: 64e9,
+        interconnect.csv ``pcie5-x16``).
+      energy_j_per_byte: transfer energy per byte crossing the link (SerDes: 5.5 pJ/bit,
+        energy_ops.csv ``112G PAM4 SerDes``; NVLink-C2C 1.3 pJ/bit).
+    """
+
+    bandwidth_bytes_per_s: Any
+    energy_j_per_byte: Any = 0.0
 
 
 @spec
 class Chip:
     """An accelerator: compute peaks, memory tiers, power and price.
 
+    Power (see :mod:`hwgrad.power`) = idle + active + dynamic, capped at ``tdp_w``.
+
     Attributes:
       tiers: tuple of :class:`MemoryTier`; tier 0 is the main memory by convention.
       peak_flops_bf16 / peak_flops_fp8 / peak_flops_fp4: dense tensor peaks, FLOP/s
         (``inf`` = unknown: compute time is then not modelled and outputs say so).
       sram_bytes: largest on-chip SRAM pool.
-      tdp_w: board/module power limit.
-      energy_j_per_flop_bf16: dynamic energy per bf16 FLOP; narrower operands scale by
-        ``bits / 16``.
+      tdp_w: board/module power limit; the average power of a pass is capped at it (the
+        step slows). ``0`` or non-finite: no cap, no host idle/active power.
+      energy_j_per_flop_bf16: dynamic energy per bf16 FLOP on the host die; narrower
+        operands scale by ``bits / 16``. Presets derive an upper bound from the TDP
+        (:func:`hwgrad.presets.energy_j_per_flop_from_tdp`).
       price_usd: purchase price per chip (``nan`` = unknown).
       embodied_kgco2e: manufacturing carbon per chip (``nan`` = unknown).
       die_area_mm2: logic die area (``nan`` = unknown).
+      channels: tuple of :class:`Channel` that tiers may share (``MemoryTier.channel``).
+      idle_power_fraction: board idle power (host die, board, its own main memory) with a
+        model loaded and no work, as a fraction of ``tdp_w``; range [0, 1). Default
+        :data:`IDLE_POWER_FRACTION` = 0.198 (V100-SXM2, economics.csv
+        ``gpu_idle_with_context_power_w_v100_sxm2``; ``gpu_idle_context_power_increment_w_hbm``
+        adds that a CUDA context costs +26-50 W over bare idle on HBM GPUs).
+      active_power_fraction: clock/stall power of a busy chip not explained by bytes and
+        FLOPs (kernels running, SMs waiting on memory), as a fraction of
+        ``tdp_w x (1 - idle_power_fraction)``, drawn while the chip executes a pass; range
+        [0, 0.6]. Default 0: not yet fitted (the energy rows of calibration.csv, A100 and
+        H100, identify it per vendor family).
       bandwidth_efficiency: achievable / peak memory bandwidth of the chip family (memory
         controller, refresh, page policy), in (0, 1]; fitted per family
         (:mod:`hwgrad.calibrate`), 1 for raw specs. Sustained-read microbenchmarks reach
@@ -152,6 +218,9 @@ class Chip:
     price_usd: Any = NAN
     embodied_kgco2e: Any = NAN
     die_area_mm2: Any = NAN
+    channels: tuple = ()
+    idle_power_fraction: Any = IDLE_POWER_FRACTION
+    active_power_fraction: Any = 0.0
     bandwidth_efficiency: Any = 1.0
     flops_efficiency: Any = 1.0
     kernel_memory_latency_s: Any = 0.0

@@ -13,9 +13,11 @@ import math
 
 import numpy as np
 
+from .counts import weight_bits_per_param
 from .specs import (
     ATTENTION_KINDS,
     NMC_OPS,
+    NMC_POLICIES,
     SPARSITY_PATTERNS,
     TOPOLOGIES,
     Compression,
@@ -136,6 +138,18 @@ def validate_system(system: System, name: str = "system") -> None:
         _positive(tier.energy_j_per_byte, f"{where}.energy_j_per_byte", allow_zero=True)
         _positive(tier.prefetch_bytes, f"{where}.prefetch_bytes", allow_inf=True)
         _positive(tier.write_endurance_cycles, f"{where}.write_endurance_cycles", allow_inf=True)
+        _positive(tier.idle_power_w, f"{where}.idle_power_w", allow_zero=True)
+        if not isinstance(tier.channel, int) or not -1 <= tier.channel < len(chip.channels):
+            have = f"channels 0..{len(chip.channels) - 1}" if chip.channels else "no channels"
+            raise ValueError(
+                f"{where}.channel = {tier.channel!r}: the chip has {have}; add a Channel to chip.channels "
+                "or use -1 (the tier's own interface)"
+            )
+        for label in ("nmc_decode", "nmc_prefill"):
+            if getattr(tier, label) not in NMC_POLICIES:
+                raise ValueError(
+                    f"{where}.{label} = {getattr(tier, label)!r}: use one of {', '.join(NMC_POLICIES)}"
+                )
         unknown_ops = [op for op in tier.nmc_ops if op not in NMC_OPS]
         if unknown_ops:
             raise ValueError(f"{where}.nmc_ops = {tier.nmc_ops!r}: use a subset of {NMC_OPS}")
@@ -152,8 +166,13 @@ def validate_system(system: System, name: str = "system") -> None:
                     "cannot be larger than its tier; lower the shard size or raise the capacity"
                 )
             _positive(tier.nmc_power_cap_w, f"{where}.nmc_power_cap_w", allow_inf=True)
+            _positive(tier.nmc_idle_power_w, f"{where}.nmc_idle_power_w", allow_zero=True)
+    for k, ch in enumerate(chip.channels):
+        _positive(ch.bandwidth_bytes_per_s, f"{name}.chip.channels[{k}].bandwidth_bytes_per_s")
+        _positive(ch.energy_j_per_byte, f"{name}.chip.channels[{k}].energy_j_per_byte", allow_zero=True)
     for field in ("peak_flops_bf16", "peak_flops_fp8", "peak_flops_fp4"):
         _positive(getattr(chip, field), f"{name}.chip.{field}", allow_inf=True)
+    _validate_power(chip, f"{name}.chip")
     _whole(system.n_chips, f"{name}.n_chips")
     for field in ("network", "scaleout"):
         _validate_network(getattr(system, field), f"{name}.{field}")
@@ -175,6 +194,47 @@ def validate_system(system: System, name: str = "system") -> None:
                         f"{name}.placement.kv_cache[{i}] = {frac[i]:g}: tier {i} has low write endurance "
                         "(flash) and cannot hold the per-token KV writes; place the KV cache in DRAM/SRAM"
                     )
+
+
+def _validate_power(chip, where: str) -> None:
+    idle = _scalar(chip.idle_power_fraction, f"{where}.idle_power_fraction")
+    if not 0 <= idle < 1:
+        raise ValueError(
+            f"{where}.idle_power_fraction = {idle:g}: must lie in [0, 1) (board idle / TDP; measured 0.18-0.22)"
+        )
+    active = _scalar(chip.active_power_fraction, f"{where}.active_power_fraction")
+    if not 0 <= active < 1:
+        raise ValueError(
+            f"{where}.active_power_fraction = {active:g}: must lie in [0, 1) (documented range 0-0.6 of TDP - idle)"
+        )
+    tdp = _scalar(chip.tdp_w, f"{where}.tdp_w")
+    if math.isfinite(tdp) and tdp > 0:
+        tiers_idle = sum(
+            _scalar(t.idle_power_w, "idle") + _scalar(t.nmc_idle_power_w, "idle") for t in chip.tiers
+        )
+        total = idle * tdp + tiers_idle
+        if total >= tdp:
+            raise ValueError(
+                f"{where}.tdp_w = {tdp:g}: idle power {total:g} W (board {idle * tdp:g} W + tiers {tiers_idle:g} W) "
+                "leaves nothing to run on; raise tdp_w or lower the tiers' idle_power_w"
+            )
+
+
+def validate_near_memory(
+    system: System, model: Model, compression: Compression, name: str = "system"
+) -> None:
+    """A GEMV shard must hold at least one weight row (``d_model`` weights)."""
+    row = _scalar(model.d_model, "d_model") * _scalar(weight_bits_per_param(compression), "bits") / 8.0
+    for i, tier in enumerate(system.chip.tiers):
+        if "gemv" not in tier.nmc_ops:
+            continue
+        shard = _scalar(tier.nmc_shard_bytes, "nmc_shard_bytes")
+        if shard < row:
+            raise ValueError(
+                f"{name}.chip.tiers[{i}].nmc_shard_bytes = {shard:g}: smaller than one weight row ({row:g} bytes "
+                f"= d_model {model.d_model:g} x {row * 8 / _scalar(model.d_model, 'd'):g} bits); GEMV outputs would "
+                "be split into partial sums - give each shard at least one row"
+            )
 
 
 def validate_workload(workload: Workload, model: Model, system: System, name: str = "workload") -> None:
@@ -231,4 +291,5 @@ def validate(system: System, model: Model, workload: Workload, compression: Comp
     validate_model(model)
     validate_compression(compression)
     validate_system(system)
+    validate_near_memory(system, model, compression)
     validate_workload(workload, model, system)

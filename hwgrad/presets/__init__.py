@@ -20,7 +20,7 @@ import math
 from importlib import resources
 
 from .. import units
-from ..specs import Chip, Economics, MemoryTier, Model, Network, Stack, System
+from ..specs import Channel, Chip, Economics, MemoryTier, Model, Network, Stack, System
 
 DATA = resources.files(__package__) / "data"
 
@@ -29,6 +29,9 @@ __all__ = [
     "model",
     "chip",
     "memory_tier",
+    "sram_tier",
+    "channel",
+    "idle_power_fraction",
     "network",
     "network_notes",
     "scaleout",
@@ -129,39 +132,152 @@ def _memory_family(memory_type: str) -> tuple[str, str]:
     return _MEMORY_FAMILY.get(token, ("hbm3e", "hbm3e"))
 
 
-def memory_tier(name: str, capacity_bytes: float | None = None, bandwidth_bytes_per_s=None) -> MemoryTier:
-    """A memory tier from ``memory_tech.csv`` (one device unless sizes are given).
+#: ASSUMPTION: background (refresh + standby) power of an idle memory device as a share of
+#: its ``power_per_device_W`` in memory_tech.csv. The data set has no idle figure (the
+#: "model parking tax" row only says VRAM occupancy adds < 0.02 W/GB); pass your own.
+MEMORY_IDLE_SHARE = 0.1
+
+#: ASSUMPTION: program/erase cycles of a low-endurance (NAND flash) tier. memory_tech.csv
+#: marks HBF and flash cards ``write_endurance = low`` without a number; 3000 is the usual
+#: TLC NAND rating. Enough to report KV-on-flash wear-out (``Result.tier_lifetime_years``).
+FLASH_ENDURANCE_CYCLES = 3000.0
+
+#: CXL adds 170-250 ns to a local DRAM access (memory_tech.csv ``cxl-ddr5`` notes, Tom's
+#: Hardware); the midpoint is added to the DDR5 row's latency.
+CXL_ADDED_LATENCY_S = 210e-9
+
+# on-chip SRAM bandwidths quoted in the source column of memory_tech.csv ``sram`` (per-device
+# bandwidth is design-specific, so the row's own cell is blank)
+_SRAM_BANDWIDTH = {"gaudi3": 12.8e12, "groq-lpu": 80e12, "cerebras-wse3": 21e15}
+
+
+def memory_tier(
+    name: str,
+    capacity_bytes: float | None = None,
+    bandwidth_bytes_per_s=None,
+    devices: float | None = None,
+    idle_share: float = MEMORY_IDLE_SHARE,
+    write_endurance_cycles: float | None = None,
+) -> MemoryTier:
+    """A memory tier of ``devices`` devices of a ``memory_tech.csv`` technology.
+
+    Every number comes from the technology's row: bandwidth, capacity, latency, access
+    granularity and energy per device; idle power = ``devices x power_per_device_W x
+    idle_share``; the controller keeps ``latency x bandwidth`` bytes in flight
+    (``prefetch_bytes``: exactly enough to stream at the rated bandwidth, so a longer latency
+    or a higher bandwidth without a deeper queue is bounded by Little's law). Low-endurance
+    (flash) rows get :data:`FLASH_ENDURANCE_CYCLES`. ``cxl-ddr5``: DDR5 energy and latency +
+    :data:`CXL_ADDED_LATENCY_S` (the row gives neither); its link is a :func:`channel`.
 
     Args:
-      name: memory technology slug (``hbm4``, ``hbf``, ``ddr5``, ...).
-      capacity_bytes: per-chip total; default one device.
-      bandwidth_bytes_per_s: per-chip total; default one device.
+      name: memory technology slug (``hbm4``, ``hbf``, ``ddr5``, ``cxl-ddr5``, ...).
+      capacity_bytes: per-chip total; default ``devices`` devices.
+      bandwidth_bytes_per_s: per-chip total; default ``devices`` devices.
+      devices: device count (default: bandwidth / per-device bandwidth when a bandwidth is
+        given, else capacity / per-device capacity, else 1).
+      idle_share: idle power / device power (ASSUMPTION, :data:`MEMORY_IDLE_SHARE`).
+      write_endurance_cycles: override of the program/erase cycles.
     """
     r = _lookup("memory_tech", name)
-    cap = capacity_bytes if capacity_bytes is not None else _num(r, "capacity_per_device_GB") * units.GB
-    bw = (
-        bandwidth_bytes_per_s
-        if bandwidth_bytes_per_s is not None
-        else _num(r, "bandwidth_per_device_GBps") * units.GBPS
-    )
+    cap_dev = _num(r, "capacity_per_device_GB") * units.GB
+    bw_dev = _num(r, "bandwidth_per_device_GBps") * units.GBPS
+    if name == "sram" and bandwidth_bytes_per_s is None:
+        raise ValueError(
+            "memory_tier('sram'): memory_tech.csv gives no per-device SRAM bandwidth (design-specific; its "
+            "source quotes Gaudi 3 96 MB at 12.8 TB/s, Groq 230 MB at 80 TB/s); pass bandwidth_bytes_per_s "
+            "or use presets.sram_tier(chip)"
+        )
+    if devices is None:
+        if bandwidth_bytes_per_s is not None and math.isfinite(bw_dev):
+            devices = float(bandwidth_bytes_per_s) / bw_dev
+        elif capacity_bytes is not None and math.isfinite(cap_dev):
+            devices = float(capacity_bytes) / cap_dev
+        else:
+            devices = 1.0
+    cap = capacity_bytes if capacity_bytes is not None else devices * cap_dev
+    bw = bandwidth_bytes_per_s if bandwidth_bytes_per_s is not None else devices * bw_dev
     energy = _num(r, "energy_pJ_per_bit")
+    latency = _num(r, "read_latency_ns") * units.NS
+    granularity = _num(r, "bytes_per_read", 32.0)
+    if name == "cxl-ddr5":
+        ddr5 = table("memory_tech")["ddr5"]
+        energy = _num(ddr5, "energy_pJ_per_bit")
+        latency = _num(ddr5, "read_latency_ns") * units.NS + CXL_ADDED_LATENCY_S
+        granularity = _num(ddr5, "bytes_per_read", 64.0)
     if math.isnan(energy):
         energy = _num(table("memory_tech")["hbm3e"], "energy_pJ_per_bit")
+    if math.isnan(latency):
+        latency = 32.0 * units.NS
+    watts = _num(r, "power_per_device_W", 0.0)
+    low = r["write_endurance"] == "low"
+    if write_endurance_cycles is None:
+        write_endurance_cycles = FLASH_ENDURANCE_CYCLES if low else math.inf
     price_key = _PRICE_KEYS.get(name)
     price = economics_value(price_key) if price_key else math.nan
     embodied = {"hbf": "embodied_nand_per_gb", "flash-card": "embodied_nand_per_gb"}.get(name)
     if embodied is None:
         embodied = "embodied_hbm_per_gb" if name.startswith("hbm") else "embodied_dram_per_gb"
+    prefetch = latency * bw if name != "sram" else math.inf
     return MemoryTier(
         capacity_bytes=cap if not math.isnan(cap) else math.inf,
         bandwidth_bytes_per_s=bw,
-        read_latency_s=_num(r, "read_latency_ns", 32.0) * units.NS,
-        access_granularity_bytes=_num(r, "bytes_per_read", 32.0),
+        read_latency_s=latency,
+        access_granularity_bytes=granularity,
+        prefetch_bytes=prefetch,
         energy_j_per_byte=energy * units.PJ_PER_BIT,
         cost_usd_per_gb=price,
         embodied_kgco2e_per_gb=economics_value(embodied),
-        low_write_endurance=r["write_endurance"] == "low",
+        write_endurance_cycles=write_endurance_cycles,
+        idle_power_w=devices * watts * idle_share,
+        low_write_endurance=low,
     )
+
+
+def sram_tier(chip_name: str) -> MemoryTier:
+    """The on-chip SRAM of ``chip_name`` as a tier: capacity ``sram_MB`` (hardware.csv),
+    bandwidth as quoted in memory_tech.csv ``sram`` (Gaudi 3 12.8 TB/s, Groq LPU 80 TB/s,
+    Cerebras WSE-3 21 PB/s), 0.16 pJ/bit (8 KB array, Horowitz 45 nm). No queue bound."""
+    if chip_name not in _SRAM_BANDWIDTH:
+        raise ValueError(
+            f"sram_tier({chip_name!r}): no cited SRAM bandwidth; known: {', '.join(sorted(_SRAM_BANDWIDTH))} "
+            "(or build memory_tier('sram', capacity_bytes, bandwidth_bytes_per_s))"
+        )
+    cap = _num(_lookup("hardware", chip_name), "sram_MB") * units.MB
+    return memory_tier(
+        "sram", capacity_bytes=cap, bandwidth_bytes_per_s=_SRAM_BANDWIDTH[chip_name], devices=1.0
+    )
+
+
+def channel(name: str = "pcie5-x16") -> Channel:
+    """A shared link from interconnect.csv (per-direction bandwidth). Energy: the row's
+    pJ/bit, else the 112G SerDes figure of energy_ops.csv (5.5 pJ/bit; ASSUMPTION for PCIe
+    links, whose own energy the data set does not give)."""
+    r = _lookup_interconnect(name)
+    e = _num(r, "energy_pJ_per_bit")
+    if math.isnan(e):
+        e = _num(table("interconnect")["serdes-112g-pam4"], "energy_pJ_per_bit")
+    return Channel(
+        bandwidth_bytes_per_s=_num(r, "per_device_GBps_per_direction") * units.GBPS,
+        energy_j_per_byte=e * units.PJ_PER_BIT,
+    )
+
+
+def _lookup_interconnect(name: str) -> dict:
+    rows = table("interconnect")
+    if name not in rows:
+        close = difflib.get_close_matches(name, rows, n=3, cutoff=0.4)
+        raise ValueError(f"unknown interconnect {name!r}: did you mean {', '.join(close) or 'pcie5-x16'}?")
+    return rows[name]
+
+
+#: V100-SXM2 power cap of the idle-power observation (its source: nvidia-smi "of 300 W")
+_V100_SXM2_TDP_W = 300.0
+
+
+def idle_power_fraction() -> float:
+    """Board idle power with a model loaded / TDP: economics.csv
+    ``gpu_idle_with_context_power_w_v100_sxm2`` (59.5 W) / 300 W = 0.198."""
+    return economics_value("gpu_idle_with_context_power_w_v100_sxm2") / _V100_SXM2_TDP_W
 
 
 # ----------------------------------------------------------------------------- economics
@@ -259,7 +375,8 @@ def _chip_and_notes(name: str) -> tuple[Chip, tuple[str, ...]]:
         ),
     )
     tdp = _num(r, "tdp_W")
-    e_flop = energy_j_per_flop_from_tdp(tdp, bf16 * units.TFLOPS, bw, energy_j_per_byte)
+    idle = idle_power_fraction()
+    e_flop = energy_j_per_flop_from_tdp(tdp, bf16 * units.TFLOPS, bw, energy_j_per_byte, idle)
     if math.isnan(e_flop):
         notes.append("TDP or FLOPS unknown: compute energy not modelled")
     price_key, embodied_key, area_key = _CHIP_ECONOMICS.get(name, (None, None, None))
@@ -280,17 +397,25 @@ def _chip_and_notes(name: str) -> tuple[Chip, tuple[str, ...]]:
         price_usd=price,
         embodied_kgco2e=embodied,
         die_area_mm2=economics_value(area_key) if area_key else math.nan,
+        idle_power_fraction=idle,
     )
     return chip_, tuple(notes)
 
 
-def energy_j_per_flop_from_tdp(tdp_w, peak_flops, bandwidth_bytes_per_s, energy_j_per_byte) -> float:
-    """Dynamic energy per bf16 FLOP: TDP less the memory power at peak bandwidth, spread
-    over the bf16 peak (floored at 10 % of TDP). An upper bound, like the "dense FLOP at
-    TDP" rows of ``energy_ops.csv``; ``nan`` when TDP or the peak is unknown."""
+def energy_j_per_flop_from_tdp(
+    tdp_w, peak_flops, bandwidth_bytes_per_s, energy_j_per_byte, idle_fraction=None
+) -> float:
+    """Dynamic energy per bf16 FLOP: the TDP less idle power (``idle_fraction x TDP``,
+    default :func:`idle_power_fraction`) and the memory power at peak bandwidth, spread over
+    the bf16 peak (floored at 10 % of TDP): a chip at its peak FLOPs and bandwidth then
+    draws exactly its TDP. An upper bound, like the "dense FLOP at TDP" rows of
+    ``energy_ops.csv`` (Horowitz's 45 nm 0.75 pJ/FLOP for 16-bit fp does not transfer to
+    4-5 nm); ``nan`` when TDP or the peak is unknown."""
     if math.isnan(tdp_w) or not math.isfinite(peak_flops):
         return math.nan
-    return max(tdp_w - bandwidth_bytes_per_s * energy_j_per_byte, 0.1 * tdp_w) / peak_flops
+    idle = idle_power_fraction() if idle_fraction is None else idle_fraction
+    dynamic = tdp_w * (1.0 - idle) - bandwidth_bytes_per_s * energy_j_per_byte
+    return max(dynamic, 0.1 * tdp_w) / peak_flops
 
 
 def chip(name: str, fitted: bool = True) -> Chip:

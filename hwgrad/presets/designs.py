@@ -19,6 +19,14 @@ argues qualitatively, the scenario value is an explicit, named argument marked
 * :func:`mobile_soc` - a phone SoC on LPDDR5X (4 x16 channels, 8533 MT/s, memory_tech.csv),
   optionally with processing-in-memory (Table 4: PIM 5-10x bandwidth/W, 32-64 MB bank
   shards; PNM 2-5x, 16-32 GB).
+* :func:`with_cxl_memory` - CXL DDR5 expanders behind the host's PCIe link (a shared
+  :class:`~hwgrad.specs.Channel`: the modules add up, the link bounds them).
+
+Memory-side logic runs decode GEMV/attention and leaves prefill to the host by default
+(``decode_policy`` / ``prefill_policy``: ``"memory"``, ``"host"`` or ``"auto"``). The board idle
+fraction of the compute die (:func:`hwgrad.presets.idle_power_fraction`) covers the board's own
+main memory, so a design's tier 0 carries no separate idle power; added tiers (HBF, CXL) idle
+at ``devices x W x`` :data:`hwgrad.presets.MEMORY_IDLE_SHARE` (ASSUMPTION).
 """
 
 from __future__ import annotations
@@ -29,8 +37,9 @@ import numpy as np
 
 from .. import units
 from ..specs import Chip, MemoryTier, Network, Placement, System, replace
+from . import channel as channel_preset
 from . import chip as chip_preset
-from . import economics_value, memory_tier
+from . import economics_value, memory_tier, table
 from . import network as network_preset
 
 __all__ = [
@@ -42,6 +51,9 @@ __all__ = [
     "mobile_soc",
     "pim_tier",
     "pnm_tier",
+    "with_cxl_memory",
+    "gemv_flops_per_byte",
+    "MEMORY_SIDE_ENERGY_J_PER_FLOP",
     "PIM_BANDWIDTH_PER_WATT",
     "PNM_BANDWIDTH_PER_WATT",
 ]
@@ -57,12 +69,28 @@ def _b200_compute() -> Chip:
     return chip_preset("b200")
 
 
+def _horowitz_pj(operation: str) -> float:
+    return float(table("energy_ops")[operation]["energy_pJ"])
+
+
+#: ASSUMPTION: energy per FLOP (16-bit) of memory-side logic (DRAM-process PIM logic or a
+#: logic die of an older node): Horowitz's 45 nm figures, energy_ops.csv "16b fp mult" 1.1 pJ
+#: + "16b fp add" 0.4 pJ per multiply-add = 0.75 pJ/FLOP. Pass your own per design.
+MEMORY_SIDE_ENERGY_J_PER_FLOP = (_horowitz_pj("16b fp mult") + _horowitz_pj("16b fp add")) / 2.0 * 1e-12
+
+
+def gemv_flops_per_byte(weight_bits: float) -> float:
+    """FLOP per weight byte of a batch-1 GEMV on ``weight_bits``-bit weights: one
+    multiply-add (2 FLOP) per weight, dequantisation in the weight-decode stage counted
+    with it: ``2 x 8 / weight_bits`` (int4: 4, int8/fp8: 2, bf16: 1)."""
+    return 2.0 * 8.0 / weight_bits
+
+
 def _hbm4_stacks(n: int) -> MemoryTier:
-    one = memory_tier("hbm4")
+    tier = memory_tier("hbm4", devices=float(n))
     return replace(
-        one,
-        capacity_bytes=n * one.capacity_bytes,
-        bandwidth_bytes_per_s=n * one.bandwidth_bytes_per_s,
+        tier,
+        idle_power_w=0.0,  # the main memory: covered by the board idle fraction
         cost_usd_per_gb=economics_value("hbm3e_price"),  # newest cited HBM $/GB (ASSUMPTION for HBM4)
     )
 
@@ -80,12 +108,7 @@ def hbm4_hbf_accelerator(
     """HBM4 + HBF: ``weights_on_hbf`` of the weights (and the read-mostly context) in flash,
     the KV cache and activations in HBM (flash endurance forbids per-token writes)."""
     base = hbm4_accelerator(n_chips, hbm_stacks)
-    hbf = memory_tier("hbf")
-    hbf = replace(
-        hbf,
-        capacity_bytes=hbf_stacks * hbf.capacity_bytes,
-        bandwidth_bytes_per_s=hbf_stacks * hbf.bandwidth_bytes_per_s,
-    )
+    hbf = memory_tier("hbf", devices=float(hbf_stacks))
     chip = replace(base.chip, tiers=(base.chip.tiers[0], hbf))
     w = np.array([1.0 - weights_on_hbf, weights_on_hbf])
     dram = np.array([1.0, 0.0])
@@ -100,6 +123,8 @@ def base_die_compute(
     power_cap_w_per_stack: float = 40.0,
     ops: tuple = ("gemv", "attention"),
     logic_flops: float | None = None,
+    decode_policy: str = "memory",
+    prefill_policy: str = "host",
 ) -> System:
     """Compute on the HBM base die: decode GEMV and attention run in the stacks.
 
@@ -110,6 +135,10 @@ def base_die_compute(
       logic_flops: peak FLOP/s of all base-die logic at full clock; ASSUMPTION default: the
         host die's bf16 peak moved into the stacks. The thermal cap, not this peak, then
         limits it once decode's arithmetic intensity rises with batch.
+      decode_policy / prefill_policy: where the stack logic's ops run in each phase.
+
+    The logic's energy per FLOP is the host die's (same process, ASSUMPTION); one shard is
+    one stack (``capacity / hbm_stacks``).
     """
     base = hbm4_accelerator(n_chips, hbm_stacks)
     tier = base.chip.tiers[0]
@@ -124,6 +153,8 @@ def base_die_compute(
         nmc_shard_bytes=tier.capacity_bytes / hbm_stacks,
         nmc_power_cap_w=cap,
         nmc_ops=tuple(ops),
+        nmc_decode=decode_policy,
+        nmc_prefill=prefill_policy,
     )
     return replace(base, chip=replace(base.chip, tiers=(tier,)))
 
@@ -165,48 +196,111 @@ def tree_network(
     )
 
 
-def _near_memory(tier: MemoryTier, gain: float, shard_bytes: float, flops_per_byte: float) -> MemoryTier:
+def _near_memory(
+    tier: MemoryTier,
+    gain: float,
+    shard_bytes: float,
+    flops_per_byte: float,
+    energy_j_per_flop: float,
+    decode_policy: str,
+    prefill_policy: str,
+) -> MemoryTier:
     """``tier`` with logic that sees ``gain`` x its interface bandwidth at the same power
-    (energy/byte / gain) and ``flops_per_byte`` FLOPs per internal byte."""
+    (energy/byte / gain) and ``flops_per_byte`` FLOPs (16-bit activations) per internal byte."""
     return replace(
         tier,
         nmc_flops=flops_per_byte * tier.bandwidth_bytes_per_s * gain,
         nmc_bandwidth_multiplier=gain,
         nmc_energy_j_per_byte=tier.energy_j_per_byte / gain,
-        nmc_energy_j_per_flop=0.0,
+        nmc_energy_j_per_flop=energy_j_per_flop,
         nmc_shard_bytes=min(shard_bytes, float(tier.capacity_bytes)),
         nmc_ops=("gemv", "attention"),
+        nmc_decode=decode_policy,
+        nmc_prefill=prefill_policy,
     )
 
 
-def pim_tier(tier: MemoryTier, nmc_flops_per_byte: float = 2.0) -> MemoryTier:
-    """Processing-in-memory on ``tier``: bank-level logic with Table 4's bandwidth/W gain,
-    45 MB shards, and weak logic sized for batch-1 GEMV (2 FLOPs per internal byte)."""
-    return _near_memory(tier, PIM_BANDWIDTH_PER_WATT, PIM_SHARD_BYTES, nmc_flops_per_byte)
+def pim_tier(
+    tier: MemoryTier,
+    nmc_flops_per_byte: float | None = None,
+    weight_bits: float = 4.0,
+    energy_j_per_flop: float = MEMORY_SIDE_ENERGY_J_PER_FLOP,
+    decode_policy: str = "memory",
+    prefill_policy: str = "host",
+) -> MemoryTier:
+    """Processing-in-memory on ``tier``: bank-level logic with Table 4's bandwidth/W gain
+    (sqrt(5 x 10) = 7.07x), 45 MB shards (sqrt(32 x 64) MB) and weak logic sized for
+    batch-1 GEMV: ``nmc_flops_per_byte`` FLOP per internal byte, default
+    :func:`gemv_flops_per_byte` of ``weight_bits`` (int4: 4; logic sized at 2 is
+    compute-bound on int4 weights)."""
+    fpb = gemv_flops_per_byte(weight_bits) if nmc_flops_per_byte is None else nmc_flops_per_byte
+    return _near_memory(
+        tier, PIM_BANDWIDTH_PER_WATT, PIM_SHARD_BYTES, fpb, energy_j_per_flop, decode_policy, prefill_policy
+    )
 
 
-def pnm_tier(tier: MemoryTier, nmc_flops_per_byte: float = 16.0) -> MemoryTier:
+def pnm_tier(
+    tier: MemoryTier,
+    nmc_flops_per_byte: float = 16.0,
+    energy_j_per_flop: float = MEMORY_SIDE_ENERGY_J_PER_FLOP,
+    decode_policy: str = "memory",
+    prefill_policy: str = "host",
+) -> MemoryTier:
     """Processing-near-memory: a logic die beside the memory with Table 4's 2-5x
-    bandwidth/W, 22.6 GB shards and stronger logic (``nmc_flops_per_byte``)."""
-    return _near_memory(tier, PNM_BANDWIDTH_PER_WATT, PNM_SHARD_BYTES, nmc_flops_per_byte)
+    bandwidth/W (sqrt(10) = 3.16x), 22.6 GB shards (sqrt(16 x 32) GB) and stronger logic
+    (``nmc_flops_per_byte``, ASSUMPTION 16: batch 8 on int4 weights)."""
+    return _near_memory(
+        tier,
+        PNM_BANDWIDTH_PER_WATT,
+        PNM_SHARD_BYTES,
+        nmc_flops_per_byte,
+        energy_j_per_flop,
+        decode_policy,
+        prefill_policy,
+    )
+
+
+def with_cxl_memory(
+    system: System,
+    modules: int = 4,
+    capacity_gb_per_module: float = 128.0,
+    link: str = "pcie5-x16",
+) -> System:
+    """``system`` with ``modules`` CXL DDR5 expanders (memory_tech.csv ``cxl-ddr5``: 36 GB/s
+    each) behind one shared host link (interconnect.csv ``link``, PCIe 5 x16: 64 GB/s per
+    direction): the modules add up and the link bounds them (4 x 36 = 144 GB/s of modules
+    read at 64 GB/s). ``capacity_gb_per_module``: ASSUMPTION (the row says 96-512 GB; 128 GB
+    = Samsung CMM-D). Placement: everything stays in tier 0 until you move it."""
+    chip = system.chip
+    k = len(chip.channels)
+    cxl = memory_tier(
+        "cxl-ddr5", capacity_bytes=modules * capacity_gb_per_module * units.GB, devices=float(modules)
+    )
+    cxl = replace(cxl, channel=k)
+    chip = replace(chip, tiers=chip.tiers + (cxl,), channels=chip.channels + (channel_preset(link),))
+    pl = system.placement
+    if pl is not None:
+        pad = lambda f: np.concatenate([np.asarray(f, dtype=float), np.zeros(1)])  # noqa: E731
+        pl = Placement(
+            weights=pad(pl.weights),
+            kv_cache=pad(pl.kv_cache),
+            activations=pad(pl.activations),
+            context=pad(pl.context),
+        )
+    return replace(system, chip=chip, placement=pl)
 
 
 def mobile_soc(pim: bool = False, channels: int = 4, capacity_gb: float = 16.0) -> System:
     """A phone SoC: ``channels`` x16 LPDDR5X channels (17.07 GB/s each, memory_tech.csv),
-    ``capacity_gb`` of DRAM (the LPDDR5 package of Table 3: 16 GB), LPDDR5 energy 7.35
-    pJ/bit. The NPU's FLOPS are not in the data set: compute is left unmodelled (decode on a
+    ``capacity_gb`` of DRAM (the LPDDR5 package of Table 3: 16 GB, 3 W), LPDDR5 energy 7.35
+    pJ/bit; the DRAM idles at 3 W per 16 GB x ``MEMORY_IDLE_SHARE`` (ASSUMPTION). The NPU's FLOPS are not in the data set: compute is left unmodelled (decode on a
     phone is bandwidth-bound), as for the Apple rows, and energy counts memory traffic only.
     ``pim=True`` adds PIM to the DRAM."""
-    lp = memory_tier("lpddr5x")
-    lp5 = memory_tier("lpddr5")
-    tier = replace(
-        lp,
-        capacity_bytes=capacity_gb * units.GB,
-        bandwidth_bytes_per_s=channels * lp.bandwidth_bytes_per_s,
-        energy_j_per_byte=lp5.energy_j_per_byte,
-    )
+    lp = memory_tier("lpddr5x", capacity_bytes=capacity_gb * units.GB, devices=float(channels))
+    lp5 = memory_tier("lpddr5", capacity_bytes=capacity_gb * units.GB)  # 16 GB packages, 3 W each
+    tier = replace(lp, energy_j_per_byte=lp5.energy_j_per_byte, idle_power_w=lp5.idle_power_w)
     if pim:
-        tier = pim_tier(tier)
+        tier = pim_tier(tier, weight_bits=4.0)
     chip = Chip(
         tiers=(tier,),
         peak_flops_bf16=math.inf,
