@@ -274,12 +274,13 @@ def forward_pass(
     net = system.network
     tp, ep = workload.tp, workload.ep
     co = efficiency.collective_overhead_s
+    tp_group = comm.tp_allreduce_chips  # tp, or tp / attention_dp
     t_tp = comm.tp_allreduce_calls * (
-        network.allreduce_s(net, comm.tp_allreduce_bytes, tp, options.roofline) + co * (tp > 1)
+        network.allreduce_s(net, comm.tp_allreduce_bytes, tp_group, options.roofline) + co * (tp_group > 1)
     )
     t_ep = comm.ep_alltoall_calls * (network.alltoall_s(net, comm.ep_alltoall_bytes, ep) + co)
     t_ep_ar = comm.ep_allreduce_calls * (
-        network.allreduce_s(net, comm.tp_allreduce_bytes, tp / ep, options.roofline) + co
+        network.allreduce_s(net, comm.ep_allreduce_bytes, tp / ep, options.roofline) + co
     )
     t_comm = t_tp + t_ep + t_ep_ar
     ov = efficiency.comm_overlap
@@ -301,7 +302,7 @@ def forward_pass(
     bytes_per_tier = (host_bytes_t + nmc_bytes_t + red_bytes_t) * m_micro
     flops = jnp.sum(ops.flops) * m_micro
     link_bytes = m_micro * (
-        comm.tp_allreduce_calls * 2.0 * comm.tp_allreduce_bytes * (tp > 1)
+        comm.tp_allreduce_calls * 2.0 * comm.tp_allreduce_bytes * (tp_group > 1)
         + comm.ep_alltoall_calls * comm.ep_alltoall_bytes
         + comm.pp_p2p_calls * comm.pp_p2p_bytes / jnp.maximum(chips, 1.0)
     )
@@ -485,7 +486,7 @@ def evaluate(
     kv_frac = jnp.asarray(system.resolved_placement().kv_cache, dtype=float)
     low = jnp.array([1.0 if t.low_write_endurance else 0.0 for t in chip.tiers])
     kv_write_per_step = counts.kv_cache_bytes(model, compression, workload.batch, 1.0) / (
-        counts.kv_shard_factor(model, workload.tp) * workload.pp
+        counts.kv_cache_split(model, workload) * workload.pp
     )
     write_rate = kv_write_per_step * kv_frac / tpot  # bytes/s into each tier
     wear = tiers.write_endurance_cycles * tiers.capacity_bytes
