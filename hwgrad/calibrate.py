@@ -116,6 +116,7 @@ class Parameter:
     levels: tuple[str, ...]
     offset_sd: float
     why: str
+    stage: str = "latency"
 
     @property
     def key(self) -> str:
@@ -166,6 +167,12 @@ PARAMETERS: tuple[Parameter, ...] = (
         "stack", "collective_overhead_s", "s", "time", 1e-8, 5e-5, 3e-6, 1.0, ("stack",), 1.0,
         "software latency per collective call: custom all-reduce implementations differ by "
         "~3.6 us on 8x H100 (interconnect.csv)",
+    ),
+    Parameter(
+        "chip", "active_power_fraction", "1", "fraction", 0.0, 0.6, 0.3, 1.0, ("hw_line",), 0.5,
+        "clock/stall power of a busy GPU beyond bytes and FLOPs, as a share of TDP above idle "
+        "(energy rows: A100, H100); the rest of the power is physics (hwgrad.power)",
+        "energy",
     ),
 )
 
@@ -719,6 +726,9 @@ class _Fitter:
         self.settings = settings
         self.params = PARAMETERS
         self.active = np.asarray([p.key in settings.parameters for p in self.params], np.float32)
+        self.stage_mask = {
+            st: np.asarray([p.stage == st for p in self.params], np.float32) for st in ("latency", "energy")
+        }
         self.init_u = np.asarray([p.to_u(p.init) for p in self.params], np.float32)
         self.members: dict[str, tuple[str, ...]] = {}
         self.index: dict[str, np.ndarray] = {}
@@ -776,7 +786,7 @@ class _Fitter:
             prior = prior + 0.5 * jnp.sum(z**2)
         return data + d * d * prior / jnp.maximum(jnp.sum(weights > 0), 1.0)
 
-    def _adam(self, params, weights, seen):
+    def _adam(self, params, weights, seen, stage_mask):
         opt = optax.adam(self.settings.learning_rate)
         state = opt.init(params)
         grad_fn = jax.value_and_grad(self.loss)
@@ -784,8 +794,8 @@ class _Fitter:
         def step(carry, _):
             params, state = carry
             value, (g_theta, g_deltas) = grad_fn(params, weights)
-            g_theta = g_theta * self.active
-            g_deltas = {k: v * seen[k][:, None] for k, v in g_deltas.items()}
+            g_theta = g_theta * self.active * stage_mask
+            g_deltas = {k: v * seen[k][:, None] * stage_mask[None, :] for k, v in g_deltas.items()}
             g = jax.tree_util.tree_map(lambda x: jnp.where(jnp.isfinite(x), x, 0.0), (g_theta, g_deltas))
             updates, state = opt.update(g, state, params)
             return (optax.apply_updates(params, updates), state), value
@@ -794,24 +804,34 @@ class _Fitter:
         return params, losses
 
     def run(self, weights: np.ndarray) -> tuple[Calibration, np.ndarray]:
-        """Fit on the rows with positive weight (energy rows are not fitted here: their
-        power parameters are fixed physics, :mod:`hwgrad.power`)."""
+        """Two stages: the latency parameters on the latency/throughput rows, then (those
+        frozen) the energy parameters on the energy rows."""
         is_energy = np.asarray([c.row.is_energy for c in self.engine.cases])
-        w = np.where(is_energy, 0.0, weights).astype(np.float32)
         theta = jnp.asarray(self.init_u)
         deltas = {lv: jnp.zeros((len(m), len(self.params)), jnp.float32) for lv, m in self.members.items()}
-        seen = {
-            lv: jnp.asarray(
-                [
-                    float(np.any((w > 0) & (self.index[lv] == i)))
-                    for i in range(len(self.members[lv]))
-                ],
-                jnp.float32,
-            )
-            for lv in self.members
-        }
-        (theta, deltas), losses = self._run((theta, deltas), jnp.asarray(w), seen)
-        return self._calibration(np.asarray(theta), {k: np.asarray(v) for k, v in deltas.items()}, seen, w), np.asarray(losses)
+        losses = []
+        seen_all = {lv: np.zeros(len(m), np.float32) for lv, m in self.members.items()}
+        lat_w = np.where(is_energy, 0.0, weights).astype(np.float32)
+        for stage, rows in (("latency", ~is_energy), ("energy", is_energy)):
+            w = np.where(rows, weights, 0.0).astype(np.float32)
+            if w.sum() == 0:
+                continue
+            seen = {
+                lv: np.asarray(
+                    [float(np.any((w > 0) & (self.index[lv] == i))) for i in range(len(self.members[lv]))],
+                    np.float32,
+                )
+                for lv in self.members
+            }
+            for lv in seen:
+                seen_all[lv] = np.maximum(seen_all[lv], seen[lv] * (self.mask[lv] * self.stage_mask[stage]).max())
+            (theta, deltas), loss = self._run(
+                (theta, deltas), jnp.asarray(w), {k: jnp.asarray(v) for k, v in seen.items()},
+                jnp.asarray(self.stage_mask[stage]),
+            )  # fmt: skip
+            losses.append(np.asarray(loss))
+        calib = self._calibration(np.asarray(theta), {k: np.asarray(v) for k, v in deltas.items()}, seen_all, lat_w)
+        return calib, np.concatenate(losses) if losses else np.zeros(0)
 
     def _calibration(self, theta, deltas, seen, weights) -> Calibration:
         def values(u, target):

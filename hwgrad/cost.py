@@ -306,13 +306,15 @@ def forward_pass(
     tp, ep = workload.tp, workload.ep
     co = efficiency.collective_overhead_s
     # all-reduces run in the communication dtype (bf16), not the activation width
+    tp_group = comm.tp_allreduce_chips  # tp, or tp / attention_dp
     ar_bytes = network.comm_payload_bytes(comm.tp_allreduce_bytes, compression.act_bits, efficiency.comm_bits)
+    ep_ar_bytes = network.comm_payload_bytes(comm.ep_allreduce_bytes, compression.act_bits, efficiency.comm_bits)
     t_tp = comm.tp_allreduce_calls * (
-        network.allreduce_s(net, ar_bytes, tp, options.roofline, scaleout=out) + co * (tp > 1)
+        network.allreduce_s(net, ar_bytes, tp_group, options.roofline, scaleout=out) + co * (tp_group > 1)
     )
     t_ep = comm.ep_alltoall_calls * (network.alltoall_s(net, comm.ep_alltoall_bytes, ep, out) + co)
     t_ep_ar = comm.ep_allreduce_calls * (
-        network.allreduce_s(net, ar_bytes, tp / ep, options.roofline, scaleout=out) + co
+        network.allreduce_s(net, ep_ar_bytes, tp / ep, options.roofline, scaleout=out) + co
     )
     t_comm = t_tp + t_ep + t_ep_ar
     ov = efficiency.comm_overlap
@@ -335,7 +337,7 @@ def forward_pass(
     flops = jnp.sum(ops.flops) * m_micro
     link_bytes = m_micro * (
         (
-            comm.tp_allreduce_calls * 2.0 * ar_bytes * (tp > 1)
+            comm.tp_allreduce_calls * 2.0 * ar_bytes * (tp_group > 1)
             + comm.ep_alltoall_calls * comm.ep_alltoall_bytes
         )
         / pp
@@ -656,7 +658,7 @@ def evaluate(
     kv_frac = jnp.asarray(system.resolved_placement().kv_cache, dtype=float)
     low = jnp.array([1.0 if t.low_write_endurance else 0.0 for t in chip.tiers])
     kv_write_per_step = counts.kv_cache_bytes(model, compression, workload.batch, 1.0) / (
-        counts.kv_shard_factor(model, workload.tp) * workload.pp
+        counts.kv_cache_split(model, workload) * workload.pp
     )
     write_rate = kv_write_per_step * kv_frac / tpot  # bytes/s into each tier
     wear = tiers.write_endurance_cycles * tiers.capacity_bytes

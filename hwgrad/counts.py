@@ -24,9 +24,13 @@ Conventions (one multiply-add = 2 FLOP):
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .smooth import safe_div
 from .specs import Compression, Model, Workload, spec
@@ -126,6 +130,220 @@ def expected_distinct_experts(n_experts, top_k, n_tokens):
     return jnp.where(n_experts > 0, e * (1.0 - hit_none), 0.0)
 
 
+# ----------------------------------------------------------------------------- EP: busiest rank
+
+_ORDER_STAT_MAX_P = 1024
+
+
+@functools.lru_cache(maxsize=1)
+def _normal_max_table():
+    """``E[M_p]`` and ``E[M_p^2]`` of the maximum of ``p = 1..1024`` iid standard normals.
+
+    Quadrature of ``z^j p phi(z) Phi(z)^(p-1)`` on ``[-8, 9]`` (error < 1e-6).
+    """
+    z = np.linspace(-8.0, 9.0, 3401)
+    dz = z[1] - z[0]
+    phi = np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    cdf = 0.5 * (1.0 + np.array([math.erf(v / math.sqrt(2.0)) for v in z]))
+    p = np.arange(1.0, _ORDER_STAT_MAX_P + 1.0)
+    dens = p[:, None] * phi[None, :] * np.exp((p[:, None] - 1.0) * np.log(np.maximum(cdf, 1e-300))[None, :])
+    m1 = (dens * z).sum(axis=1) * dz
+    m2 = (dens * z * z).sum(axis=1) * dz
+    return p, m1, m2
+
+
+def normal_max_moments(p):
+    """``(E[M_p], E[M_p^2])`` for the maximum ``M_p`` of ``p`` iid standard normals,
+    interpolated linearly between whole ``p`` (exact there; ``p`` clipped to [1, 1024])."""
+    ps, m1, m2 = _normal_max_table()
+    p = jnp.clip(p, 1.0, float(_ORDER_STAT_MAX_P))
+    return jnp.interp(p, ps, m1), jnp.interp(p, ps, m2)
+
+
+_WINDOW = 32  # whole counts summed exactly in the discrete regime
+_DISCRETE_SD = 2.8  # window [mean - 4 sd, mean + 6 sd] fits in _WINDOW counts up to this sd
+
+
+def _safe_sqrt(x):
+    """``sqrt(max(x, 0))`` with a finite gradient at 0."""
+    ok = x > 0
+    return jnp.where(ok, jnp.sqrt(jnp.where(ok, x, 1.0)), 0.0)
+
+
+def _safe_pow(base, expo):
+    """``base ** expo`` for ``base`` in [0, 1], finite gradients at 0."""
+    ok = base > 0
+    return jnp.where(ok, jnp.exp(expo * jnp.log(jnp.where(ok, base, 1.0))), 0.0)
+
+
+def _binomial_window(mean, var):
+    """Window of whole counts and the CDF there of the binomial matched to ``mean, var``.
+
+    ``Binomial(N, q)`` with ``N q = mean``, ``N q (1 - q) = var`` (``q`` clipped to
+    [0.01, 1], so over-dispersed inputs become a near-Poisson), at ``N`` real via
+    ``lgamma``; the window starts at ``floor(mean - 4 sd)`` and the CDF is normalised over
+    it. Returns ``(x0, cdf)`` with ``cdf`` of shape ``(..., _WINDOW)``.
+    """
+    mean = jnp.asarray(mean, dtype=float)
+    # a mean below 1e-6 counts as zero (keeps d/d mean of var / mean finite in float32)
+    has_mean = mean > 1e-6
+    q = jnp.clip(1.0 - jnp.where(has_mean, var / jnp.where(has_mean, mean, 1.0), 1.0), 0.01, 1.0)
+    n_trials = safe_div(mean, q)
+    x0 = jnp.maximum(jnp.floor(mean - 4.0 * _safe_sqrt(var)), 0.0)
+    x = x0[..., None] + jnp.arange(_WINDOW, dtype=float)
+    nb = n_trials[..., None]
+    ok = x < nb + 1.0  # the real-N pmf vanishes continuously at N + 1 (1/Gamma(0) = 0)
+    xs = jnp.where(ok, x, 0.0)
+    qb = q[..., None]
+    log_q = jnp.log(qb)
+    log_1q = jnp.log(jnp.where(qb < 1.0, 1.0 - qb, 1.0))
+    logpmf = (
+        jax.scipy.special.gammaln(nb + 1.0)
+        - jax.scipy.special.gammaln(xs + 1.0)
+        - jax.scipy.special.gammaln(jnp.where(ok, nb - xs + 1.0, 1.0))
+        + xs * log_q
+        + jnp.where(qb < 1.0, (nb - xs) * log_1q, 0.0)
+    )
+    logpmf = logpmf - jax.lax.stop_gradient(jnp.max(jnp.where(ok, logpmf, -jnp.inf), axis=-1, keepdims=True))
+    pmf = jnp.where(ok, jnp.exp(jnp.where(ok, logpmf, 0.0)), 0.0)
+    cdf = jnp.cumsum(pmf, axis=-1)
+    cdf = jnp.clip(safe_div(cdf, cdf[..., -1:], fill=1.0), 0.0, 1.0)
+    return x0, cdf
+
+
+def _discrete_expected_max(mean, var, p):
+    """``E[max]`` of ``p`` iid counts with the matched-binomial law: ``x0 + sum (1 - F^p)``."""
+    x0, cdf = _binomial_window(mean, var)
+    return x0 + jnp.sum(1.0 - _safe_pow(cdf, p[..., None]), axis=-1)
+
+
+def _discrete_expected_min(mean, var, p):
+    """``E[min]`` of ``p`` iid counts with the matched-binomial law: ``x0 + sum (1 - F)^p``."""
+    x0, cdf = _binomial_window(mean, var)
+    return x0 + jnp.sum(_safe_pow(1.0 - cdf, p[..., None]), axis=-1)
+
+
+def _expected_max(mean, var, skew, rho, p, upper, lower, discrete):
+    """Expected maximum over ``p`` exchangeable counts with the given marginal moments and
+    pairwise correlation ``rho`` (see :func:`ep_busiest_rank_load`)."""
+    var_eff = jnp.maximum(var, 0.0) * (1.0 - rho)
+    sd = _safe_sqrt(var_eff)
+    m1, m2 = normal_max_moments(p)
+    continuous = mean + sd * (m1 + jnp.clip(skew, -2.0, 2.0) / 6.0 * (m2 - 1.0))
+    value = jnp.where(sd <= _DISCRETE_SD, discrete(var_eff), continuous)
+    value = jnp.clip(value, jnp.maximum(mean, lower), upper)
+    return jnp.where((p > 1.0) & (var_eff > 0), value, mean)
+
+
+def ep_busiest_rank_load(n_experts, top_k, n_tokens, ep):
+    """Expected load of the busiest of ``ep`` expert-parallel ranks under top-``k`` routing.
+
+    ``T = n_tokens`` tokens each pick ``k`` distinct experts uniformly out of ``E``; rank
+    ``r`` holds ``n = E / ep`` experts. Per rank, ``X_r`` = (token, expert) pairs routed to
+    it (its FLOPs and its all-to-all receive volume) and ``Y_r`` = distinct experts it
+    touches (the expert weights it streams). The step waits for the busiest rank, so the
+    cost model needs ``E[max_r X_r]`` and ``E[max_r Y_r]`` (the means are ``T k / ep`` and
+    :func:`expected_distinct_experts` ``/ ep``).
+
+    Exact marginal moments:
+
+    * ``X_r`` is a sum of ``T`` iid hypergeometric(``E``, ``n``, ``k``) counts: mean
+      ``T k / ep``, variance ``T k (1/ep)(1 - 1/ep)(E - k)/(E - 1)``, skewness of the
+      hypergeometric over ``sqrt(T)``; ``sum_r X_r = T k`` so ranks correlate with
+      ``rho = -1/(ep - 1)``.
+    * ``U_r = n - Y_r`` (untouched experts) has factorial moments ``n^(j) q_j`` with
+      ``q_j = (C(E - j, k) / C(E, k))^T`` (``j`` given experts all missed), hence mean,
+      variance, third moment and the cross-rank covariance ``n^2 (q_2 - q_1^2)``.
+
+    Expected maximum of ``p = ep`` exchangeable variables with correlation ``rho``: the
+    maximum of ``p`` iid variables of variance ``var (1 - rho)`` (exact for Gaussians:
+    ``X_i = mu + sd sqrt(1 - rho) (Z_i - Zbar)`` when ``rho = -1/(p - 1)``). Two regimes:
+
+    * small counts (effective sd <= 2.8): a binomial matched to mean and effective variance,
+      ``E[max] = x0 + sum_x (1 - F(x)^p)`` over a 32-count window (``Y`` uses the same
+      on ``U`` where ranks are mostly saturated, ``E[max Y] = n - E[min U]``, blended over
+      ``E[Y] / n`` in [0.4, 0.6]);
+    * large counts: Cornish-Fisher, ``mu + sd (E[M_p] + g/6 (E[M_p^2] - 1))`` with the
+      moments of the maximum ``M_p`` of ``p`` standard normals (tabulated by quadrature).
+
+    Clipped to ``[max(mean, min(T, 1)), bound]`` (some rank gets a token; a rank holds at
+    most ``n`` experts and ``T min(k, n)`` pairs). Agrees with a Monte Carlo within 5 % for
+    DeepSeek-V3 (256, 8), Mixtral (8, 2), Qwen3-30B-A3B (128, 8), ``T`` in 1..4096, ``ep``
+    in 1..32 (``tests/test_counts.py``); e.g. DeepSeek-V3 at ``T = 1``, ``ep = 8``: 2.55
+    experts on the busiest rank vs a mean of 1.
+
+    Args:
+      n_experts: routed experts ``E`` (0 for dense models: returns zeros).
+      top_k: experts per token ``k``.
+      n_tokens: tokens routed in this pass ``T``.
+      ep: expert-parallel ranks (``ep <= 1``: the means).
+
+    Returns:
+      ``(experts_busiest, pairs_busiest)``: expected distinct experts and routed
+      (token, expert) pairs on the busiest rank.
+    """
+    e = jnp.maximum(jnp.asarray(n_experts, dtype=float), 1e-9)
+    k = jnp.clip(jnp.asarray(top_k, dtype=float), 0.0, e)
+    t = jnp.maximum(jnp.asarray(n_tokens, dtype=float), 0.0)
+    p = jnp.maximum(jnp.asarray(ep, dtype=float), 1.0)
+    e, k, t, p = jnp.broadcast_arrays(e, k, t, p)
+    n = e / p
+    frac = 1.0 / p
+    many = p > 1.0
+
+    # pairs per rank: T iid hypergeometric(E, n, k)
+    fpc = safe_div(e - k, e - 1.0)  # finite-population correction of k draws
+    var1 = k * frac * (1.0 - frac) * fpc
+    skew_num = (e - 2.0 * n) * _safe_sqrt(e - 1.0) * (e - 2.0 * k)
+    skew_den = _safe_sqrt(k * n * (e - n) * (e - k)) * (e - 2.0)
+    skew1 = safe_div(skew_num, skew_den)
+    x_mean = t * k * frac
+    x_var = t * var1
+    wide_x = x_var > 1.0  # skewness only enters the large-count (Cornish-Fisher) regime
+    x_skew = jnp.where(wide_x, skew1 / jnp.sqrt(jnp.where(wide_x, t, 1.0)), 0.0)
+    x_rho = jnp.where(many, -safe_div(1.0, p - 1.0), 0.0)
+    x_upper = t * jnp.minimum(k, n)
+    lower = jnp.minimum(t, 1.0) * (k > 0)
+    pairs = _expected_max(
+        x_mean, x_var, x_skew, x_rho, p, x_upper, lower, lambda v: _discrete_expected_max(x_mean, v, p)
+    )
+
+    # distinct experts per rank, through the untouched count U = n - Y
+    def log_ratio(j):  # log of C(E - j, k) / C(E, k) = sum_i log((E - k - i) / (E - i))
+        terms = [jnp.log(jnp.maximum(e - k - i, 1e-30) / jnp.maximum(e - i, 1e-30)) for i in range(j)]
+        return sum(terms)
+
+    l1, l2, l3 = log_ratio(1), log_ratio(2), log_ratio(3)
+    q1 = jnp.exp(t * l1)
+    d2 = q1 * q1 * jnp.expm1(t * (l2 - 2.0 * l1))  # q2 - q1^2 (<= 0), without cancellation
+    d3 = q1**3 * jnp.expm1(t * (l3 - 3.0 * l1))  # q3 - q1^3
+    u_mean = n * q1
+    u_var = n * q1 * (1.0 - q1) + n * (n - 1.0) * d2
+    third = 2.0 * n * q1**3 + n * (n - 1.0) * (n - 2.0) * d3 - 3.0 * n * n * (n - 1.0) * q1 * d2
+    # E[(U - mu)^3] = (f3 - 3 f1 f2 + 2 f1^3) + 3 (f2 - f1^2) + f1 with f_j = n^(j) q_j
+    u_m3 = third + 3.0 * (n * (n - 1.0) * (q1 * q1 + d2) - u_mean * u_mean) + u_mean
+    u_var = jnp.maximum(u_var, 0.0)
+    y_mean = n - u_mean
+    wide_y = u_var > 1.0
+    y_skew = -jnp.where(wide_y, u_m3 / jnp.where(wide_y, u_var, 1.0) ** 1.5, 0.0)
+    # guard tiny variances (a saturated rank): rho is irrelevant there and d/d var of
+    # cov / var would overflow float32
+    has_var = u_var > 1e-12
+    y_rho = jnp.where(has_var, n * n * d2 / jnp.where(has_var, u_var, 1.0), 0.0)
+    y_rho = jnp.where(many, jnp.clip(y_rho, -safe_div(1.0, p - 1.0), 0.0), 0.0)
+
+    def y_discrete(v):
+        direct = _discrete_expected_max(y_mean, v, p)
+        via_untouched = n - _discrete_expected_min(u_mean, v, p)
+        w = jnp.clip((safe_div(y_mean, n) - 0.4) / 0.2, 0.0, 1.0)
+        w = w * w * (3.0 - 2.0 * w)
+        return (1.0 - w) * direct + w * via_untouched
+
+    experts = _expected_max(y_mean, u_var, y_skew, y_rho, p, n, lower, y_discrete)
+    dense = jnp.asarray(n_experts, dtype=float) <= 0
+    return jnp.where(dense, 0.0, experts), jnp.where(dense, 0.0, pairs)
+
+
 # ----------------------------------------------------------------------------- bytes per element
 
 
@@ -190,14 +408,19 @@ class OpCounts:
 
     All arrays have shape ``(len(OP_NAMES),)`` and are totals over every layer that runs
     the op on one chip of a tensor-parallel group (before dividing by pipeline stages).
+    With expert parallelism the MoE entries are those of the busiest rank (the step waits
+    for it, :func:`ep_busiest_rank_load`); ``flops_mean`` / ``weight_bytes_mean`` are the
+    averages over the chips, for energy.
 
     Attributes:
-      flops: FLOPs on one chip.
-      weight_bytes: weight bytes streamed from memory on one chip.
+      flops: FLOPs on one chip (the busiest, for the MoE op).
+      weight_bytes: weight bytes streamed from memory on one chip (the busiest).
       kv_read_bytes / kv_write_bytes: KV-cache traffic on one chip.
       act_bytes: activation bytes read + written on one chip.
       out_bytes: bytes of the op's outputs (what partial-sum reductions move).
       launches: kernels launched (layers running the op).
+      flops_mean / weight_bytes_mean: ``flops`` / ``weight_bytes`` averaged over the chips
+        (equal to them except for the MoE op under expert parallelism).
     """
 
     flops: Any
@@ -207,6 +430,14 @@ class OpCounts:
     act_bytes: Any
     out_bytes: Any
     launches: Any
+    flops_mean: Any = None
+    weight_bytes_mean: Any = None
+
+    def __post_init__(self):
+        if self.flops_mean is None:
+            object.__setattr__(self, "flops_mean", self.flops)
+        if self.weight_bytes_mean is None:
+            object.__setattr__(self, "weight_bytes_mean", self.weight_bytes)
 
 
 @spec
@@ -217,9 +448,14 @@ class CommCounts:
       tp_allreduce_bytes / tp_allreduce_calls: tensor-parallel all-reduces of the hidden
         state (after attention and after each FFN when ``ep == 1``).
       ep_alltoall_bytes / ep_alltoall_calls: expert-parallel dispatch + combine
-        all-to-alls, bytes each chip sends per call.
+        all-to-alls: bytes the busiest rank receives (dispatch) or sends (combine) per call
+        (its routed (token, expert) pairs x ``d_model`` activations).
       ep_allreduce_calls: all-reduces over the ``tp / ep`` chips sharing one expert.
       pp_p2p_bytes / pp_p2p_calls: activations sent between pipeline stages.
+      tp_allreduce_chips: chips in each tensor-parallel all-reduce (``tp``, or
+        ``tp / attention_dp`` with attention data parallelism).
+      ep_allreduce_bytes: bytes of each all-reduce over the ``tp / ep`` chips of one expert
+        rank (the busiest rank's routed tokens x ``d_model``).
     """
 
     tp_allreduce_bytes: Any
@@ -229,6 +465,8 @@ class CommCounts:
     ep_allreduce_calls: Any
     pp_p2p_bytes: Any
     pp_p2p_calls: Any
+    tp_allreduce_chips: Any = None
+    ep_allreduce_bytes: Any = None
 
 
 def kv_shard_factor(m: Model, tp):
@@ -242,12 +480,41 @@ def kv_shard_factor(m: Model, tp):
     return jnp.minimum(tp, m.n_kv_heads)
 
 
+def attention_group_chips(w: Workload):
+    """Chips of one attention group: ``tp / attention_dp`` (``tp`` without attention-DP)."""
+    return w.tp / w.attention_dp
+
+
+def kv_cache_split(m: Model, w: Workload):
+    """Ways one replica's KV cache is divided over its ``tp`` chips (per pipeline stage).
+
+    Attention-DP groups hold disjoint sequences (``attention_dp`` ways); inside a group
+    the cache is split as :func:`kv_shard_factor` of the group's chips. Without
+    attention-DP this is ``kv_shard_factor(m, tp)``.
+    """
+    return kv_shard_factor(m, attention_group_chips(w)) * w.attention_dp
+
+
+def _mla_dims(m: Model, absorbed):
+    """Attention-core widths of MLA: ``(score_dim, value_dim, core_out_per_head)``.
+
+    Absorbed (decode): ``W_UK`` folds into the query and ``W_UV`` into the output, so each
+    head scores against the cached latent (``kv_lora + rope``) and sums latents
+    (``kv_lora``). Non-absorbed (prefill as served): keys/values are decompressed per head,
+    scores cost ``nope + rope`` and values ``v_head_dim``.
+    """
+    score = jnp.where(absorbed, m.kv_lora_rank + m.qk_rope_head_dim, m.qk_nope_head_dim + m.qk_rope_head_dim)
+    value = jnp.where(absorbed, m.kv_lora_rank, m.v_head_dim)
+    return score, value, value
+
+
 def forward_counts(
     m: Model,
     c: Compression,
     w: Workload,
     new_tokens,
     context_len,
+    mla_absorbed=None,
 ) -> tuple[OpCounts, CommCounts]:
     """Counts of one forward pass on one chip for ``w.batch`` sequences.
 
@@ -257,95 +524,127 @@ def forward_counts(
     Args:
       m: model architecture.
       c: compression.
-      w: workload (``tp``, ``ep`` split the work).
+      w: workload (``tp``, ``ep``, ``attention_dp`` split the work).
       new_tokens: tokens processed per sequence in this pass.
       context_len: tokens already in each sequence's KV cache.
+      mla_absorbed: MLA only: ``True`` for the weight-absorbed attention (decode),
+        ``False`` for the decompressed per-head form (prefill); a bool or 0/1 array. Default
+        ``new_tokens <= 1`` (a traced select, so prefill and decode batch under ``vmap``).
     """
     b = w.batch
     tokens = b * new_tokens
-    tp, ep = w.tp, w.ep
+    tp, ep, adp = w.tp, w.ep, w.attention_dp
+    tp_a = attention_group_chips(w)  # chips that share one copy of the non-expert weights
+    b_a = b / adp  # sequences per attention group
+    tokens_a = tokens / adp
     wbits = weight_bits_per_param(c)
     wbyte = wbits / 8.0
     abyte = c.act_bits / 8.0
     kv_bits = c.kv_bits + c.kv_overhead_bits
     frac = flop_fraction(c)
     d = m.d_model
+    if mla_absorbed is None:
+        mla_absorbed = jnp.asarray(new_tokens) <= 1.0
+    mla_absorbed = jnp.asarray(mla_absorbed, dtype=bool)
 
     full_layers = m.n_layers - m.n_sliding_layers
     win_layers = m.n_sliding_layers
     moe_layers = n_moe_layers(m)
 
-    # attention projections (all layers)
+    # attention projections (all layers), tensor-parallel inside an attention group
     p_attn = attention_params_per_layer(m) - d
-    attn_proj_flops = 2.0 * tokens * p_attn * m.n_layers * frac / tp
-    attn_proj_bytes = p_attn * m.n_layers * wbyte / tp
+    attn_proj_flops = 2.0 * tokens_a * p_attn * m.n_layers * frac / tp_a
+    attn_proj_bytes = p_attn * m.n_layers * wbyte / tp_a
     if m.attention == "mla":
         q_width = m.n_heads * (m.qk_nope_head_dim + m.qk_rope_head_dim)
         attn_io = d + q_width + m.kv_lora_rank + m.qk_rope_head_dim + m.n_heads * m.v_head_dim
-        score_dim = m.kv_lora_rank + m.qk_rope_head_dim
-        value_dim = m.kv_lora_rank
+        score_dim, value_dim, core_head_out = _mla_dims(m, mla_absorbed)
     else:
         q_width = m.n_heads * m.head_dim
         attn_io = 2 * d + 2 * q_width + 2 * m.n_kv_heads * m.head_dim
-        score_dim = m.head_dim
-        value_dim = m.head_dim
-    attn_proj_act = tokens * attn_io * abyte * m.n_layers / tp
+        score_dim = value_dim = core_head_out = m.head_dim
+    attn_proj_act = tokens_a * attn_io * abyte * m.n_layers / tp_a
 
     # attention over the cache: each new token i attends to context_len + i tokens
-    kv_split = kv_shard_factor(m, tp)
+    kv_split = kv_shard_factor(m, tp_a)
     kv_elems = kv_elements_per_token_per_layer(m)
     mean_span_full = context_len + (new_tokens + 1.0) / 2.0
     window = jnp.where(win_layers > 0, m.sliding_window, 1.0)
     mean_span_win = jnp.minimum(mean_span_full, window)
-    heads_per_chip = m.n_heads / tp
+    heads_per_chip = m.n_heads / tp_a
+    if m.attention == "mla":
+        # non-absorbed: the cached latents are decompressed to per-head keys and values
+        # (W_UK, W_UV; the new tokens' up-projection is in attn_proj) and the decompressed
+        # K/V are written by that GEMM and read by the attention kernel
+        up_width = heads_per_chip * (m.qk_nope_head_dim + m.v_head_dim)
+        decompress = jnp.where(mla_absorbed, 0.0, 1.0)
+    else:
+        up_width = 0.0
+        decompress = 0.0
 
     def attn_core(layers, span, cached):
-        flops = 2.0 * tokens * span * heads_per_chip * (score_dim + value_dim) * layers
+        flops = 2.0 * tokens_a * span * heads_per_chip * (score_dim + value_dim) * layers
+        flops = flops + decompress * 2.0 * b_a * cached * m.kv_lora_rank * up_width * layers
         # cached tokens are read once per sequence per pass; new keys/values stay on chip
-        kv_read = b * cached * kv_elems * kv_bits / 8.0 * layers / kv_split
-        kv_write = tokens * kv_elems * kv_bits / 8.0 * layers / kv_split
-        return flops, kv_read, kv_write
+        kv_read = b_a * cached * kv_elems * kv_bits / 8.0 * layers / kv_split
+        kv_write = tokens_a * kv_elems * kv_bits / 8.0 * layers / kv_split
+        act = decompress * 2.0 * (b_a * cached + tokens_a) * up_width * abyte * layers
+        return flops, kv_read, kv_write, act
 
     core_full = attn_core(full_layers, mean_span_full, context_len)
     core_win = attn_core(win_layers, mean_span_win, jnp.minimum(context_len, window))
 
-    # dense FFN layers
+    # dense FFN layers (run by the attention group under attention-DP)
     p_ffn = dense_ffn_params(m) - d
-    ffn_flops = 2.0 * tokens * p_ffn * m.n_dense_layers * frac / tp
-    ffn_bytes = p_ffn * m.n_dense_layers * wbyte / tp
+    ffn_flops = 2.0 * tokens_a * p_ffn * m.n_dense_layers * frac / tp_a
+    ffn_bytes = p_ffn * m.n_dense_layers * wbyte / tp_a
     ffn_io = 2 * d + (_ffn_matrices(m) - 1.0) * m.d_ff
-    ffn_act = tokens * ffn_io * abyte * m.n_dense_layers / tp
+    ffn_act = tokens_a * ffn_io * abyte * m.n_dense_layers / tp_a
 
-    # MoE layers: routed experts touched by this pass + shared experts + router
+    # MoE layers: routed experts on the busiest of the ep ranks (each rank's experts are
+    # split over tp / ep chips) + shared experts and router (held per attention group)
     p_exp = expert_params(m)
-    touched = expected_distinct_experts(m.n_experts, m.n_experts_active, tokens)
-    moe_weight_params = (touched + m.n_shared_experts) * p_exp + d * m.n_experts
-    moe_bytes = moe_weight_params * moe_layers * wbyte / tp
-    per_token_moe = (m.n_experts_active + m.n_shared_experts) * p_exp + d * m.n_experts
-    moe_flops = 2.0 * tokens * per_token_moe * moe_layers * frac / tp
-    moe_io = 2 * d + (_ffn_matrices(m) - 1.0) * m.moe_d_ff * (m.n_experts_active + m.n_shared_experts)
-    moe_act = tokens * moe_io * abyte * moe_layers / tp
+    n_mat = _ffn_matrices(m)
+    k_act = m.n_experts_active
+    chips_per_rank = tp / ep
+    experts_busy, pairs_busy = ep_busiest_rank_load(m.n_experts, k_act, tokens, ep)
+    experts_mean = expected_distinct_experts(m.n_experts, k_act, tokens) / ep
+    pairs_mean = tokens * k_act / ep
+    non_routed = m.n_shared_experts * p_exp + d * m.n_experts
+    moe_bytes, moe_bytes_mean = (
+        (e_rank * p_exp / chips_per_rank + non_routed / tp_a) * moe_layers * wbyte
+        for e_rank in (experts_busy, experts_mean)
+    )
+    moe_flops, moe_flops_mean = (
+        2.0 * (x_rank * p_exp / chips_per_rank + tokens_a * non_routed / tp_a) * moe_layers * frac
+        for x_rank in (pairs_busy, pairs_mean)
+    )
+    moe_act = (
+        (
+            (tokens_a / tp_a) * (2 * d + (n_mat - 1.0) * m.moe_d_ff * m.n_shared_experts)
+            + (pairs_busy / chips_per_rank) * (n_mat - 1.0) * m.moe_d_ff
+        )
+        * abyte
+        * moe_layers
+    )
 
     # LM head: only the last position of each sequence is projected to the vocabulary
-    head_tokens = b
-    head_flops = 2.0 * head_tokens * lm_head_params(m) / tp
-    head_bytes = lm_head_params(m) * wbyte / tp
-    head_act = head_tokens * (d + m.vocab_size) * abyte / tp
+    head_flops = 2.0 * b_a * lm_head_params(m) / tp_a
+    head_bytes = lm_head_params(m) * wbyte / tp_a
+    head_act = b_a * (d + m.vocab_size) * abyte / tp_a
 
-    # embedding gather: one row per token
-    emb_bytes = tokens * d * wbyte
-    emb_act = tokens * d * abyte
+    # embedding gather: one row per token of the chip's attention group
+    emb_bytes = tokens_a * d * wbyte
+    emb_act = tokens_a * d * abyte
 
     zero = jnp.zeros_like(jnp.asarray(tokens, dtype=float))
     launches_attn = m.n_layers + zero
-    n_mat = _ffn_matrices(m)
     if m.attention == "mla":
         proj_out = q_width + m.kv_lora_rank + m.qk_rope_head_dim + d
-        core_out = m.n_heads * m.kv_lora_rank
     else:
         proj_out = q_width + 2 * m.n_kv_heads * m.head_dim + d
-        core_out = q_width
-    active_experts = m.n_experts_active + m.n_shared_experts
+    core_out = m.n_heads * core_head_out
+    active_experts = k_act + m.n_shared_experts
     out_widths = (
         proj_out * m.n_layers,
         core_out * full_layers,
@@ -355,12 +654,17 @@ def forward_counts(
         m.vocab_size * b / jnp.maximum(tokens, 1e-9),
         zero,
     )
+    flops = jnp.stack([attn_proj_flops, core_full[0], core_win[0], ffn_flops, moe_flops, head_flops, zero])
+    weight_bytes = jnp.stack([attn_proj_bytes, zero, zero, ffn_bytes, moe_bytes, head_bytes, emb_bytes])
+    moe_col = np.arange(len(OP_NAMES)) == OP_NAMES.index("moe")
     ops = OpCounts(
-        flops=jnp.stack([attn_proj_flops, core_full[0], core_win[0], ffn_flops, moe_flops, head_flops, zero]),
-        weight_bytes=jnp.stack([attn_proj_bytes, zero, zero, ffn_bytes, moe_bytes, head_bytes, emb_bytes]),
+        flops=flops,
+        weight_bytes=weight_bytes,
         kv_read_bytes=jnp.stack([zero, core_full[1], core_win[1], zero, zero, zero, zero]),
         kv_write_bytes=jnp.stack([zero, core_full[2], core_win[2], zero, zero, zero, zero]),
-        act_bytes=jnp.stack([attn_proj_act, zero, zero, ffn_act, moe_act, head_act, emb_act]),
+        act_bytes=jnp.stack(
+            [attn_proj_act, core_full[3] + zero, core_win[3] + zero, ffn_act, moe_act, head_act, emb_act]
+        ),
         out_bytes=jnp.stack([tokens * wdt * abyte / tp + zero for wdt in out_widths]),
         launches=jnp.stack(
             [
@@ -373,20 +677,25 @@ def forward_counts(
                 1.0 + zero,
             ]
         ),
+        flops_mean=jnp.where(moe_col, moe_flops_mean, flops),
+        weight_bytes_mean=jnp.where(moe_col, moe_bytes_mean, weight_bytes),
     )
 
-    hidden_bytes = tokens * d * abyte
     has_ep = ep > 1
     comm = CommCounts(
-        tp_allreduce_bytes=hidden_bytes,
+        tp_allreduce_bytes=tokens_a * d * abyte,
         tp_allreduce_calls=m.n_layers + m.n_dense_layers + jnp.where(has_ep, 0.0, moe_layers),
-        # each chip owns tokens / ep tokens and sends each to k experts (dispatch), then
-        # gets k results back (combine)
-        ep_alltoall_bytes=safe_div(tokens * m.n_experts_active * d * abyte, ep),
+        # dispatch: the busiest rank receives its routed (token, expert) pairs; combine:
+        # it sends them back (mean: each chip owns tokens / ep tokens x k experts)
+        ep_alltoall_bytes=pairs_busy * d * abyte,
         ep_alltoall_calls=jnp.where(has_ep, 2.0 * moe_layers, 0.0),
         ep_allreduce_calls=jnp.where(has_ep & (tp > ep), moe_layers, 0.0),
-        pp_p2p_bytes=hidden_bytes,
+        pp_p2p_bytes=tokens_a * d * abyte,
         pp_p2p_calls=w.pp - 1.0,
+        tp_allreduce_chips=tp_a + zero,
+        # one partial output per routed token of the rank (at most one per token after
+        # the local weighted sum of its experts)
+        ep_allreduce_bytes=jnp.minimum(pairs_busy, tokens) * d * abyte,
     )
     return ops, comm
 
@@ -412,14 +721,24 @@ def read_chunk_bytes(m: Model, c: Compression, w: Workload):
 
 
 def weight_bytes_resident(m: Model, c: Compression, w: Workload):
-    """Weight bytes held by one chip (all experts, 1/(tp pp) of the model)."""
-    return param_count(m) * weight_bits_per_param(c) / 8.0 / (w.tp * w.pp)
+    """Weight bytes held by one chip (1/pp of the layers).
+
+    Routed experts are split over all ``tp`` chips (``ep`` ranks of ``tp / ep`` chips);
+    everything else (attention, dense FFN, shared experts, router, embeddings, LM head)
+    over the ``tp / attention_dp`` chips of an attention group, i.e. replicated
+    ``attention_dp`` times. Without attention-DP: ``params / (tp pp)``.
+    """
+    routed = n_moe_layers(m) * m.n_experts * expert_params(m)
+    rest = param_count(m) - routed
+    params = routed / w.tp + rest / attention_group_chips(w)
+    return params * weight_bits_per_param(c) / 8.0 / w.pp
 
 
 def kv_bytes_resident(m: Model, c: Compression, w: Workload):
-    """KV-cache bytes held by one chip at the end of the request (prompt + output)."""
+    """KV-cache bytes held by one chip at the end of the request (prompt + output);
+    attention-DP groups hold disjoint sequences (:func:`kv_cache_split`)."""
     total = kv_cache_bytes(m, c, w.batch, w.prompt_len + w.output_len)
-    return total / (kv_shard_factor(m, w.tp) * w.pp)
+    return total / (kv_cache_split(m, w) * w.pp)
 
 
 def activation_bytes_resident(m: Model, c: Compression, w: Workload):

@@ -426,6 +426,16 @@ class Workload:
     reads. A read-mostly corpus (RAG) of ``corpus_bytes`` per chip is held resident and each
     sequence reads ``corpus_read_bytes_per_sequence`` of it during its prefill.
 
+    ``attention_dp`` (default 1 = off) is attention data parallelism, the way DeepSeek-V3
+    and other MLA/MoE models are served (DeepSeek-V3 report arXiv:2412.19437 sec. 3.4;
+    SGLang ``--enable-dp-attention``, vLLM ``--data-parallel-size`` with expert
+    parallelism): the ``tp`` chips form ``attention_dp`` groups of ``tp / attention_dp``
+    chips; each group holds a full copy of the non-expert weights (attention, dense FFN
+    layers, shared experts, router, embeddings, LM head; tensor-parallel inside the group)
+    and serves ``batch / attention_dp`` of the sequences with their KV cache; the routed
+    experts stay expert-parallel over all ``tp`` chips (``ep`` ranks), reached by all-to-all
+    dispatch and combine. Whole, divides ``tp``, only with ``ep > 1`` on an MoE model.
+
     ``batching`` (static) is the serving mode (:mod:`hwgrad.serving`):
 
     * ``"static"``: one batch of ``batch`` sequences is prefilled together, then decoded
@@ -450,6 +460,7 @@ class Workload:
     kv_block_tokens: Any = 16.0
     corpus_bytes: Any = 0.0
     corpus_read_bytes_per_sequence: Any = 0.0
+    attention_dp: Any = 1.0
     batching: str = static("static")
 
 

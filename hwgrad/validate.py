@@ -262,6 +262,27 @@ def validate_workload(workload: Workload, model: Model, system: System, name: st
             raise ValueError(f"{name}.ep = {ep}: the model has no experts; use ep = 1")
         if tp % ep or experts % ep:
             raise ValueError(f"{name}.ep = {ep}: ep must divide tp = {tp} and n_experts = {experts}")
+    adp = _whole(workload.attention_dp, f"{name}.attention_dp")
+    if adp > 1:
+        if ep <= 1:
+            raise ValueError(
+                f"{name}.attention_dp = {adp:g}: attention data parallelism serves MoE models whose "
+                "experts are expert-parallel; set ep > 1 (an MoE model) or attention_dp = 1"
+            )
+        if tp % adp:
+            opts = ", ".join(map(str, _divisors(tp)))
+            raise ValueError(f"{name}.attention_dp = {adp:g}: must divide tp = {tp}; use one of {opts}")
+        group = tp // int(adp)
+        if heads % group:
+            raise ValueError(
+                f"{name}.attention_dp = {adp:g}: each attention group of tp / attention_dp = {group} chips "
+                f"must divide n_heads = {heads}; change attention_dp or tp"
+            )
+        if _scalar(workload.batch, "batch") % adp:
+            raise ValueError(
+                f"{name}.attention_dp = {adp:g}: the batch of {workload.batch:g} sequences must split evenly "
+                "over the attention groups; use a batch that attention_dp divides"
+            )
     micro = _scalar(workload.microbatches, "microbatches")
     if micro > _scalar(workload.batch, "batch"):
         raise ValueError(f"{name}.microbatches = {micro:g} > batch = {workload.batch:g}: use <= batch")
