@@ -25,8 +25,9 @@ installed), records each finished chunk in a manifest beside the output and, wit
 keeps only the non-dominated points of chosen objectives.
 
 :func:`sensitivity` gives elasticities ``d log(metric) / d log(knob)`` of every metric
-with respect to every continuous positive leaf at one design point, from one reverse-mode
-pass (``jax.jacrev``).
+with respect to every continuous positive leaf at one design point, from one forward-mode
+pass (``jax.jacfwd``; an undefined metric, NaN, stays NaN with its cause and cannot poison the
+others).
 
 Multi-host: call ``jax.distributed.initialize`` first (``hwgrad sweep --coordinator``);
 the mesh then spans every process's devices, every process generates the same points,
@@ -1137,7 +1138,9 @@ class Sensitivity(NamedTuple):
 
     ``elasticity[i, j]`` is the relative change of ``metrics[i]`` per relative change of
     ``knobs[j]`` (``+1``: proportional; ``-1``: inversely proportional; ``0``: no effect).
-    NaN where the metric is unknown (e.g. no chip price) or not positive.
+    A whole row is NaN where the metric is undefined (e.g. no TDP or chip price: its cause
+    is in ``undefined``); a single NaN entry is a derivative that does not exist at this
+    point. NaN is never shown as a number: tables print ``nan``, JSON ``null``.
     """
 
     metrics: tuple
@@ -1146,25 +1149,29 @@ class Sensitivity(NamedTuple):
     metric_values: np.ndarray  # (m,)
     elasticity: np.ndarray  # (m, k)
     integer_knobs: frozenset = frozenset()
+    undefined: Mapping = {}  # metric -> why it is undefined (one line)
 
     def rows(self, metric: str | None = None, top: int | None = None) -> list[tuple[str, str, float]]:
-        """``(metric, knob, elasticity)`` sorted by magnitude (largest first), NaN and
-        exact zeros dropped; one metric or all."""
+        """``(metric, knob, elasticity)`` sorted by magnitude (largest first; NaN entries of
+        a defined metric first, they need attention), exact zeros and undefined metrics
+        dropped; one metric or all."""
         if metric is not None and metric not in self.metrics:
             raise ValueError(f"metric {metric!r}: {_suggest(metric, self.metrics)}")
         chosen = [metric] if metric is not None else list(self.metrics)
+
+        def key(r):
+            return -math.inf if math.isnan(r[2]) else -abs(r[2])
+
         out = []
         for name in chosen:
             i = self.metrics.index(name)
-            row = [
-                (name, k, float(e))
-                for k, e in zip(self.knobs, self.elasticity[i], strict=True)
-                if np.isfinite(e) and e != 0
-            ]
-            row.sort(key=lambda r: -abs(r[2]))
+            if name in self.undefined:
+                continue
+            row = [(name, k, float(e)) for k, e in zip(self.knobs, self.elasticity[i], strict=True) if e != 0]
+            row.sort(key=key)
             out += row[:top] if top is not None else row
         if metric is None:
-            out.sort(key=lambda r: -abs(r[2]))
+            out.sort(key=key)
             if top is not None:
                 out = out[:top]
         return out
@@ -1176,17 +1183,18 @@ class Sensitivity(NamedTuple):
         for i, name in enumerate(self.metrics):
             if metric is not None and name != metric:
                 continue
-            value = self.metric_values[i]
-            if not (np.isfinite(value) and value > 0):
-                lines.append(f"{name}: unknown at this design point (value {value:g})")
+            if name in self.undefined:
+                lines.append(f"{name} = nan: {self.undefined[name]}")
                 lines.append("")
                 continue
-            lines.append(f"{name} = {value:.4g}")
+            lines.append(f"{name} = {self.metric_values[i]:.4g}")
             lines.append(f"  {'knob':<{width}}  {'value':>11}  {'elasticity':>10}")
             rows = self.rows(name, top)
             for _, knob, e in rows:
                 j = self.knobs.index(knob)
                 mark = "  (whole number, relaxed)" if knob in self.integer_knobs else ""
+                if math.isnan(e):
+                    mark = "  (derivative undefined at this point)" + mark
                 lines.append(f"  {knob:<{width}}  {self.knob_values[j]:>11.4g}  {e:>+10.4f}{mark}")
             n_zero = len(self.knobs) - len(self.rows(name))
             if n_zero:
@@ -1195,34 +1203,83 @@ class Sensitivity(NamedTuple):
         return "\n".join(lines).rstrip() + "\n"
 
     def to_dict(self) -> dict:
-        """JSON-ready: ``{metric: {"value": v, "elasticity": {knob: e, ...}}}`` (sorted)."""
+        """JSON-ready: ``{metric: {"value": v, "elasticity": {knob: e, ...}}}`` (sorted); an
+        undefined metric has ``value`` null, an empty ``elasticity`` and ``undefined`` (why);
+        a NaN elasticity is null."""
         out = {}
         for i, name in enumerate(self.metrics):
             v = float(self.metric_values[i])
-            out[name] = {
-                "value": v if math.isfinite(v) else None,
-                "elasticity": {k: e for _, k, e in self.rows(name)},
+            entry = {
+                "value": v if math.isfinite(v) and name not in self.undefined else None,
+                "elasticity": {k: (None if math.isnan(e) else e) for _, k, e in self.rows(name)},
             }
+            if name in self.undefined:
+                entry["undefined"] = self.undefined[name]
+            out[name] = entry
         return out
 
 
 @functools.lru_cache(maxsize=8)
-def _jacobian_fn(treedef, targets: tuple, out_targets: tuple, options: Options, dtype: str):
-    """``jit(jacrev(log metrics))`` for one design structure; numbers are arguments, so a
-    changed design point reuses the compiled program."""
+def _jacobian_fn(
+    treedef, targets: tuple, out_targets: tuple, probe_targets: tuple, options: Options, dtype: str
+):
+    """``jit`` of (forward-mode Jacobian of the log-metrics, metric values, metric values of
+    the probe points) for one design structure; numbers are arguments, so a changed design
+    point reuses the compiled program.
+
+    Forward mode (``jax.jacfwd``) keeps an undefined metric from poisoning the others: a
+    tangent only flows along the metric's own computation (and ``where`` selects tangents),
+    whereas a reverse pass multiplies the zero cotangent of a NaN metric by NaN partials in
+    every shared input.
+    """
     from .cost import evaluate
 
-    def log_metrics(log_scale, base, x0):
-        # x = x0 * exp(s): at s = 0 the point is exactly the design (no exp(log x) rounding)
-        leaves = _set_leaves(base, targets, x0 * jnp.exp(log_scale))
+    def metrics_at(leaves):
         r = jax.tree_util.tree_leaves(
             evaluate(**jax.tree_util.tree_unflatten(treedef, leaves), options=options)
         )
-        m = jnp.stack([jnp.asarray(r[i], dtype)[e] for i, e in out_targets])
+        return jnp.stack([jnp.asarray(r[i], dtype)[e] for i, e in out_targets])
+
+    def log_metrics(log_scale, base, x0):
+        # x = x0 * exp(s): at s = 0 the point is exactly the design (no exp(log x) rounding)
+        m = metrics_at(_set_leaves(base, targets, x0 * jnp.exp(log_scale)))
         ok = jnp.isfinite(m) & (m > 0)
         return jnp.log(jnp.where(ok, m, 1.0)), m
 
-    return jax.jit(jax.jacrev(log_metrics, has_aux=True))
+    jac = jax.jacfwd(log_metrics, has_aux=True)
+
+    def run(log_scale, base, x0, probes):
+        j, m = jac(log_scale, base, x0)
+        probed = (
+            jax.vmap(lambda p: metrics_at(_set_leaves(base, probe_targets, p)))(probes)
+            if probe_targets
+            else jnp.zeros((0, len(out_targets)), dtype)
+        )
+        return j, m, probed
+
+    return jax.jit(run)
+
+
+def _why_undefined(
+    value: float, nan_paths: Sequence[str], alone_nan: np.ndarray, fixed: np.ndarray, label: str = ""
+) -> str:
+    """One line on why a metric is undefined, from two probes per unknown (NaN) input:
+    ``alone_nan[j]`` (the metric with only input j unknown) and ``fixed[j]`` (all unknown but
+    input j); NaN means still undefined."""
+    unknown = f"unknown (NaN){' for ' + label if label else ''}"
+    if math.isfinite(value):
+        return f"value {value:g} is not > 0, so its logarithm (and every elasticity) is undefined"
+    needs = [p for p, v in zip(nan_paths, alone_nan, strict=True) if not math.isfinite(v)]
+    either = [p for p, v in zip(nan_paths, fixed, strict=True) if math.isfinite(v)]
+    if needs:
+        return (
+            f"{', '.join(needs)} {unknown}: give {'it' if len(needs) == 1 else 'them'} to define this metric"
+        )
+    if either:
+        return f"{' or '.join(either)} {unknown}: give one of them to define this metric"
+    if nan_paths:
+        return f"{', '.join(nan_paths)} {unknown}: give them to define this metric"
+    return "NaN inside the model at this design point (an overflow?): please report it"
 
 
 def sensitivity(
@@ -1237,14 +1294,19 @@ def sensitivity(
     knobs: Sequence[str] | None = None,
     include_integers: bool = False,
     options: Options = Options(),
+    label: str = "",
 ) -> Sensitivity:
     """Elasticities of every metric with respect to every continuous positive knob.
 
-    ``E[i, j] = d log m_i / d log x_j``, from ``jax.jacrev`` of the log-metrics with
-    respect to ``log x`` at the design point (one linearisation, one batched reverse
+    ``E[i, j] = d log m_i / d log x_j``, from ``jax.jacfwd`` of the log-metrics with
+    respect to ``log x`` at the design point (one linearisation, one batched forward
     pass). With the default straight-through roofline the values are exact and the
     derivatives are those of the smooth surrogate (see :mod:`hwgrad.smooth`);
     ``Options(roofline="smooth")`` makes both smooth.
+
+    A metric that is undefined (NaN: an unknown TDP, price or die area) gets a NaN row and a
+    one-line cause in ``Sensitivity.undefined`` naming the unknown input(s); the metrics
+    that are defined keep their exact derivatives.
 
     Args:
       system, model, workload, compression, efficiency, economics: the design point.
@@ -1252,6 +1314,7 @@ def sensitivity(
       knobs: leaf paths; default every leaf that is finite and > 0, less whole-number
         structure (layers, heads, batch, tp...) unless ``include_integers``.
       options: static evaluation options.
+      label: name of the design point in the causes of undefined metrics (e.g. ``"h800"``).
 
     Returns:
       A :class:`Sensitivity` (``.table()`` prints it sorted by magnitude).
@@ -1276,6 +1339,8 @@ def sensitivity(
     else:
         integer = {k for k in knobs if k.split(".")[-1] in INTEGER_FIELDS}
     knobs = tuple(knobs)
+    if not knobs:
+        raise ValueError("no knobs: name at least one leaf path with --knob (a finite value > 0)")
     targets = [index.resolve(k, "knob") for k in knobs]
     x0 = np.array([index.value(i, e) for i, e in targets], dtype=float)
     bad = [k for k, v in zip(knobs, x0, strict=True) if not (math.isfinite(v) and v > 0)]
@@ -1286,12 +1351,30 @@ def sensitivity(
     out_targets = tuple(out_index.resolve(m, "metric") for m in metrics)
     dtype = _float_dtype()
     base = [np.asarray(v, dtype=dtype) for v in index.leaves]
-    jacobian = _jacobian_fn(index.treedef, tuple(targets), out_targets, options, str(np.dtype(dtype)))
-    jac, values = jacobian(np.zeros(len(knobs), dtype=dtype), base, np.asarray(x0, dtype=dtype))
+    # unknown (NaN) inputs, probed two ways each to name the cause of an undefined metric
+    nan_items = [(p, i, e) for p, i, e in index.items() if math.isnan(index.value(i, e))]
+    nan_paths = [p for p, _, _ in nan_items]
+    n = len(nan_items)
+    probes = np.full((2 * n, n), np.nan)
+    probes[:n] = np.where(np.eye(n, dtype=bool), np.nan, 1.0)  # only input j unknown
+    probes[n:] = np.where(np.eye(n, dtype=bool), 1.0, np.nan)  # every input but j unknown
+    probe_targets = tuple((i, e) for _, i, e in nan_items)
+    jacobian = _jacobian_fn(
+        index.treedef, tuple(targets), out_targets, probe_targets, options, str(np.dtype(dtype))
+    )
+    jac, values, probed = jacobian(
+        np.zeros(len(knobs), dtype=dtype), base, np.asarray(x0, dtype=dtype), np.asarray(probes, dtype=dtype)
+    )
     values = np.asarray(values, dtype=float)
     jac = np.asarray(jac, dtype=float)
-    jac[~(np.isfinite(values) & (values > 0))] = np.nan
-    return Sensitivity(metrics, knobs, x0, values, jac, frozenset(integer))
+    probed = np.asarray(probed, dtype=float)
+    undefined = {}
+    for k, name in enumerate(metrics):
+        v = values[k]
+        if not (math.isfinite(v) and v > 0):
+            jac[k] = np.nan
+            undefined[name] = _why_undefined(v, nan_paths, probed[:n, k], probed[n:, k], label)
+    return Sensitivity(metrics, knobs, x0, values, jac, frozenset(integer), undefined)
 
 
 # ----------------------------------------------------------------------------- config files
@@ -1537,7 +1620,8 @@ def register_cli(subparsers) -> None:
         "sensitivity",
         help="elasticities d log(metric) / d log(knob) at one design point",
         description="Which knob matters most: elasticities of every metric with respect to every continuous "
-        "positive leaf, from one reverse-mode pass, sorted by magnitude.",
+        "positive leaf, from one forward-mode pass, sorted by magnitude; an undefined metric (unknown TDP, "
+        "price...) is shown as nan with the unknown input named.",
     )
     add_design_arguments(s)
     s.add_argument(
@@ -1665,6 +1749,7 @@ def cmd_sensitivity(args) -> int:
     sens = sensitivity(
         dd["system"], dd["model"], dd["workload"], dd["compression"], dd["efficiency"], dd["economics"],
         metrics=metrics, knobs=args.knob, include_integers=args.include_integers, options=options,
+        label=d.get("hardware_name", ""),
     )  # fmt: skip
     if args.json:
         print(
