@@ -141,13 +141,15 @@ def design_from_args(args) -> dict:
         if v is not None
     }
     wl = replace(wl, **changes)
+    from .validate import whole_number
+
     chips = args.chips
     if chips is None and args.config and base["system"] is not None and not args.hardware:
-        chips = int(base["system"].n_chips)
+        chips = whole_number(base["system"].n_chips, f"{args.config}: [system].chips")
     tp = args.tp
     if tp is None and "tp" in base["workload_fields"]:
-        tp = int(wl.tp)
-    pp_dp = int(wl.pp * wl.dp)
+        tp = whole_number(wl.tp, "workload.tp")
+    pp_dp = whole_number(wl.pp, "workload.pp") * whole_number(wl.dp, "workload.dp")
     if tp is None and chips is None:
         chips = DEFAULTS["chips"]
     if tp is None:
@@ -169,6 +171,11 @@ def design_from_args(args) -> dict:
         or args.sparsity_pattern
     ):
         pattern = args.sparsity_pattern or ("unstructured" if args.sparsity else "dense")
+        if pattern == "2:4" and args.sparsity not in (None, 0.5):
+            raise UsageError(
+                f"--sparsity {args.sparsity:g} with --sparsity-pattern 2:4: 2:4 sparsity is 0.5 exactly; "
+                "drop --sparsity or use --sparsity-pattern unstructured"
+            )
         comp = dtypes.compression(
             args.weight_dtype or "bf16", args.kv_dtype, args.act_dtype, args.sparsity or 0.0, pattern
         )
@@ -185,7 +192,7 @@ def design_from_args(args) -> dict:
         eff, eff_label = calibrated_efficiency(), "calibrated (shipped)"
     econ = base["economics"] or presets.default_economics()
 
-    validate(system, model, wl, comp)
+    validate(system, model, wl, comp, eff, econ)
     notes = list(presets.chip_notes(hw_name)) if hw_name else []
     return dict(
         system=system,

@@ -79,6 +79,7 @@ __all__ = [
     "iter_chunks",
     "run",
     "run_to_file",
+    "validate_space",
     "load_config",
     "Sensitivity",
     "sensitivity",
@@ -356,10 +357,21 @@ class Axis:
             raise ValueError(f"axis path = {self.path!r}: give a dotted path such as workload.batch")
         if self.scale not in _SCALES:
             raise ValueError(f"{w}: scale = {self.scale!r}; use linear or log")
+        if not isinstance(self.integer, bool | np.bool_):
+            raise ValueError(f"{w}: integer = {self.integer!r}; expected true or false")
+        for key in ("low", "high"):
+            v = getattr(self, key)
+            if v is not None and (isinstance(v, bool | str | bytes) or np.ndim(v) != 0):
+                raise ValueError(f"{w}: {key} = {v!r:.60}; expected a number")
         if self.values is not None:
             if self.low is not None or self.high is not None:
                 raise ValueError(f"{w}: give either values or low/high, not both")
-            vals = tuple(float(v) for v in np.atleast_1d(np.asarray(self.values, dtype=float)))
+            raw = list(self.values) if isinstance(self.values, list | tuple | np.ndarray) else [self.values]
+            if any(isinstance(v, bool | str | bytes) or np.ndim(v) != 0 for v in raw):
+                raise ValueError(
+                    f"{w}: values = {self.values!r:.60}; give a non-empty list of finite numbers"
+                )
+            vals = tuple(float(v) for v in raw)
             if not vals or not all(math.isfinite(v) for v in vals):
                 raise ValueError(
                     f"{w}: values = {list(self.values)!r}; give a non-empty list of finite numbers"
@@ -375,8 +387,14 @@ class Axis:
             raise ValueError(f"{w}: low = {low:g} with scale = log; use low > 0 or scale = linear")
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
-        if self.num is not None and (isinstance(self.num, bool) or int(self.num) != self.num or self.num < 1):
-            raise ValueError(f"{w}: num = {self.num!r}; give a whole number >= 1")
+        if self.num is not None and (
+            isinstance(self.num, bool | str | bytes)
+            or np.ndim(self.num) != 0
+            or not math.isfinite(self.num)
+            or int(self.num) != self.num
+            or not 1 <= self.num <= 2**24
+        ):
+            raise ValueError(f"{w}: num = {self.num!r}; give a whole number in 1 .. {2**24}")
 
     def grid_values(self) -> np.ndarray:
         """The grid points of this axis (float64)."""
@@ -505,6 +523,116 @@ def grid(*axes: Axis) -> Space:
 def random(*axes: Axis, n_points: int, seed: int = 0) -> Space:
     """``n_points`` seeded random points (uniform in linear or log space per axis)."""
     return Space(axes=axes, mode="random", n_points=n_points, seed=seed)
+
+
+# ----------------------------------------------------------------------------- validation of points
+
+#: whole-number fields whose divisibility couples them to other fields (tp | heads, ...):
+#: every integer in their range is checked, not only the ends
+_DIVISIBILITY_FIELDS = frozenset(
+    {"tp", "pp", "ep", "dp", "n_chips", "n_heads", "n_kv_heads", "n_layers", "n_experts", "n_dense_layers"}
+)
+#: leaves that take part in a combination rule (checked on the product of their candidates)
+_COMBINATION_FIELDS = _DIVISIBILITY_FIELDS | {
+    "batch", "microbatches", "sparsity", "weights", "kv_cache", "activations", "context", "capacity_bytes",
+    "nmc_shard_bytes", "n_experts_active", "n_sliding_layers",
+}  # fmt: skip
+_MAX_CHECKS = 2048
+
+
+def _field_of(path: str) -> str:
+    parts = path.split(".")
+    while parts and parts[-1].isdigit():
+        parts.pop()
+    return parts[-1] if parts else path
+
+
+def _candidates(axis: Axis, mode: str) -> np.ndarray:
+    """Values of ``axis`` that stand for all its points: every value of a list or a small grid,
+    every integer of a divisibility field, otherwise the two ends (the rules on one number
+    are intervals, so the ends decide)."""
+    field = _field_of(axis.path)
+    if axis.values is not None:
+        vals = np.asarray(axis.values)
+        return np.unique(np.rint(vals)) if axis.integer else np.unique(vals)
+    if mode == "grid":
+        vals = axis.grid_values()
+        if field in _DIVISIBILITY_FIELDS or len(vals) <= 16:
+            return vals
+        return np.array([vals[0], vals[-1]])
+    lo, hi = float(axis.low), float(axis.high)
+    if axis.integer:
+        lo, hi = float(np.rint(lo)), float(np.rint(hi))
+        if field in _DIVISIBILITY_FIELDS and hi - lo < 4096:
+            return np.arange(lo, hi + 1.0)
+    return np.unique([lo, hi])
+
+
+def validate_space(d: Mapping, space: Space) -> None:
+    """Check that every point of ``space`` is a valid design (:func:`hwgrad.validate`), before
+    anything is evaluated; a ``ValueError`` naming the point's swept values and the rule.
+
+    Each axis is checked over its candidates (:func:`_candidates`); the axes that take part in
+    combination rules (parallel degrees, batch and micro-batches, shapes, placement,
+    sparsity) are checked over the product of their candidates. Whole-number fields must be
+    swept with ``integer = true`` (or whole values): a sweep never truncates.
+    """
+    from .validate import validate
+
+    d = _as_design(d)
+    index = _Index(d)
+    targets = [index.resolve(a.path, "axis path") for a in space.axes]
+    base = [np.asarray(v, dtype=float) if np.ndim(v) else v for v in index.leaves]
+    cands = []
+    for a in space.axes:
+        field = _field_of(a.path)
+        c = _candidates(a, space.mode)
+        if field in INTEGER_FIELDS and not a.integer and np.any(c != np.rint(c)):
+            raise ValueError(
+                f"axis {a.path!r}: {field} is a whole number but the axis takes non-whole values "
+                f"(e.g. {c[c != np.rint(c)][0]:g}); set integer = true or give whole values"
+            )
+        cands.append(c)
+
+    def check(assign: dict[int, float]) -> None:
+        leaves = list(base)
+        for j, v in assign.items():
+            i, elem = targets[j]
+            if elem == ():
+                leaves[i] = float(v)
+            else:
+                arr = np.array(leaves[i], dtype=float)
+                arr[elem] = v
+                leaves[i] = arr
+        point = jax.tree_util.tree_unflatten(index.treedef, leaves)
+        try:
+            validate(*(point[r] for r in ROOTS))
+        except ValueError as exc:
+            where = ", ".join(f"{space.axes[j].path} = {v:g}" for j, v in assign.items())
+            raise ValueError(f"sweep point with {where}: {exc}") from None
+
+    def product(axes_ix: list[int]) -> None:
+        for combo in (
+            np.array(np.meshgrid(*[cands[j] for j in axes_ix], indexing="ij")).reshape(len(axes_ix), -1).T
+        ):
+            check(dict(zip(axes_ix, combo, strict=True)))
+
+    every = list(range(len(space.axes)))
+    if math.prod(len(c) for c in cands) <= _MAX_CHECKS:
+        product(every)
+        return
+    for j in every:
+        product([j])
+    combo = [j for j in every if _field_of(space.axes[j].path) in _COMBINATION_FIELDS]
+    if len(combo) > 1:
+        n = math.prod(len(cands[j]) for j in combo)
+        if n > _MAX_CHECKS:
+            names = ", ".join(space.axes[j].path for j in combo)
+            raise ValueError(
+                f"axes {names}: {n:,} combinations of coupled fields to validate (limit {_MAX_CHECKS:,}); "
+                "give values = [...] lists or narrower ranges"
+            )
+        product(combo)
 
 
 # ----------------------------------------------------------------------------- Pareto
@@ -806,6 +934,7 @@ def run(
       Pareto set only, sorted by point, when ``pareto`` is given).
     """
     metrics = _check_metrics(metrics, pareto, feasible_only)
+    validate_space(design, space)
     blocks, front = [], None
     bar = _progress(space.size, 0, progress)
     for ch in iter_chunks(
@@ -995,6 +1124,7 @@ def run_to_file(
         _require_pyarrow()
     d = _as_design(design)
     metrics = _check_metrics(metrics, pareto, feasible_only)
+    validate_space(d, space)
     chunk_size, n_chunks = _n_chunks(space, chunk_size)
     columns = ["point", *space.paths, *metrics]
     fingerprint = _fingerprint(d, space, metrics, chunk_size, pareto, feasible_only, options, fmt)
@@ -1466,21 +1596,16 @@ def load_config(path: str | os.PathLike) -> dict:
       dict with ``design``, ``space``, ``metrics``, ``chunk_size``, ``batch_size``,
       ``out``, ``pareto``, ``feasible_only``, ``options``.
     """
-    import tomllib
+    from .config import read_toml, table
 
     path = Path(path)
     w = str(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"--config {path}: cannot read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{w}: not valid TOML ({exc})") from None
+    doc = read_toml(path, "--config")
     for key in doc:
         if key not in ("design", "sweep", "axis"):
             raise ValueError(f"{w}: unknown table [{key}]; use [design], [sweep] and [[axis]]")
-    d = _design_from_table(dict(doc.get("design", {})), w, path.parent)
-    sw = dict(doc.get("sweep", {}))
+    d = _design_from_table(table(doc, "design", w), w, path.parent)
+    sw = table(doc, "sweep", w)
     for key in sw:
         if key not in _SWEEP_KEYS:
             close = difflib.get_close_matches(key, list(_SWEEP_KEYS), n=2, cutoff=0.5)
@@ -1503,6 +1628,10 @@ def load_config(path: str | os.PathLike) -> dict:
     axes = []
     for n, t in enumerate(axes_t, 1):
         aw = f"{w} [[axis]] {n}"
+        if not isinstance(t, dict):
+            raise ValueError(
+                f"{aw} = {t!r:.60}: each axis must be a table ([[axis]] with path, low, high...)"
+            )
         for key in t:
             if key not in _AXIS_KEYS:
                 close = difflib.get_close_matches(key, list(_AXIS_KEYS), n=2, cutoff=0.5)
@@ -1526,7 +1655,7 @@ def load_config(path: str | os.PathLike) -> dict:
         raise ValueError(f'{w} [sweep].metrics = {metrics!r}: expected a list of names such as ["tpot_s"]')
     pareto = None
     if "pareto" in sw:
-        pt = dict(sw["pareto"])
+        pt = table(sw, "pareto", f"{w} [sweep]")
         unknown = set(pt) - {"minimize", "maximize", "feasible_only"}
         if unknown:
             raise ValueError(
