@@ -394,7 +394,7 @@ class Axis:
             or int(self.num) != self.num
             or not 1 <= self.num <= 2**24
         ):
-            raise ValueError(f"{w}: num = {self.num!r}; give a whole number in 1 .. {2**24}")
+            raise ValueError(f"{w}: num = {self.num!r}; give a whole number >= 1 (at most {2**24})")
 
     def grid_values(self) -> np.ndarray:
         """The grid points of this axis (float64)."""
@@ -1009,12 +1009,70 @@ def _fingerprint(d: dict, space: Space, metrics, chunk_size, pareto, feasible_on
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
+    from .files import atomic_write
+
+    atomic_write(path, data)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
+
+
+def _check_manifest(state: dict, path: Path, expect: dict, fix: str) -> None:
+    """The fields a resume relies on exist, have the right type and agree with this sweep."""
+    ints = ("chunks_done", "rows", "bytes", "n_chunks", "chunk_size", "n_points")
+    for key in ints:
+        v = state.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"--resume: manifest {path} is damaged ({key} = {v!r:.40}); {fix}")
+    for key, want in expect.items():
+        if state.get(key) != want:
+            raise ValueError(
+                f"--resume: {path} records {key} = {state.get(key)!r:.60}, this sweep has {want!r:.60}; {fix}"
+            )
+    if state["chunks_done"] > state["n_chunks"]:
+        raise ValueError(f"--resume: manifest {path} is damaged (chunks_done > n_chunks); {fix}")
+
+
+def _verify_csv(out: Path, state: dict, manifest_path: Path, fix: str):
+    """Check the CSV a manifest describes: at least its recorded length (a shorter file was
+    truncated: refuse, never extend it), the same bytes (SHA-256) and the same row count.
+    Returns the hasher of the verified prefix (writing continues from it)."""
+    import hashlib
+
+    n = int(state["bytes"])
+    if not out.exists():
+        raise ValueError(f"--resume: {out} is missing but its manifest {manifest_path.name} is not; {fix}")
+    size = out.stat().st_size
+    if size < n:
+        raise ValueError(
+            f"--resume: {out} has {size:,} bytes but its manifest records {n:,}: the file was truncated; {fix}"
+        )
+    h, newlines, left = hashlib.sha256(), 0, n
+    with open(out, "rb") as fh:
+        while left > 0:
+            block = fh.read(min(1 << 20, left))
+            if not block:
+                break
+            h.update(block)
+            newlines += block.count(b"\n")
+            left -= len(block)
+    if h.hexdigest() != state.get("data_sha256"):
+        raise ValueError(
+            f"--resume: {out} does not match the checksum in {manifest_path.name} (edited or corrupted); {fix}"
+        )
+    if newlines != int(state["rows"]) + 1:
+        raise ValueError(
+            f"--resume: {out} holds {newlines - 1:,} rows but {manifest_path.name} records {state['rows']:,}; {fix}"
+        )
+    return h
+
+
+def _manifest_bytes(state: dict) -> bytes:
+    from .files import json_with_checksum
+
+    return json_with_checksum(state)
 
 
 def _format_of(out: Path) -> str:
@@ -1071,7 +1129,11 @@ def _write_whole(out: Path, fmt: str, block: _Block, columns, digits: int) -> No
 
         tmp = out.with_name(out.name + ".tmp")
         pq.write_table(_parquet_table(block, columns), tmp)
+        _fsync_file(tmp)
         os.replace(tmp, out)
+        from .files import fsync_dir
+
+        fsync_dir(out.parent)
 
 
 def _block_from_manifest(front: dict, k: int, m: int, dtype) -> _Block:
@@ -1136,31 +1198,57 @@ def run_to_file(
     state = dict(
         version=_MANIFEST_VERSION, fingerprint=fingerprint, columns=columns, n_points=space.size,
         chunk_size=chunk_size, n_chunks=n_chunks, chunks_done=0, rows=0, bytes=0, complete=False,
-        sweep=space.describe(),
+        sweep=space.describe(), data_sha256=None, parts={},
     )  # fmt: skip
+    from .files import read_checked_json, sha256_file
+
+    fix = f"use another --out, or drop --resume and pass --force to start {out} again"
     front = None
+    hasher = None
     exists = out.exists() or manifest_path.exists()
     if resume and exists:
         if not manifest_path.exists():
             raise ValueError(
                 f"--resume: {out} has no {manifest_path.name}; it was not written by hwgrad sweep"
             )
-        old = json.loads(manifest_path.read_text())
+        old = read_checked_json(manifest_path, "--resume: manifest", fix)
         if old.get("fingerprint") != fingerprint:
             raise ValueError(
                 f"--resume: {out} was written by a different sweep (design, axes, metrics, chunk size or "
                 "options changed); use another --out, or drop --resume and pass --force to overwrite"
             )
+        _check_manifest(
+            old, manifest_path, dict(version=_MANIFEST_VERSION, columns=columns, n_chunks=n_chunks), fix
+        )
         state = old
-        if state["chunks_done"] and pareto is None and not out.exists():
-            raise ValueError(
-                f"--resume: {out} is missing but its manifest is not; pass --force to start again"
-            )
-        if pareto is not None and state.get("front"):
-            front = _block_from_manifest(state["front"], len(space.paths), len(metrics), dtype)
+        if pareto is not None:
+            if state.get("front"):
+                try:
+                    front = _block_from_manifest(state["front"], len(space.paths), len(metrics), dtype)
+                except (KeyError, TypeError, ValueError):
+                    raise ValueError(
+                        f"--resume: manifest {manifest_path} is damaged (front); {fix}"
+                    ) from None
+                if len(front.point) != state["rows"]:
+                    raise ValueError(f"--resume: manifest {manifest_path} is damaged (front rows); {fix}")
+        elif fmt == "csv":
+            hasher = _verify_csv(out, state, manifest_path, fix)
+        else:
+            parts = state.get("parts")
+            if not isinstance(parts, dict) or len(parts) != state["chunks_done"]:
+                raise ValueError(f"--resume: manifest {manifest_path} is damaged (parts); {fix}")
+            for name, digest in parts.items():
+                part = out / str(name)
+                if not part.is_file() or sha256_file(part).hexdigest() != digest:
+                    raise ValueError(f"--resume: {part} is missing or fails its checksum; {fix}")
     elif exists and not overwrite:
         raise ValueError(f"--out {out} exists: pass --resume to continue it or --force to overwrite it")
     elif exists and writer:
+        if not manifest_path.exists():
+            raise ValueError(
+                f"--force: {out} has no {manifest_path.name}, so hwgrad did not write it and will not delete it; "
+                "remove it yourself or choose another --out"
+            )
         if out.is_dir():
             shutil.rmtree(out)
         elif out.exists():
@@ -1176,19 +1264,28 @@ def run_to_file(
     skipped = first
     t0 = time.perf_counter()
     if writer:
+        if out.parent.exists() and not out.parent.is_dir():
+            raise ValueError(f"--out {out}: {out.parent} is a file, not a directory; choose another --out")
         out.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "csv" and pareto is None:
             if first == 0:
-                with open(out, "w") as fh:
-                    fh.write(",".join(columns) + "\n")
-                state["bytes"] = out.stat().st_size
-            else:
-                with open(out, "r+b") as fh:  # cut whatever a crash left after the last chunk
-                    fh.truncate(int(state["bytes"]))
+                import hashlib
+
+                header = (",".join(columns) + "\n").encode()
+                with open(out, "wb") as fh:
+                    fh.write(header)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                hasher = hashlib.sha256(header)
+                state["bytes"] = len(header)
+                state["data_sha256"] = hasher.hexdigest()
+            elif out.stat().st_size > int(state["bytes"]):
+                with open(out, "r+b") as fh:  # cut the torn rows a crash left after the last chunk
+                    fh.truncate(int(state["bytes"]))  # only ever shrinks: the length was verified
         elif fmt == "parquet" and pareto is None:
             out.mkdir(exist_ok=True)
         if first == 0:
-            _atomic_write(manifest_path, json.dumps(state).encode())
+            _atomic_write(manifest_path, _manifest_bytes(state))
 
     bar = _progress(space.size, min(first * chunk_size, space.size), progress)
     points = 0
@@ -1215,24 +1312,33 @@ def run_to_file(
                         metrics=front.metrics.ravel().tolist(),
                     )  # fmt: skip
                     state["rows"] = len(front.point)
+                    state["data_sha256"] = sha256_file(out).hexdigest()
                 elif fmt == "csv":
-                    with open(out, "a") as fh:
-                        fh.write(_csv_text(block, digits))
+                    text = _csv_text(block, digits).encode()
+                    with open(out, "ab") as fh:
+                        fh.write(text)
                         fh.flush()
                         os.fsync(fh.fileno())
-                    state["bytes"] = out.stat().st_size
+                    hasher.update(text)
+                    state["bytes"] = int(state["bytes"]) + len(text)
+                    state["data_sha256"] = hasher.hexdigest()
                     state["rows"] += len(block.point)
                 else:
                     import pyarrow.parquet as pq
 
+                    from .files import fsync_dir
+
                     part = out / f"part-{ch.index:06d}.parquet"
                     tmp = out / f".part-{ch.index:06d}.tmp"
                     pq.write_table(_parquet_table(block, columns), tmp)
+                    _fsync_file(tmp)
                     os.replace(tmp, part)
+                    fsync_dir(out)
+                    state.setdefault("parts", {})[part.name] = sha256_file(part).hexdigest()
                     state["rows"] += len(block.point)
                 state["chunks_done"] = ch.index + 1
                 state["complete"] = state["chunks_done"] == n_chunks
-                _atomic_write(manifest_path, json.dumps(state).encode())
+                _atomic_write(manifest_path, _manifest_bytes(state))
             points += len(ch.values)
             bar.update(len(ch.values))
             if stop_after_chunks is not None and done + 1 >= stop_after_chunks:
@@ -1674,12 +1780,18 @@ def load_config(path: str | os.PathLike) -> dict:
     if roofline not in ROOFLINE_MODES:
         raise ValueError(f"{w} [sweep].roofline = {roofline!r}: use one of {', '.join(ROOFLINE_MODES)}")
     out = sw.get("out")
+    out_inside = True
     if out is not None:
-        out = str(path.parent / out) if not os.path.isabs(out) else out
+        if not isinstance(out, str) or not out.strip():
+            raise ValueError(f'{w} [sweep].out = {out!r:.60}: expected a file name such as "sweep.csv"')
+        base_dir = path.parent.resolve()
+        resolved = (base_dir / out).resolve()  # relative to the config, never to the working directory
+        out_inside = resolved.is_relative_to(base_dir)
+        out = str(resolved)
     return dict(
         design=d, space=space, metrics=tuple(metrics), chunk_size=whole("chunk_size", 65536),
-        batch_size=whole("batch_size", 512), out=out, pareto=pareto, feasible_only=feasible_only,
-        options=Options(roofline=roofline),
+        batch_size=whole("batch_size", 512), out=out, out_inside=out_inside, pareto=pareto,
+        feasible_only=feasible_only, options=Options(roofline=roofline),
     )  # fmt: skip
 
 
@@ -1723,7 +1835,15 @@ def register_cli(subparsers) -> None:
     p.add_argument(
         "--resume", action="store_true", help="continue an interrupted sweep (finished chunks are kept)"
     )
-    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite an existing output (only one hwgrad wrote: with a manifest)",
+    )
+    p.add_argument(
+        "--allow-out-anywhere", action="store_true",
+        help="accept a [sweep].out that leaves the config's directory (.. or an absolute path)",
+    )  # fmt: skip
     p.add_argument(
         "--chunk-size", type=_positive_int, help="points per chunk (default [sweep].chunk_size or 65536)"
     )
@@ -1832,6 +1952,12 @@ def cmd_sweep(args) -> int:
     out = args.out or cfg["out"]
     if out is None:
         raise ValueError("no output file: pass --out FILE.csv or set [sweep].out in the config")
+    if not args.out and not cfg["out_inside"] and not args.allow_out_anywhere:
+        raise ValueError(
+            f"{args.config} [sweep].out resolves to {out}, outside the config's directory: pass --out on the "
+            "command line, or --allow-out-anywhere to accept the config's path"
+        )
+    validate_space(cfg["design"], cfg["space"])
     _validate_names(cfg["design"], cfg, args.config)
     try:
         summary = run_to_file(

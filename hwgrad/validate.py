@@ -109,6 +109,27 @@ def whole_number(value, where: str, minimum: float = 1.0) -> int:
     return int(_whole(value, where, minimum))
 
 
+def check_bound(path: str, value) -> float:
+    """The range rule of the field at dotted ``path`` (a co-design bound, a sweep end): the
+    value is a finite number, >= 0, and within the field's interval (bits in [1, 32],
+    sparsity in [0, 1), achieved fractions in (0, 1], PUE >= 1...). Combination rules (tp |
+    heads) are left to :func:`validate` of the rounded design."""
+    parts = [p for p in str(path).split(".") if not p.isdigit()]
+    field = parts[-1] if parts else str(path)
+    x = _positive(value, path, allow_zero=True)
+    if field in ("weight_bits", "kv_bits", "act_bits") and not 1 <= x <= 32:
+        raise ValueError(f"{path} = {x:g}: must lie in [1, 32] bits")
+    if field == "sparsity":
+        _fraction(x, path, high_open=True)
+    elif field.endswith("_efficiency") or field == "utilization":
+        _fraction(x, path, low_open=True)
+    elif "fraction" in field or "overlap" in field or parts[:2] == ["system", "placement"]:
+        _fraction(x, path)
+    elif field == "pue" and x < 1:
+        raise ValueError(f"{path} = {x:g}: power usage effectiveness is >= 1")
+    return x
+
+
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
