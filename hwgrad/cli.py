@@ -172,9 +172,9 @@ def design_from_args(args) -> dict:
         system = replace(system, chip=replace(system.chip, price_usd=args.chip_price_usd))
 
     if (
-        args.weight_dtype
-        or args.kv_dtype
-        or args.act_dtype
+        args.weight_dtype is not None
+        or args.kv_dtype is not None
+        or args.act_dtype is not None
         or args.sparsity is not None
         or args.sparsity_pattern
     ):
@@ -185,7 +185,11 @@ def design_from_args(args) -> dict:
                 "drop --sparsity or use --sparsity-pattern unstructured"
             )
         comp = dtypes.compression(
-            args.weight_dtype or "bf16", args.kv_dtype, args.act_dtype, args.sparsity or 0.0, pattern
+            "bf16" if args.weight_dtype is None else args.weight_dtype,
+            args.kv_dtype,
+            args.act_dtype,
+            args.sparsity or 0.0,
+            pattern,
         )
     else:
         comp = base["compression"] or dtypes.compression("bf16")
