@@ -852,7 +852,7 @@ def _load_checkpoint(path: Path) -> dict:
     the file (truncated, empty, not a checkpoint, edited, or missing fields)."""
     fix = "delete it (or choose another --out) and rerun without --resume"
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except OSError as exc:
         raise ValueError(f"checkpoint {path}: cannot read ({exc.strerror or exc}); {fix}") from None
