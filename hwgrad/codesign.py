@@ -1953,6 +1953,16 @@ def cmd_codesign(args) -> int:
     enable_compile_cache()
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps {args.steps}: must be >= 1")
+    out = Path(args.out)
+    blocked = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise ValueError(f"--out {out}: {blocked} is a file, not a directory; choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {out}: cannot create the directory ({exc.strerror or exc})") from None
+    if not os.access(out, os.W_OK):
+        raise ValueError(f"--out {out}: the directory is not writable; choose another --out")
     study = load_study(args.config) if args.config else default_study()
     res = run_study(study, args.out, resume=args.resume, steps=args.steps, progress=not args.no_progress)
     d = res["design"]

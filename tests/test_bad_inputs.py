@@ -466,6 +466,8 @@ def test_out_paths_that_cannot_be_written(capsys, tmp_path):
     for out, needle in ((blocker / "x.csv", "file"), (tmp_path / "x.txt", "x.txt")):
         argv = ["sweep", "--config", str(cfg), "--no-progress", "--out", str(out)]
         _assert_one_line_error(*_main(capsys, argv), needle)
+    for out in (blocker, blocker / "sub"):  # co-design output directory shadowed by a file
+        _assert_one_line_error(*_main(capsys, ["codesign", "--out", str(out)]), "is a file")
 
 
 def test_force_replaces_only_files_hwgrad_wrote(capsys, tmp_path):
