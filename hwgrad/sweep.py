@@ -117,7 +117,7 @@ INTEGER_FIELDS = frozenset(
 )  # fmt: skip
 
 MANIFEST_SUFFIX = ".manifest.json"
-_MANIFEST_VERSION = 1
+_MANIFEST_VERSION = 2  # 2: checksums of the manifest and the data
 
 
 # ----------------------------------------------------------------------------- designs and paths

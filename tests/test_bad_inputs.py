@@ -621,3 +621,17 @@ def test_internal_errors_are_one_line_with_a_pointer(capsys, monkeypatch):
 
 def test_textwrap_is_used():  # keeps the import honest for sweep text helpers
     assert textwrap.dedent("  a") == "a"
+
+
+def test_capacity_error_is_never_empty():
+    rep = {
+        "model": "m",
+        "workload": {"batch": 1e30, "prompt_len": 1.0, "output_len": 1.0, "tp": 1.0},
+        "compression": {"weight_bits": 16.0},
+        "breakdown": {"capacity": [{"tier": 0, "capacity_bytes": 8e10, "used_bytes": float("nan"),
+                                    "margin_bytes": None}]},
+    }  # fmt: skip
+    msg = cli._capacity_error({}, rep)
+    assert "not a finite number" in msg and "lower batch" in msg
+    rep["breakdown"]["capacity"][0].update(used_bytes=1.0, margin_bytes=1.0)
+    assert cli._capacity_error({}, rep)  # a fallback line, never ""
