@@ -32,12 +32,12 @@ from .specs import Chip as Chip
 from .specs import Compression as Compression
 from .specs import Economics as Economics
 from .specs import Efficiency as Efficiency
-from .specs import Stack as Stack
 from .specs import MemoryTier as MemoryTier
 from .specs import Model as Model
 from .specs import Network as Network
 from .specs import Options as Options
 from .specs import Placement as Placement
+from .specs import Stack as Stack
 from .specs import System as System
 from .specs import Workload as Workload
 from .specs import replace as replace

@@ -22,6 +22,14 @@ class UsageError(ValueError):
     """A user-caused error (exit code 2)."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with usage errors on one line (``hwgrad eval: error: ...; see --help``)."""
+
+    def error(self, message):
+        flat = " ".join(str(message).split())
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {flat} (see {self.prog} --help)\n")
+
+
 def _parse(text: str, convert, kind: str, ok, requirement: str):
     """An argparse value: ``convert(text)`` that satisfies ``ok``, else a one-line error."""
     try:
@@ -141,13 +149,15 @@ def design_from_args(args) -> dict:
         if v is not None
     }
     wl = replace(wl, **changes)
+    from .validate import whole_number
+
     chips = args.chips
     if chips is None and args.config and base["system"] is not None and not args.hardware:
-        chips = int(base["system"].n_chips)
+        chips = whole_number(base["system"].n_chips, f"{args.config}: [system].chips")
     tp = args.tp
     if tp is None and "tp" in base["workload_fields"]:
-        tp = int(wl.tp)
-    pp_dp = int(wl.pp * wl.dp)
+        tp = whole_number(wl.tp, "workload.tp")
+    pp_dp = whole_number(wl.pp, "workload.pp") * whole_number(wl.dp, "workload.dp")
     if tp is None and chips is None:
         chips = DEFAULTS["chips"]
     if tp is None:
@@ -162,15 +172,24 @@ def design_from_args(args) -> dict:
         system = replace(system, chip=replace(system.chip, price_usd=args.chip_price_usd))
 
     if (
-        args.weight_dtype
-        or args.kv_dtype
-        or args.act_dtype
+        args.weight_dtype is not None
+        or args.kv_dtype is not None
+        or args.act_dtype is not None
         or args.sparsity is not None
         or args.sparsity_pattern
     ):
         pattern = args.sparsity_pattern or ("unstructured" if args.sparsity else "dense")
+        if pattern == "2:4" and args.sparsity not in (None, 0.5):
+            raise UsageError(
+                f"--sparsity {args.sparsity:g} with --sparsity-pattern 2:4: 2:4 sparsity is 0.5 exactly; "
+                "drop --sparsity or use --sparsity-pattern unstructured"
+            )
         comp = dtypes.compression(
-            args.weight_dtype or "bf16", args.kv_dtype, args.act_dtype, args.sparsity or 0.0, pattern
+            "bf16" if args.weight_dtype is None else args.weight_dtype,
+            args.kv_dtype,
+            args.act_dtype,
+            args.sparsity or 0.0,
+            pattern,
         )
     else:
         comp = base["compression"] or dtypes.compression("bf16")
@@ -185,7 +204,7 @@ def design_from_args(args) -> dict:
         eff, eff_label = calibrated_efficiency(), "calibrated (shipped)"
     econ = base["economics"] or presets.default_economics()
 
-    validate(system, model, wl, comp)
+    validate(system, model, wl, comp, eff, econ)
     notes = list(presets.chip_notes(hw_name)) if hw_name else []
     return dict(
         system=system,
@@ -300,6 +319,16 @@ def report_dict(design: dict, result) -> dict:
 
 
 def _capacity_error(design: dict, rep: dict) -> str:
+    """Why the design does not fit, in one line (never empty)."""
+    for tier in rep["breakdown"]["capacity"]:
+        used = tier["used_bytes"]
+        if not math.isfinite(used) or (tier["capacity_bytes"] is not None and tier["margin_bytes"] is None):
+            wl = rep["workload"]
+            return (
+                f"tier {tier['tier']}: the memory needed per chip is not a finite number ({used:g} bytes) at "
+                f"batch {wl['batch']:g}, context {wl['prompt_len'] + wl['output_len']:g}: the inputs overflow "
+                "the model's float32 arithmetic; lower batch or context"
+            )
     for tier in rep["breakdown"]["capacity"]:
         if tier["margin_bytes"] is not None and tier["margin_bytes"] < 0:
             wl, comp = rep["workload"], rep["compression"]
@@ -309,7 +338,40 @@ def _capacity_error(design: dict, rep: dict) -> str:
                 f"batch {wl['batch']:g}, context {wl['prompt_len'] + wl['output_len']:g}, tp {wl['tp']:g}): "
                 "raise tp/pp, lower bits or batch, or add a memory tier"
             )
-    return ""
+    return "the design does not fit in memory (see --allow-overflow to report it anyway)"
+
+
+#: metrics that are defined at every valid design point (the unknown-able ones are None)
+_ALWAYS_DEFINED = (
+    "tpot_s",
+    "ttft_s",
+    "e2e_latency_s",
+    "tokens_per_s",
+    "tokens_per_s_per_user",
+    "decode_tokens_per_s",
+)
+
+
+def _require_finite(rep: dict) -> None:
+    """A NaN or inf where a number must be is never printed: one line naming the metric."""
+    for key in _ALWAYS_DEFINED:
+        v = rep[key]
+        if not math.isfinite(v):
+            wl = rep["workload"]
+            raise UsageError(
+                f"{key} = {v}: not a finite number at batch {wl['batch']:g}, prompt {wl['prompt_len']:g}, output "
+                f"{wl['output_len']:g} (the inputs overflow float32 arithmetic?); use smaller values, or report "
+                "it if they are realistic"
+            )
+    for name, dec in (
+        ("decode_step", rep["breakdown"]["decode_step"]),
+        ("prefill", rep["breakdown"]["prefill"]),
+    ):
+        bad = [k for k, v in dec["component_time_s"].items() if not math.isfinite(v)]
+        if bad or not math.isfinite(dec["time_s"]):
+            raise UsageError(
+                f"{name} time of {', '.join(bad) or 'the step'} is not finite: use smaller values"
+            )
 
 
 def print_report(rep: dict) -> None:
@@ -416,8 +478,9 @@ def cmd_eval(args) -> int:
     rep = report_dict(design, result)
     if not rep["fits"] and not args.allow_overflow:
         raise UsageError(_capacity_error(design, rep))
+    _require_finite(rep)
     if args.json:
-        print(json.dumps(rep, indent=2))
+        print(json.dumps(rep, indent=2, allow_nan=False))
     else:
         print_report(rep)
     return 0
@@ -463,8 +526,10 @@ def cmd_presets(args) -> int:
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hwgrad", description="Differentiable LLM-inference hardware model."
+    parser = OneLineParser(
+        prog="hwgrad",
+        description="Differentiable LLM-inference hardware model.",
+        epilog="--debug (anywhere on the line) shows the traceback of an internal error.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -523,18 +588,65 @@ def _extra_commands(argv: list[str] | None):
         yield module.register_cli
 
 
+REPORT_URL = "https://github.com/hwgrad/hwgrad/issues"
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    """A message on one line (newlines folded, long ones cut)."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; every failure is one line on stderr and a non-zero exit.
+
+    User-caused errors (``ValueError``, bad files, unwritable outputs) exit 2; anything else
+    is a bug in hwgrad: one line with a pointer to report it (exit 1), or the traceback with
+    ``--debug`` (or ``HWGRAD_DEBUG=1``).
+    """
+    import os
+
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    debug = "--debug" in argv or os.environ.get("HWGRAD_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
+    command = argv[0] if argv and not argv[0].startswith("-") else "hwgrad"
+    prefix = "hwgrad" if command == "hwgrad" else f"hwgrad {command}"
     try:
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+        prefix = f"hwgrad {args.command}"
         return args.func(args)
-    except ValueError as exc:  # includes UsageError: user-caused, one line, exit 2
-        print(f"hwgrad {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except SystemExit as exc:  # argparse: usage errors (2) and --help (0)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"hwgrad {args.command}: interrupted", file=sys.stderr)
+        print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
+    except ValueError as exc:  # includes UsageError: user-caused, one line, exit 2
+        if debug:
+            raise
+        print(f"{prefix}: error: {_one_line(exc) or type(exc).__name__}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a file or directory the user named: unreadable, unwritable, full disk
+        if debug:
+            raise
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"{prefix}: error:{where}: {exc.strerror or _one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except RecursionError:
+        if debug:
+            raise
+        print(f"{prefix}: error: input nested too deeply (recursion limit); flatten it", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
+        if debug:
+            raise
+        print(
+            f"{prefix}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            f"(a bug in hwgrad: please report it at {REPORT_URL} with the command line; "
+            "rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

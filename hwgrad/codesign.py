@@ -472,6 +472,15 @@ class Problem:
             raise ValueError(
                 f"codesign: path(s) {sorted(dup)} appear in more than one variable; tie them in one"
             )
+        from .validate import check_bound
+
+        for v in self.variables:
+            for path in v.paths:
+                for end, bound in (("lower", v.lower), ("upper", v.upper)):
+                    try:
+                        check_bound(path, bound)
+                    except ValueError as exc:
+                        raise ValueError(f"variable {v.name}: {end} bound {exc}") from None
         self.objective = Objective(((objective, 1.0),)) if isinstance(objective, str) else objective
         self.constraints = tuple(constraints)
         self.accuracy = accuracy
@@ -794,20 +803,71 @@ def _make_fns(problem: Problem, inner_steps: int):
     return adam, chunk
 
 
+_CHECKPOINT_KEYS = (
+    "z",
+    "z_ok",
+    "lam",
+    "mu",
+    "prev_viol",
+    "limits",
+    "nan_steps",
+    "trajectory",
+    "chunks_done",
+    "fingerprint",
+)
+
+
+def _checkpoint_digest(arrays: dict) -> str:
+    """SHA-256 over every array of a checkpoint (name, dtype, shape, bytes), the study
+    fingerprint included."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
-    """Atomic: write a temporary file in the same directory, then ``os.replace``."""
+    """Atomic and checked: a temporary file in the same directory (with the SHA-256 of its
+    payload), fsync, ``os.replace``, directory fsync."""
+    from .files import fsync_dir
+
     path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {k: np.asarray(v) for k, v in state.items()}
+    arrays["checksum"] = np.asarray(_checkpoint_digest(arrays))
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
-        np.savez(fh, **{k: np.asarray(v) for k, v in state.items()})
+        np.savez(fh, **arrays)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 
 def _load_checkpoint(path: Path) -> dict:
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    """A checkpoint written by :func:`_save_checkpoint`, or a one-line ``ValueError`` naming
+    the file (truncated, empty, not a checkpoint, edited, or missing fields)."""
+    fix = "delete it (or choose another --out) and rerun without --resume"
+    try:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except OSError as exc:
+        raise ValueError(f"checkpoint {path}: cannot read ({exc.strerror or exc}); {fix}") from None
+    except Exception as exc:  # noqa: BLE001 - zip / npy errors of a damaged file, pickled objects
+        kind = "holds Python objects" if "pickle" in str(exc) else "is damaged or not an hwgrad checkpoint"
+        raise ValueError(f"checkpoint {path} {kind} ({type(exc).__name__}); {fix}") from None
+    missing = [k for k in (*_CHECKPOINT_KEYS, "checksum") if k not in arrays]
+    if missing:
+        raise ValueError(
+            f"checkpoint {path} lacks {', '.join(missing)}: damaged or not an hwgrad checkpoint; {fix}"
+        )
+    digest = str(arrays.pop("checksum"))
+    if _checkpoint_digest(arrays) != digest:
+        raise ValueError(f"checkpoint {path} fails its checksum (edited or corrupted); {fix}")
+    return arrays
 
 
 def optimize(
@@ -877,6 +937,20 @@ def optimize(
                 f"checkpoint {ckpt} was written by a different study or settings; "
                 "rerun without --resume (or with the original --steps) to start over"
             )
+        bad = [k for k in ("z", "z_ok") if data[k].shape != z.shape]
+        bad += [
+            f"opt_{i}" for i, x in enumerate(leaves) if data.get(f"opt_{i}", np.zeros(0)).shape != np.shape(x)
+        ]
+        done = int(data["chunks_done"]) if data["chunks_done"].shape == () else -1
+        if not 0 <= done <= n_chunks:
+            bad.append("chunks_done")
+        elif data["trajectory"].shape != (done * inner_steps, S, 3):
+            bad.append("trajectory")
+        if bad:
+            raise ValueError(
+                f"checkpoint {ckpt}: {', '.join(bad)} do not fit this study (damaged); delete it and rerun "
+                "without --resume"
+            )
         z, z_ok, lam, mu, prev_viol = (jnp.asarray(data[k]) for k in ("z", "z_ok", "lam", "mu", "prev_viol"))
         limits = jnp.asarray(data["limits"])
         nan_steps = jnp.asarray(data["nan_steps"])
@@ -884,7 +958,6 @@ def optimize(
             treedef, [jnp.asarray(data[f"opt_{i}"]) for i in range(len(leaves))]
         )
         traj = data["trajectory"]
-        done = int(data["chunks_done"])
 
     def state_dict():
         lv = jax.tree_util.tree_leaves(opt_state)
@@ -1880,6 +1953,16 @@ def cmd_codesign(args) -> int:
     enable_compile_cache()
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps {args.steps}: must be >= 1")
+    out = Path(args.out)
+    blocked = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise ValueError(f"--out {out}: {blocked} is a file, not a directory; choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {out}: cannot create the directory ({exc.strerror or exc})") from None
+    if not os.access(out, os.W_OK):
+        raise ValueError(f"--out {out}: the directory is not writable; choose another --out")
     study = load_study(args.config) if args.config else default_study()
     res = run_study(study, args.out, resume=args.resume, steps=args.steps, progress=not args.no_progress)
     d = res["design"]

@@ -50,6 +50,35 @@ _STATIC_BOOL = {"gated_ffn", "tied_embeddings", "in_network_reduction", "low_wri
 _STATIC_INT = {"torus_dims"}
 
 
+def read_toml(path: str | Path, what: str = "") -> dict:
+    """A TOML file as a dict; every failure (missing, unreadable, not UTF-8, not TOML, nested
+    too deeply) is a one-line ``ValueError`` naming the file."""
+    path = Path(path)
+    label = f"{what} {path}".strip()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{label}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{label}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{label}: arrays or inline tables nested too deeply; flatten the file") from None
+
+
+def table(doc: dict, key: str, where: str) -> dict:
+    """``doc[key]`` if it is a table (``{}`` when absent), else a one-line ``ValueError``."""
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: {key} = {value!r:.60} must be a table ([{key}] with fields), not a value")
+    return dict(value)
+
+
 def _fields(cls) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
 
@@ -74,10 +103,22 @@ def _override(base, cls, values: dict, where: str, skip: tuple[str, ...] = ()):
         elif key in _STATIC_INT:
             if not isinstance(val, int) or isinstance(val, bool):
                 raise ValueError(f"{where}.{key} = {val!r}: expected a whole number")
+        elif key == "nmc_ops":
+            if not isinstance(val, list) or not all(isinstance(v, str) for v in val):
+                raise ValueError(f'{where}.{key} = {val!r}: expected a list of names such as ["gemv"]')
+            val = tuple(val)
         else:
-            if isinstance(val, bool) or not isinstance(val, int | float | list):
-                raise ValueError(f"{where}.{key} = {val!r}: expected a number")
-            val = np.asarray(val, dtype=float) if isinstance(val, list) else float(val)
+            if isinstance(val, list):
+                if not val or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in val):
+                    raise ValueError(f"{where}.{key} = {val!r:.60}: expected a number or a list of numbers")
+                val = np.asarray(val, dtype=float)
+            elif isinstance(val, bool) or not isinstance(val, int | float):
+                raise ValueError(f"{where}.{key} = {val!r:.60}: expected a number")
+            else:
+                try:
+                    val = float(val)
+                except OverflowError:
+                    raise ValueError(f"{where}.{key} = {val}: too large; give a number below 1e30") from None
         changes[key] = val
     if base is None:
         missing = [n for n, f in fields.items() if n not in changes and f.default is dataclasses.MISSING]
@@ -90,7 +131,11 @@ def _override(base, cls, values: dict, where: str, skip: tuple[str, ...] = ()):
 
 
 def _tier(values: dict, where: str) -> MemoryTier:
+    if not isinstance(values, dict):
+        raise ValueError(f"{where} = {values!r:.60}: each tier must be a table ([[chip.tiers]] with fields)")
     tech = values.get("technology")
+    if tech is not None and not isinstance(tech, str):
+        raise ValueError(f'{where}.technology = {tech!r}: expected a memory technology name such as "hbm3e"')
     # sized from the file's capacity/bandwidth, so that the idle power and the queue depth
     # (prefetch = latency x bandwidth) follow the device count
     sizes = {
@@ -121,12 +166,7 @@ def load(path: str | Path) -> dict:
       ``workload_fields``, the workload fields the file sets explicitly.
     """
     path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    doc = read_toml(path)
     known = {
         "system",
         "chip",
@@ -144,15 +184,25 @@ def load(path: str | Path) -> dict:
     out = empty()
     w = str(path)
 
-    sys_t = dict(doc.get("system", {}))
+    for key in known:
+        table(doc, key, w)  # every top-level entry is a table
+    sys_t = table(doc, "system", w)
     hardware = sys_t.pop("hardware", None)
     chips = sys_t.pop("chips", None)
     if sys_t:
         raise ValueError(f"{w}: [system] unknown field(s) {sorted(sys_t)}; use hardware, chips")
-    chip_t = dict(doc.get("chip", {}))
+    if hardware is not None and not isinstance(hardware, str):
+        raise ValueError(f'{w}: [system].hardware = {hardware!r}: expected a preset name such as "h100-sxm"')
+    if chips is not None:
+        from .validate import whole_number
+
+        chips = whole_number(chips, f"{w}: [system].chips")
+    chip_t = table(doc, "chip", w)
     if hardware or chip_t or "network" in doc:
         chip = presets.chip(hardware) if hardware else None
         tiers_t = chip_t.pop("tiers", None)
+        if tiers_t is not None and (not isinstance(tiers_t, list) or not tiers_t):
+            raise ValueError(f"{w}: [chip].tiers = {tiers_t!r:.60}: give one or more [[chip.tiers]] tables")
         if tiers_t is not None:
             tiers = tuple(_tier(t, f"{w}: [chip.tiers][{i}]") for i, t in enumerate(tiers_t))
             chip = dataclasses.replace(chip, tiers=tiers) if chip else None
@@ -188,28 +238,35 @@ def load(path: str | Path) -> dict:
         else:
             chip = _override(chip, Chip, chip_t, f"{w}: [chip]")
         net_base = presets.network(hardware) if hardware else None
-        net = _override(net_base, Network, doc.get("network", {}), f"{w}: [network]")
+        net = _override(net_base, Network, table(doc, "network", w), f"{w}: [network]")
         placement = None
         if "placement" in doc:
-            placement = _override(None, Placement, doc["placement"], f"{w}: [placement]")
-        out["system"] = System(chip=chip, n_chips=float(chips or 1), network=net, placement=placement)
+            placement = _override(None, Placement, table(doc, "placement", w), f"{w}: [placement]")
+        out["system"] = System(
+            chip=chip, n_chips=float(1 if chips is None else chips), network=net, placement=placement
+        )
 
     if "model" in doc:
-        model_t = dict(doc["model"])
+        model_t = table(doc, "model", w)
         name = model_t.pop("preset", None)
+        if name is not None and not isinstance(name, str):
+            raise ValueError(f"{w}: [model].preset = {name!r}: expected a model preset name")
         out["model"] = _override(presets.model(name) if name else None, Model, model_t, f"{w}: [model]")
     if "workload" in doc:
-        out["workload"] = _override(Workload(), Workload, doc["workload"], f"{w}: [workload]")
+        out["workload"] = _override(Workload(), Workload, table(doc, "workload", w), f"{w}: [workload]")
         out["workload_fields"] = frozenset(doc["workload"])
     if "compression" in doc:
-        comp_t = dict(doc["compression"])
+        comp_t = table(doc, "compression", w)
         names = {k: comp_t.pop(k) for k in ("weight_dtype", "kv_dtype", "act_dtype") if k in comp_t}
-        base = dtypes.compression(**names) if names else Compression()
+        try:
+            base = dtypes.compression(**names) if names else Compression()
+        except ValueError as exc:
+            raise ValueError(f"{w}: [compression].{exc}") from None
         out["compression"] = _override(base, Compression, comp_t, f"{w}: [compression]")
     if "economics" in doc:
         out["economics"] = _override(
-            presets.default_economics(), Economics, doc["economics"], f"{w}: [economics]"
+            presets.default_economics(), Economics, table(doc, "economics", w), f"{w}: [economics]"
         )
     if "efficiency" in doc:
-        out["efficiency"] = efficiency_from_mapping(doc["efficiency"], where=f"{w}: [efficiency]")
+        out["efficiency"] = efficiency_from_mapping(table(doc, "efficiency", w), where=f"{w}: [efficiency]")
     return out

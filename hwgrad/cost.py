@@ -642,11 +642,14 @@ def evaluate(
         if len(chip.tiers) > 1
         else 0.0
     )
-    # unknown per-chip figure: logic die area x kg/cm^2 + main memory x kg/GB
-    estimate_kg = chip.die_area_mm2 / 100.0 * economics.embodied_kgco2e_per_cm2_logic + (
+    # unknown per-chip figure: logic die area x kg/cm^2 + main memory x kg/GB; double where
+    # so that a NaN die area behind a known figure leaves the gradients finite
+    estimated = jnp.isnan(chip.embodied_kgco2e)
+    area_mm2 = jnp.where(estimated, chip.die_area_mm2, 0.0)
+    estimate_kg = area_mm2 / 100.0 * economics.embodied_kgco2e_per_cm2_logic + (
         tiers.capacity_bytes[0] / units.GB * tiers.embodied_kgco2e_per_gb[0]
     )
-    chip_kg = jnp.where(jnp.isnan(chip.embodied_kgco2e), estimate_kg, chip.embodied_kgco2e)
+    chip_kg = jnp.where(estimated, estimate_kg, jnp.where(estimated, 0.0, chip.embodied_kgco2e))
     embodied_g = chips * (chip_kg + extra_tier_kg) * 1e3
     g_embodied = embodied_g / (served_s * tokens_per_s)
     g_operational = energy_kwh_per_token * economics.grid_gco2e_per_kwh

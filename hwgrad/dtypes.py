@@ -45,6 +45,8 @@ FORMATS: dict[str, tuple[float, float, float]] = {
 
 def lookup(name: str, field: str = "dtype") -> tuple[float, float, float]:
     """Bits of the format ``name``; a ``ValueError`` with suggestions if unknown."""
+    if not isinstance(name, str):
+        raise ValueError(f"{field} = {name!r}: expected a format name such as {', '.join(list(FORMATS)[:4])}")
     key = name.strip().lower()
     if key in FORMATS:
         return FORMATS[key]
@@ -63,14 +65,14 @@ def compression(
     """A :class:`Compression` from format names (``kv`` defaults to 16-bit, activations
     to the weight format's usual compute width)."""
     w_bits, w_over, w_act = lookup(weight_dtype, "weight_dtype")
-    kv_bits, kv_over, _ = lookup(kv_dtype or "bf16", "kv_dtype")
-    act_bits = lookup(act_dtype, "act_dtype")[0] if act_dtype else w_act
+    kv_bits, kv_over, _ = lookup("bf16" if kv_dtype is None else kv_dtype, "kv_dtype")
+    act_bits = lookup(act_dtype, "act_dtype")[0] if act_dtype is not None else w_act
     return Compression(
         weight_bits=w_bits,
         weight_overhead_bits=w_over,
         kv_bits=kv_bits,
         kv_overhead_bits=kv_over,
         act_bits=min(act_bits, 16.0),
-        sparsity=sparsity if pattern != "2:4" else 0.5,
+        sparsity=0.5 if pattern == "2:4" and sparsity == 0 else sparsity,  # 2:4 is 0.5; others: validate
         pattern=pattern,
     )

@@ -25,8 +25,9 @@ installed), records each finished chunk in a manifest beside the output and, wit
 keeps only the non-dominated points of chosen objectives.
 
 :func:`sensitivity` gives elasticities ``d log(metric) / d log(knob)`` of every metric
-with respect to every continuous positive leaf at one design point, from one reverse-mode
-pass (``jax.jacrev``).
+with respect to every continuous positive leaf at one design point, from one forward-mode
+pass (``jax.jacfwd``; an undefined metric, NaN, stays NaN with its cause and cannot poison the
+others).
 
 Multi-host: call ``jax.distributed.initialize`` first (``hwgrad sweep --coordinator``);
 the mesh then spans every process's devices, every process generates the same points,
@@ -78,6 +79,7 @@ __all__ = [
     "iter_chunks",
     "run",
     "run_to_file",
+    "validate_space",
     "load_config",
     "Sensitivity",
     "sensitivity",
@@ -115,7 +117,7 @@ INTEGER_FIELDS = frozenset(
 )  # fmt: skip
 
 MANIFEST_SUFFIX = ".manifest.json"
-_MANIFEST_VERSION = 1
+_MANIFEST_VERSION = 2  # 2: checksums of the manifest and the data
 
 
 # ----------------------------------------------------------------------------- designs and paths
@@ -355,10 +357,21 @@ class Axis:
             raise ValueError(f"axis path = {self.path!r}: give a dotted path such as workload.batch")
         if self.scale not in _SCALES:
             raise ValueError(f"{w}: scale = {self.scale!r}; use linear or log")
+        if not isinstance(self.integer, bool | np.bool_):
+            raise ValueError(f"{w}: integer = {self.integer!r}; expected true or false")
+        for key in ("low", "high"):
+            v = getattr(self, key)
+            if v is not None and (isinstance(v, bool | str | bytes) or np.ndim(v) != 0):
+                raise ValueError(f"{w}: {key} = {v!r:.60}; expected a number")
         if self.values is not None:
             if self.low is not None or self.high is not None:
                 raise ValueError(f"{w}: give either values or low/high, not both")
-            vals = tuple(float(v) for v in np.atleast_1d(np.asarray(self.values, dtype=float)))
+            raw = list(self.values) if isinstance(self.values, list | tuple | np.ndarray) else [self.values]
+            if any(isinstance(v, bool | str | bytes) or np.ndim(v) != 0 for v in raw):
+                raise ValueError(
+                    f"{w}: values = {self.values!r:.60}; give a non-empty list of finite numbers"
+                )
+            vals = tuple(float(v) for v in raw)
             if not vals or not all(math.isfinite(v) for v in vals):
                 raise ValueError(
                     f"{w}: values = {list(self.values)!r}; give a non-empty list of finite numbers"
@@ -374,8 +387,14 @@ class Axis:
             raise ValueError(f"{w}: low = {low:g} with scale = log; use low > 0 or scale = linear")
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
-        if self.num is not None and (isinstance(self.num, bool) or int(self.num) != self.num or self.num < 1):
-            raise ValueError(f"{w}: num = {self.num!r}; give a whole number >= 1")
+        if self.num is not None and (
+            isinstance(self.num, bool | str | bytes)
+            or np.ndim(self.num) != 0
+            or not math.isfinite(self.num)
+            or int(self.num) != self.num
+            or not 1 <= self.num <= 2**24
+        ):
+            raise ValueError(f"{w}: num = {self.num!r}; give a whole number >= 1 (at most {2**24})")
 
     def grid_values(self) -> np.ndarray:
         """The grid points of this axis (float64)."""
@@ -504,6 +523,116 @@ def grid(*axes: Axis) -> Space:
 def random(*axes: Axis, n_points: int, seed: int = 0) -> Space:
     """``n_points`` seeded random points (uniform in linear or log space per axis)."""
     return Space(axes=axes, mode="random", n_points=n_points, seed=seed)
+
+
+# ----------------------------------------------------------------------------- validation of points
+
+#: whole-number fields whose divisibility couples them to other fields (tp | heads, ...):
+#: every integer in their range is checked, not only the ends
+_DIVISIBILITY_FIELDS = frozenset(
+    {"tp", "pp", "ep", "dp", "n_chips", "n_heads", "n_kv_heads", "n_layers", "n_experts", "n_dense_layers"}
+)
+#: leaves that take part in a combination rule (checked on the product of their candidates)
+_COMBINATION_FIELDS = _DIVISIBILITY_FIELDS | {
+    "batch", "microbatches", "sparsity", "weights", "kv_cache", "activations", "context", "capacity_bytes",
+    "nmc_shard_bytes", "n_experts_active", "n_sliding_layers",
+}  # fmt: skip
+_MAX_CHECKS = 2048
+
+
+def _field_of(path: str) -> str:
+    parts = path.split(".")
+    while parts and parts[-1].isdigit():
+        parts.pop()
+    return parts[-1] if parts else path
+
+
+def _candidates(axis: Axis, mode: str) -> np.ndarray:
+    """Values of ``axis`` that stand for all its points: every value of a list or a small grid,
+    every integer of a divisibility field, otherwise the two ends (the rules on one number
+    are intervals, so the ends decide)."""
+    field = _field_of(axis.path)
+    if axis.values is not None:
+        vals = np.asarray(axis.values)
+        return np.unique(np.rint(vals)) if axis.integer else np.unique(vals)
+    if mode == "grid":
+        vals = axis.grid_values()
+        if field in _DIVISIBILITY_FIELDS or len(vals) <= 16:
+            return vals
+        return np.array([vals[0], vals[-1]])
+    lo, hi = float(axis.low), float(axis.high)
+    if axis.integer:
+        lo, hi = float(np.rint(lo)), float(np.rint(hi))
+        if field in _DIVISIBILITY_FIELDS and hi - lo < 4096:
+            return np.arange(lo, hi + 1.0)
+    return np.unique([lo, hi])
+
+
+def validate_space(d: Mapping, space: Space) -> None:
+    """Check that every point of ``space`` is a valid design (:func:`hwgrad.validate`), before
+    anything is evaluated; a ``ValueError`` naming the point's swept values and the rule.
+
+    Each axis is checked over its candidates (:func:`_candidates`); the axes that take part in
+    combination rules (parallel degrees, batch and micro-batches, shapes, placement,
+    sparsity) are checked over the product of their candidates. Whole-number fields must be
+    swept with ``integer = true`` (or whole values): a sweep never truncates.
+    """
+    from .validate import validate
+
+    d = _as_design(d)
+    index = _Index(d)
+    targets = [index.resolve(a.path, "axis path") for a in space.axes]
+    base = [np.asarray(v, dtype=float) if np.ndim(v) else v for v in index.leaves]
+    cands = []
+    for a in space.axes:
+        field = _field_of(a.path)
+        c = _candidates(a, space.mode)
+        if field in INTEGER_FIELDS and not a.integer and np.any(c != np.rint(c)):
+            raise ValueError(
+                f"axis {a.path!r}: {field} is a whole number but the axis takes non-whole values "
+                f"(e.g. {c[c != np.rint(c)][0]:g}); set integer = true or give whole values"
+            )
+        cands.append(c)
+
+    def check(assign: dict[int, float]) -> None:
+        leaves = list(base)
+        for j, v in assign.items():
+            i, elem = targets[j]
+            if elem == ():
+                leaves[i] = float(v)
+            else:
+                arr = np.array(leaves[i], dtype=float)
+                arr[elem] = v
+                leaves[i] = arr
+        point = jax.tree_util.tree_unflatten(index.treedef, leaves)
+        try:
+            validate(*(point[r] for r in ROOTS))
+        except ValueError as exc:
+            where = ", ".join(f"{space.axes[j].path} = {v:g}" for j, v in assign.items())
+            raise ValueError(f"sweep point with {where}: {exc}") from None
+
+    def product(axes_ix: list[int]) -> None:
+        for combo in (
+            np.array(np.meshgrid(*[cands[j] for j in axes_ix], indexing="ij")).reshape(len(axes_ix), -1).T
+        ):
+            check(dict(zip(axes_ix, combo, strict=True)))
+
+    every = list(range(len(space.axes)))
+    if math.prod(len(c) for c in cands) <= _MAX_CHECKS:
+        product(every)
+        return
+    for j in every:
+        product([j])
+    combo = [j for j in every if _field_of(space.axes[j].path) in _COMBINATION_FIELDS]
+    if len(combo) > 1:
+        n = math.prod(len(cands[j]) for j in combo)
+        if n > _MAX_CHECKS:
+            names = ", ".join(space.axes[j].path for j in combo)
+            raise ValueError(
+                f"axes {names}: {n:,} combinations of coupled fields to validate (limit {_MAX_CHECKS:,}); "
+                "give values = [...] lists or narrower ranges"
+            )
+        product(combo)
 
 
 # ----------------------------------------------------------------------------- Pareto
@@ -805,6 +934,7 @@ def run(
       Pareto set only, sorted by point, when ``pareto`` is given).
     """
     metrics = _check_metrics(metrics, pareto, feasible_only)
+    validate_space(design, space)
     blocks, front = [], None
     bar = _progress(space.size, 0, progress)
     for ch in iter_chunks(
@@ -879,12 +1009,70 @@ def _fingerprint(d: dict, space: Space, metrics, chunk_size, pareto, feasible_on
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
+    from .files import atomic_write
+
+    atomic_write(path, data)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
+
+
+def _check_manifest(state: dict, path: Path, expect: dict, fix: str) -> None:
+    """The fields a resume relies on exist, have the right type and agree with this sweep."""
+    ints = ("chunks_done", "rows", "bytes", "n_chunks", "chunk_size", "n_points")
+    for key in ints:
+        v = state.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"--resume: manifest {path} is damaged ({key} = {v!r:.40}); {fix}")
+    for key, want in expect.items():
+        if state.get(key) != want:
+            raise ValueError(
+                f"--resume: {path} records {key} = {state.get(key)!r:.60}, this sweep has {want!r:.60}; {fix}"
+            )
+    if state["chunks_done"] > state["n_chunks"]:
+        raise ValueError(f"--resume: manifest {path} is damaged (chunks_done > n_chunks); {fix}")
+
+
+def _verify_csv(out: Path, state: dict, manifest_path: Path, fix: str):
+    """Check the CSV a manifest describes: at least its recorded length (a shorter file was
+    truncated: refuse, never extend it), the same bytes (SHA-256) and the same row count.
+    Returns the hasher of the verified prefix (writing continues from it)."""
+    import hashlib
+
+    n = int(state["bytes"])
+    if not out.exists():
+        raise ValueError(f"--resume: {out} is missing but its manifest {manifest_path.name} is not; {fix}")
+    size = out.stat().st_size
+    if size < n:
+        raise ValueError(
+            f"--resume: {out} has {size:,} bytes but its manifest records {n:,}: the file was truncated; {fix}"
+        )
+    h, newlines, left = hashlib.sha256(), 0, n
+    with open(out, "rb") as fh:
+        while left > 0:
+            block = fh.read(min(1 << 20, left))
+            if not block:
+                break
+            h.update(block)
+            newlines += block.count(b"\n")
+            left -= len(block)
+    if h.hexdigest() != state.get("data_sha256"):
+        raise ValueError(
+            f"--resume: {out} does not match the checksum in {manifest_path.name} (edited or corrupted); {fix}"
+        )
+    if newlines != int(state["rows"]) + 1:
+        raise ValueError(
+            f"--resume: {out} holds {newlines - 1:,} rows but {manifest_path.name} records {state['rows']:,}; {fix}"
+        )
+    return h
+
+
+def _manifest_bytes(state: dict) -> bytes:
+    from .files import json_with_checksum
+
+    return json_with_checksum(state)
 
 
 def _format_of(out: Path) -> str:
@@ -941,7 +1129,11 @@ def _write_whole(out: Path, fmt: str, block: _Block, columns, digits: int) -> No
 
         tmp = out.with_name(out.name + ".tmp")
         pq.write_table(_parquet_table(block, columns), tmp)
+        _fsync_file(tmp)
         os.replace(tmp, out)
+        from .files import fsync_dir
+
+        fsync_dir(out.parent)
 
 
 def _block_from_manifest(front: dict, k: int, m: int, dtype) -> _Block:
@@ -994,6 +1186,7 @@ def run_to_file(
         _require_pyarrow()
     d = _as_design(design)
     metrics = _check_metrics(metrics, pareto, feasible_only)
+    validate_space(d, space)
     chunk_size, n_chunks = _n_chunks(space, chunk_size)
     columns = ["point", *space.paths, *metrics]
     fingerprint = _fingerprint(d, space, metrics, chunk_size, pareto, feasible_only, options, fmt)
@@ -1005,31 +1198,57 @@ def run_to_file(
     state = dict(
         version=_MANIFEST_VERSION, fingerprint=fingerprint, columns=columns, n_points=space.size,
         chunk_size=chunk_size, n_chunks=n_chunks, chunks_done=0, rows=0, bytes=0, complete=False,
-        sweep=space.describe(),
+        sweep=space.describe(), data_sha256=None, parts={},
     )  # fmt: skip
+    from .files import read_checked_json, sha256_file
+
+    fix = f"use another --out, or drop --resume and pass --force to start {out} again"
     front = None
+    hasher = None
     exists = out.exists() or manifest_path.exists()
     if resume and exists:
         if not manifest_path.exists():
             raise ValueError(
                 f"--resume: {out} has no {manifest_path.name}; it was not written by hwgrad sweep"
             )
-        old = json.loads(manifest_path.read_text())
+        old = read_checked_json(manifest_path, "--resume: manifest", fix)
         if old.get("fingerprint") != fingerprint:
             raise ValueError(
                 f"--resume: {out} was written by a different sweep (design, axes, metrics, chunk size or "
                 "options changed); use another --out, or drop --resume and pass --force to overwrite"
             )
+        _check_manifest(
+            old, manifest_path, dict(version=_MANIFEST_VERSION, columns=columns, n_chunks=n_chunks), fix
+        )
         state = old
-        if state["chunks_done"] and pareto is None and not out.exists():
-            raise ValueError(
-                f"--resume: {out} is missing but its manifest is not; pass --force to start again"
-            )
-        if pareto is not None and state.get("front"):
-            front = _block_from_manifest(state["front"], len(space.paths), len(metrics), dtype)
+        if pareto is not None:
+            if state.get("front"):
+                try:
+                    front = _block_from_manifest(state["front"], len(space.paths), len(metrics), dtype)
+                except (KeyError, TypeError, ValueError):
+                    raise ValueError(
+                        f"--resume: manifest {manifest_path} is damaged (front); {fix}"
+                    ) from None
+                if len(front.point) != state["rows"]:
+                    raise ValueError(f"--resume: manifest {manifest_path} is damaged (front rows); {fix}")
+        elif fmt == "csv":
+            hasher = _verify_csv(out, state, manifest_path, fix)
+        else:
+            parts = state.get("parts")
+            if not isinstance(parts, dict) or len(parts) != state["chunks_done"]:
+                raise ValueError(f"--resume: manifest {manifest_path} is damaged (parts); {fix}")
+            for name, digest in parts.items():
+                part = out / str(name)
+                if not part.is_file() or sha256_file(part).hexdigest() != digest:
+                    raise ValueError(f"--resume: {part} is missing or fails its checksum; {fix}")
     elif exists and not overwrite:
         raise ValueError(f"--out {out} exists: pass --resume to continue it or --force to overwrite it")
     elif exists and writer:
+        if not manifest_path.exists():
+            raise ValueError(
+                f"--force: {out} has no {manifest_path.name}, so hwgrad did not write it and will not delete it; "
+                "remove it yourself or choose another --out"
+            )
         if out.is_dir():
             shutil.rmtree(out)
         elif out.exists():
@@ -1045,19 +1264,28 @@ def run_to_file(
     skipped = first
     t0 = time.perf_counter()
     if writer:
+        if out.parent.exists() and not out.parent.is_dir():
+            raise ValueError(f"--out {out}: {out.parent} is a file, not a directory; choose another --out")
         out.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "csv" and pareto is None:
             if first == 0:
-                with open(out, "w") as fh:
-                    fh.write(",".join(columns) + "\n")
-                state["bytes"] = out.stat().st_size
-            else:
-                with open(out, "r+b") as fh:  # cut whatever a crash left after the last chunk
-                    fh.truncate(int(state["bytes"]))
+                import hashlib
+
+                header = (",".join(columns) + "\n").encode()
+                with open(out, "wb") as fh:
+                    fh.write(header)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                hasher = hashlib.sha256(header)
+                state["bytes"] = len(header)
+                state["data_sha256"] = hasher.hexdigest()
+            elif out.stat().st_size > int(state["bytes"]):
+                with open(out, "r+b") as fh:  # cut the torn rows a crash left after the last chunk
+                    fh.truncate(int(state["bytes"]))  # only ever shrinks: the length was verified
         elif fmt == "parquet" and pareto is None:
             out.mkdir(exist_ok=True)
         if first == 0:
-            _atomic_write(manifest_path, json.dumps(state).encode())
+            _atomic_write(manifest_path, _manifest_bytes(state))
 
     bar = _progress(space.size, min(first * chunk_size, space.size), progress)
     points = 0
@@ -1084,24 +1312,33 @@ def run_to_file(
                         metrics=front.metrics.ravel().tolist(),
                     )  # fmt: skip
                     state["rows"] = len(front.point)
+                    state["data_sha256"] = sha256_file(out).hexdigest()
                 elif fmt == "csv":
-                    with open(out, "a") as fh:
-                        fh.write(_csv_text(block, digits))
+                    text = _csv_text(block, digits).encode()
+                    with open(out, "ab") as fh:
+                        fh.write(text)
                         fh.flush()
                         os.fsync(fh.fileno())
-                    state["bytes"] = out.stat().st_size
+                    hasher.update(text)
+                    state["bytes"] = int(state["bytes"]) + len(text)
+                    state["data_sha256"] = hasher.hexdigest()
                     state["rows"] += len(block.point)
                 else:
                     import pyarrow.parquet as pq
 
+                    from .files import fsync_dir
+
                     part = out / f"part-{ch.index:06d}.parquet"
                     tmp = out / f".part-{ch.index:06d}.tmp"
                     pq.write_table(_parquet_table(block, columns), tmp)
+                    _fsync_file(tmp)
                     os.replace(tmp, part)
+                    fsync_dir(out)
+                    state.setdefault("parts", {})[part.name] = sha256_file(part).hexdigest()
                     state["rows"] += len(block.point)
                 state["chunks_done"] = ch.index + 1
                 state["complete"] = state["chunks_done"] == n_chunks
-                _atomic_write(manifest_path, json.dumps(state).encode())
+                _atomic_write(manifest_path, _manifest_bytes(state))
             points += len(ch.values)
             bar.update(len(ch.values))
             if stop_after_chunks is not None and done + 1 >= stop_after_chunks:
@@ -1137,7 +1374,9 @@ class Sensitivity(NamedTuple):
 
     ``elasticity[i, j]`` is the relative change of ``metrics[i]`` per relative change of
     ``knobs[j]`` (``+1``: proportional; ``-1``: inversely proportional; ``0``: no effect).
-    NaN where the metric is unknown (e.g. no chip price) or not positive.
+    A whole row is NaN where the metric is undefined (e.g. no TDP or chip price: its cause
+    is in ``undefined``); a single NaN entry is a derivative that does not exist at this
+    point. NaN is never shown as a number: tables print ``nan``, JSON ``null``.
     """
 
     metrics: tuple
@@ -1146,25 +1385,29 @@ class Sensitivity(NamedTuple):
     metric_values: np.ndarray  # (m,)
     elasticity: np.ndarray  # (m, k)
     integer_knobs: frozenset = frozenset()
+    undefined: Mapping = {}  # metric -> why it is undefined (one line)
 
     def rows(self, metric: str | None = None, top: int | None = None) -> list[tuple[str, str, float]]:
-        """``(metric, knob, elasticity)`` sorted by magnitude (largest first), NaN and
-        exact zeros dropped; one metric or all."""
+        """``(metric, knob, elasticity)`` sorted by magnitude (largest first; NaN entries of
+        a defined metric first, they need attention), exact zeros and undefined metrics
+        dropped; one metric or all."""
         if metric is not None and metric not in self.metrics:
             raise ValueError(f"metric {metric!r}: {_suggest(metric, self.metrics)}")
         chosen = [metric] if metric is not None else list(self.metrics)
+
+        def key(r):
+            return -math.inf if math.isnan(r[2]) else -abs(r[2])
+
         out = []
         for name in chosen:
             i = self.metrics.index(name)
-            row = [
-                (name, k, float(e))
-                for k, e in zip(self.knobs, self.elasticity[i], strict=True)
-                if np.isfinite(e) and e != 0
-            ]
-            row.sort(key=lambda r: -abs(r[2]))
+            if name in self.undefined:
+                continue
+            row = [(name, k, float(e)) for k, e in zip(self.knobs, self.elasticity[i], strict=True) if e != 0]
+            row.sort(key=key)
             out += row[:top] if top is not None else row
         if metric is None:
-            out.sort(key=lambda r: -abs(r[2]))
+            out.sort(key=key)
             if top is not None:
                 out = out[:top]
         return out
@@ -1176,17 +1419,18 @@ class Sensitivity(NamedTuple):
         for i, name in enumerate(self.metrics):
             if metric is not None and name != metric:
                 continue
-            value = self.metric_values[i]
-            if not (np.isfinite(value) and value > 0):
-                lines.append(f"{name}: unknown at this design point (value {value:g})")
+            if name in self.undefined:
+                lines.append(f"{name} = nan: {self.undefined[name]}")
                 lines.append("")
                 continue
-            lines.append(f"{name} = {value:.4g}")
+            lines.append(f"{name} = {self.metric_values[i]:.4g}")
             lines.append(f"  {'knob':<{width}}  {'value':>11}  {'elasticity':>10}")
             rows = self.rows(name, top)
             for _, knob, e in rows:
                 j = self.knobs.index(knob)
                 mark = "  (whole number, relaxed)" if knob in self.integer_knobs else ""
+                if math.isnan(e):
+                    mark = "  (derivative undefined at this point)" + mark
                 lines.append(f"  {knob:<{width}}  {self.knob_values[j]:>11.4g}  {e:>+10.4f}{mark}")
             n_zero = len(self.knobs) - len(self.rows(name))
             if n_zero:
@@ -1195,34 +1439,83 @@ class Sensitivity(NamedTuple):
         return "\n".join(lines).rstrip() + "\n"
 
     def to_dict(self) -> dict:
-        """JSON-ready: ``{metric: {"value": v, "elasticity": {knob: e, ...}}}`` (sorted)."""
+        """JSON-ready: ``{metric: {"value": v, "elasticity": {knob: e, ...}}}`` (sorted); an
+        undefined metric has ``value`` null, an empty ``elasticity`` and ``undefined`` (why);
+        a NaN elasticity is null."""
         out = {}
         for i, name in enumerate(self.metrics):
             v = float(self.metric_values[i])
-            out[name] = {
-                "value": v if math.isfinite(v) else None,
-                "elasticity": {k: e for _, k, e in self.rows(name)},
+            entry = {
+                "value": v if math.isfinite(v) and name not in self.undefined else None,
+                "elasticity": {k: (None if math.isnan(e) else e) for _, k, e in self.rows(name)},
             }
+            if name in self.undefined:
+                entry["undefined"] = self.undefined[name]
+            out[name] = entry
         return out
 
 
 @functools.lru_cache(maxsize=8)
-def _jacobian_fn(treedef, targets: tuple, out_targets: tuple, options: Options, dtype: str):
-    """``jit(jacrev(log metrics))`` for one design structure; numbers are arguments, so a
-    changed design point reuses the compiled program."""
+def _jacobian_fn(
+    treedef, targets: tuple, out_targets: tuple, probe_targets: tuple, options: Options, dtype: str
+):
+    """``jit`` of (forward-mode Jacobian of the log-metrics, metric values, metric values of
+    the probe points) for one design structure; numbers are arguments, so a changed design
+    point reuses the compiled program.
+
+    Forward mode (``jax.jacfwd``) keeps an undefined metric from poisoning the others: a
+    tangent only flows along the metric's own computation (and ``where`` selects tangents),
+    whereas a reverse pass multiplies the zero cotangent of a NaN metric by NaN partials in
+    every shared input.
+    """
     from .cost import evaluate
 
-    def log_metrics(log_scale, base, x0):
-        # x = x0 * exp(s): at s = 0 the point is exactly the design (no exp(log x) rounding)
-        leaves = _set_leaves(base, targets, x0 * jnp.exp(log_scale))
+    def metrics_at(leaves):
         r = jax.tree_util.tree_leaves(
             evaluate(**jax.tree_util.tree_unflatten(treedef, leaves), options=options)
         )
-        m = jnp.stack([jnp.asarray(r[i], dtype)[e] for i, e in out_targets])
+        return jnp.stack([jnp.asarray(r[i], dtype)[e] for i, e in out_targets])
+
+    def log_metrics(log_scale, base, x0):
+        # x = x0 * exp(s): at s = 0 the point is exactly the design (no exp(log x) rounding)
+        m = metrics_at(_set_leaves(base, targets, x0 * jnp.exp(log_scale)))
         ok = jnp.isfinite(m) & (m > 0)
         return jnp.log(jnp.where(ok, m, 1.0)), m
 
-    return jax.jit(jax.jacrev(log_metrics, has_aux=True))
+    jac = jax.jacfwd(log_metrics, has_aux=True)
+
+    def run(log_scale, base, x0, probes):
+        j, m = jac(log_scale, base, x0)
+        probed = (
+            jax.vmap(lambda p: metrics_at(_set_leaves(base, probe_targets, p)))(probes)
+            if probe_targets
+            else jnp.zeros((0, len(out_targets)), dtype)
+        )
+        return j, m, probed
+
+    return jax.jit(run)
+
+
+def _why_undefined(
+    value: float, nan_paths: Sequence[str], alone_nan: np.ndarray, fixed: np.ndarray, label: str = ""
+) -> str:
+    """One line on why a metric is undefined, from two probes per unknown (NaN) input:
+    ``alone_nan[j]`` (the metric with only input j unknown) and ``fixed[j]`` (all unknown but
+    input j); NaN means still undefined."""
+    unknown = f"unknown (NaN){' for ' + label if label else ''}"
+    if math.isfinite(value):
+        return f"value {value:g} is not > 0, so its logarithm (and every elasticity) is undefined"
+    needs = [p for p, v in zip(nan_paths, alone_nan, strict=True) if not math.isfinite(v)]
+    either = [p for p, v in zip(nan_paths, fixed, strict=True) if math.isfinite(v)]
+    if needs:
+        return (
+            f"{', '.join(needs)} {unknown}: give {'it' if len(needs) == 1 else 'them'} to define this metric"
+        )
+    if either:
+        return f"{' or '.join(either)} {unknown}: give one of them to define this metric"
+    if nan_paths:
+        return f"{', '.join(nan_paths)} {unknown}: give them to define this metric"
+    return "NaN inside the model at this design point (an overflow?): please report it"
 
 
 def sensitivity(
@@ -1237,14 +1530,19 @@ def sensitivity(
     knobs: Sequence[str] | None = None,
     include_integers: bool = False,
     options: Options = Options(),
+    label: str = "",
 ) -> Sensitivity:
     """Elasticities of every metric with respect to every continuous positive knob.
 
-    ``E[i, j] = d log m_i / d log x_j``, from ``jax.jacrev`` of the log-metrics with
-    respect to ``log x`` at the design point (one linearisation, one batched reverse
+    ``E[i, j] = d log m_i / d log x_j``, from ``jax.jacfwd`` of the log-metrics with
+    respect to ``log x`` at the design point (one linearisation, one batched forward
     pass). With the default straight-through roofline the values are exact and the
     derivatives are those of the smooth surrogate (see :mod:`hwgrad.smooth`);
     ``Options(roofline="smooth")`` makes both smooth.
+
+    A metric that is undefined (NaN: an unknown TDP, price or die area) gets a NaN row and a
+    one-line cause in ``Sensitivity.undefined`` naming the unknown input(s); the metrics
+    that are defined keep their exact derivatives.
 
     Args:
       system, model, workload, compression, efficiency, economics: the design point.
@@ -1252,6 +1550,7 @@ def sensitivity(
       knobs: leaf paths; default every leaf that is finite and > 0, less whole-number
         structure (layers, heads, batch, tp...) unless ``include_integers``.
       options: static evaluation options.
+      label: name of the design point in the causes of undefined metrics (e.g. ``"h800"``).
 
     Returns:
       A :class:`Sensitivity` (``.table()`` prints it sorted by magnitude).
@@ -1276,6 +1575,8 @@ def sensitivity(
     else:
         integer = {k for k in knobs if k.split(".")[-1] in INTEGER_FIELDS}
     knobs = tuple(knobs)
+    if not knobs:
+        raise ValueError("no knobs: name at least one leaf path with --knob (a finite value > 0)")
     targets = [index.resolve(k, "knob") for k in knobs]
     x0 = np.array([index.value(i, e) for i, e in targets], dtype=float)
     bad = [k for k, v in zip(knobs, x0, strict=True) if not (math.isfinite(v) and v > 0)]
@@ -1286,12 +1587,30 @@ def sensitivity(
     out_targets = tuple(out_index.resolve(m, "metric") for m in metrics)
     dtype = _float_dtype()
     base = [np.asarray(v, dtype=dtype) for v in index.leaves]
-    jacobian = _jacobian_fn(index.treedef, tuple(targets), out_targets, options, str(np.dtype(dtype)))
-    jac, values = jacobian(np.zeros(len(knobs), dtype=dtype), base, np.asarray(x0, dtype=dtype))
+    # unknown (NaN) inputs, probed two ways each to name the cause of an undefined metric
+    nan_items = [(p, i, e) for p, i, e in index.items() if math.isnan(index.value(i, e))]
+    nan_paths = [p for p, _, _ in nan_items]
+    n = len(nan_items)
+    probes = np.full((2 * n, n), np.nan)
+    probes[:n] = np.where(np.eye(n, dtype=bool), np.nan, 1.0)  # only input j unknown
+    probes[n:] = np.where(np.eye(n, dtype=bool), 1.0, np.nan)  # every input but j unknown
+    probe_targets = tuple((i, e) for _, i, e in nan_items)
+    jacobian = _jacobian_fn(
+        index.treedef, tuple(targets), out_targets, probe_targets, options, str(np.dtype(dtype))
+    )
+    jac, values, probed = jacobian(
+        np.zeros(len(knobs), dtype=dtype), base, np.asarray(x0, dtype=dtype), np.asarray(probes, dtype=dtype)
+    )
     values = np.asarray(values, dtype=float)
     jac = np.asarray(jac, dtype=float)
-    jac[~(np.isfinite(values) & (values > 0))] = np.nan
-    return Sensitivity(metrics, knobs, x0, values, jac, frozenset(integer))
+    probed = np.asarray(probed, dtype=float)
+    undefined = {}
+    for k, name in enumerate(metrics):
+        v = values[k]
+        if not (math.isfinite(v) and v > 0):
+            jac[k] = np.nan
+            undefined[name] = _why_undefined(v, nan_paths, probed[:n, k], probed[n:, k], label)
+    return Sensitivity(metrics, knobs, x0, values, jac, frozenset(integer), undefined)
 
 
 # ----------------------------------------------------------------------------- config files
@@ -1383,21 +1702,16 @@ def load_config(path: str | os.PathLike) -> dict:
       dict with ``design``, ``space``, ``metrics``, ``chunk_size``, ``batch_size``,
       ``out``, ``pareto``, ``feasible_only``, ``options``.
     """
-    import tomllib
+    from .config import read_toml, table
 
     path = Path(path)
     w = str(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"--config {path}: cannot read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{w}: not valid TOML ({exc})") from None
+    doc = read_toml(path, "--config")
     for key in doc:
         if key not in ("design", "sweep", "axis"):
             raise ValueError(f"{w}: unknown table [{key}]; use [design], [sweep] and [[axis]]")
-    d = _design_from_table(dict(doc.get("design", {})), w, path.parent)
-    sw = dict(doc.get("sweep", {}))
+    d = _design_from_table(table(doc, "design", w), w, path.parent)
+    sw = table(doc, "sweep", w)
     for key in sw:
         if key not in _SWEEP_KEYS:
             close = difflib.get_close_matches(key, list(_SWEEP_KEYS), n=2, cutoff=0.5)
@@ -1420,6 +1734,10 @@ def load_config(path: str | os.PathLike) -> dict:
     axes = []
     for n, t in enumerate(axes_t, 1):
         aw = f"{w} [[axis]] {n}"
+        if not isinstance(t, dict):
+            raise ValueError(
+                f"{aw} = {t!r:.60}: each axis must be a table ([[axis]] with path, low, high...)"
+            )
         for key in t:
             if key not in _AXIS_KEYS:
                 close = difflib.get_close_matches(key, list(_AXIS_KEYS), n=2, cutoff=0.5)
@@ -1443,7 +1761,7 @@ def load_config(path: str | os.PathLike) -> dict:
         raise ValueError(f'{w} [sweep].metrics = {metrics!r}: expected a list of names such as ["tpot_s"]')
     pareto = None
     if "pareto" in sw:
-        pt = dict(sw["pareto"])
+        pt = table(sw, "pareto", f"{w} [sweep]")
         unknown = set(pt) - {"minimize", "maximize", "feasible_only"}
         if unknown:
             raise ValueError(
@@ -1462,12 +1780,18 @@ def load_config(path: str | os.PathLike) -> dict:
     if roofline not in ROOFLINE_MODES:
         raise ValueError(f"{w} [sweep].roofline = {roofline!r}: use one of {', '.join(ROOFLINE_MODES)}")
     out = sw.get("out")
+    out_inside = True
     if out is not None:
-        out = str(path.parent / out) if not os.path.isabs(out) else out
+        if not isinstance(out, str) or not out.strip():
+            raise ValueError(f'{w} [sweep].out = {out!r:.60}: expected a file name such as "sweep.csv"')
+        base_dir = path.parent.resolve()
+        resolved = (base_dir / out).resolve()  # relative to the config, never to the working directory
+        out_inside = resolved.is_relative_to(base_dir)
+        out = str(resolved)
     return dict(
         design=d, space=space, metrics=tuple(metrics), chunk_size=whole("chunk_size", 65536),
-        batch_size=whole("batch_size", 512), out=out, pareto=pareto, feasible_only=feasible_only,
-        options=Options(roofline=roofline),
+        batch_size=whole("batch_size", 512), out=out, out_inside=out_inside, pareto=pareto,
+        feasible_only=feasible_only, options=Options(roofline=roofline),
     )  # fmt: skip
 
 
@@ -1511,7 +1835,15 @@ def register_cli(subparsers) -> None:
     p.add_argument(
         "--resume", action="store_true", help="continue an interrupted sweep (finished chunks are kept)"
     )
-    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite an existing output (only one hwgrad wrote: with a manifest)",
+    )
+    p.add_argument(
+        "--allow-out-anywhere", action="store_true",
+        help="accept a [sweep].out that leaves the config's directory (.. or an absolute path)",
+    )  # fmt: skip
     p.add_argument(
         "--chunk-size", type=_positive_int, help="points per chunk (default [sweep].chunk_size or 65536)"
     )
@@ -1537,7 +1869,8 @@ def register_cli(subparsers) -> None:
         "sensitivity",
         help="elasticities d log(metric) / d log(knob) at one design point",
         description="Which knob matters most: elasticities of every metric with respect to every continuous "
-        "positive leaf, from one reverse-mode pass, sorted by magnitude.",
+        "positive leaf, from one forward-mode pass, sorted by magnitude; an undefined metric (unknown TDP, "
+        "price...) is shown as nan with the unknown input named.",
     )
     add_design_arguments(s)
     s.add_argument(
@@ -1619,6 +1952,12 @@ def cmd_sweep(args) -> int:
     out = args.out or cfg["out"]
     if out is None:
         raise ValueError("no output file: pass --out FILE.csv or set [sweep].out in the config")
+    if not args.out and not cfg["out_inside"] and not args.allow_out_anywhere:
+        raise ValueError(
+            f"{args.config} [sweep].out resolves to {out}, outside the config's directory: pass --out on the "
+            "command line, or --allow-out-anywhere to accept the config's path"
+        )
+    validate_space(cfg["design"], cfg["space"])
     _validate_names(cfg["design"], cfg, args.config)
     try:
         summary = run_to_file(
@@ -1665,6 +2004,7 @@ def cmd_sensitivity(args) -> int:
     sens = sensitivity(
         dd["system"], dd["model"], dd["workload"], dd["compression"], dd["efficiency"], dd["economics"],
         metrics=metrics, knobs=args.knob, include_integers=args.include_integers, options=options,
+        label=d.get("hardware_name", ""),
     )  # fmt: skip
     if args.json:
         print(

@@ -9,6 +9,7 @@ and the fix, e.g.::
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -21,28 +22,74 @@ from .specs import (
     SPARSITY_PATTERNS,
     TOPOLOGIES,
     Compression,
+    Economics,
+    Efficiency,
     Model,
     System,
     Workload,
 )
 
+#: largest float32 (the model's default dtype); values must stay far enough below it that
+#: products of a few of them do not overflow to inf / NaN
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+#: whole numbers above 2^24 are not exactly representable in float32
+MAX_WHOLE = 2.0**24
+#: bound on any positive magnitude (1e30 x 1e8 must still be finite in float32)
+MAX_MAGNITUDE = 1e30
+
 
 def _scalar(value, where: str) -> float:
-    arr = np.asarray(value, dtype=float)
+    """``value`` as a Python float; a ``ValueError`` unless it is a single real number
+    (text, ``True``/``False`` and ``None`` are not numbers, even where numpy would convert them)."""
+    if value is None or isinstance(value, str | bytes | bool | np.bool_):
+        raise ValueError(f"{where} = {value!r}: expected a number, not {type(value).__name__}")
+    try:
+        arr = np.asarray(value)
+    except Exception:  # noqa: BLE001 - anything numpy cannot read is not a number
+        raise ValueError(f"{where} = {value!r}: expected a number") from None
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{where} = {value!r}: expected a number")
     if arr.ndim != 0:
         raise ValueError(f"{where} = {value!r}: expected a single number")
     return float(arr)
 
 
-def _positive(value, where: str, allow_inf: bool = False, allow_zero: bool = False) -> float:
+def _positive(
+    value, where: str, allow_inf: bool = False, allow_zero: bool = False, allow_nan: bool = False
+) -> float:
+    """A number that is > 0 (or >= 0), finite unless ``allow_inf``, known unless ``allow_nan``
+    (NaN = "unknown" for a few published figures), and representable in float32."""
     x = _scalar(value, where)
     if math.isnan(x):
+        if allow_nan:
+            return x
         raise ValueError(f"{where} is NaN: give a number")
     if math.isinf(x) and not allow_inf:
         raise ValueError(f"{where} = inf: give a finite number")
     if x < 0 or (x == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{where} = {x:g}: must be {bound}")
+    if math.isfinite(x) and x > MAX_MAGNITUDE:
+        raise ValueError(
+            f"{where} = {x:g}: too large for the model's float32 arithmetic (products overflow); "
+            f"use a value <= {MAX_MAGNITUDE:g}"
+        )
+    if 0 < x < FLOAT32_TINY:
+        raise ValueError(
+            f"{where} = {x:g}: below the smallest float32 ({FLOAT32_TINY:.3g}); use 0 or a larger value"
+        )
+    return x
+
+
+def _fraction(value, where: str, low_open: bool = False, high_open: bool = False) -> float:
+    """A number in [0, 1] (ends open as asked)."""
+    x = _scalar(value, where)
+    lo_ok = x > 0 if low_open else x >= 0
+    hi_ok = x < 1 if high_open else x <= 1
+    if math.isnan(x) or not (lo_ok and hi_ok):
+        interval = ("(" if low_open else "[") + "0, 1" + (")" if high_open else "]")
+        raise ValueError(f"{where} = {x:g}: must lie in {interval}")
     return x
 
 
@@ -50,6 +97,38 @@ def _whole(value, where: str, minimum: float = 1.0) -> float:
     x = _positive(value, where, allow_zero=minimum <= 0)
     if x != round(x) or x < minimum:
         raise ValueError(f"{where} = {x:g}: must be a whole number >= {minimum:g}")
+    if x > MAX_WHOLE:
+        raise ValueError(
+            f"{where} = {x:g}: above 2^24 = {MAX_WHOLE:.0f}, the largest whole number float32 holds exactly; "
+            "use a smaller value"
+        )
+    return x
+
+
+def whole_number(value, where: str, minimum: float = 1.0) -> int:
+    """``value`` as an ``int`` if it is a whole number >= ``minimum`` (never truncated: 8.7 is
+    an error, not 8); a one-line ``ValueError`` otherwise."""
+    return int(_whole(value, where, minimum))
+
+
+def check_bound(path: str, value) -> float:
+    """The range rule of the field at dotted ``path`` (a co-design bound, a sweep end): the
+    value is a finite number, >= 0, and within the field's interval (bits in [1, 32],
+    sparsity in [0, 1), achieved fractions in (0, 1], PUE >= 1...). Combination rules (tp |
+    heads) are left to :func:`validate` of the rounded design."""
+    parts = [p for p in str(path).split(".") if not p.isdigit()]
+    field = parts[-1] if parts else str(path)
+    x = _positive(value, path, allow_zero=True)
+    if field in ("weight_bits", "kv_bits", "act_bits") and not 1 <= x <= 32:
+        raise ValueError(f"{path} = {x:g}: must lie in [1, 32] bits")
+    if field == "sparsity":
+        _fraction(x, path, high_open=True)
+    elif field.endswith("_efficiency") or field == "utilization":
+        _fraction(x, path, low_open=True)
+    elif "fraction" in field or "overlap" in field or parts[:2] == ["system", "placement"]:
+        _fraction(x, path)
+    elif field == "pue" and x < 1:
+        raise ValueError(f"{path} = {x:g}: power usage effectiveness is >= 1")
     return x
 
 
@@ -101,11 +180,17 @@ def validate_compression(c: Compression, name: str = "compression") -> None:
         _positive(getattr(c, field), f"{name}.{field}", allow_zero=True)
     if c.pattern not in SPARSITY_PATTERNS:
         raise ValueError(f"{name}.pattern = {c.pattern!r}: use one of {', '.join(SPARSITY_PATTERNS)}")
-    s = _scalar(c.sparsity, f"{name}.sparsity")
-    if not 0 <= s < 1 or math.isnan(s):
-        raise ValueError(f"{name}.sparsity = {s:g}: must lie in [0, 1)")
-    if c.pattern == "2:4" and s not in (0.0, 0.5):
-        raise ValueError(f"{name}.sparsity = {s:g} with pattern 2:4: 2:4 sparsity is 0.5 exactly")
+    s = _fraction(c.sparsity, f"{name}.sparsity", high_open=True)
+    if c.pattern == "2:4" and s != 0.5:
+        raise ValueError(
+            f"{name}.sparsity = {s:g} with pattern 2:4: 2:4 sparsity is 0.5 exactly; give 0.5 or "
+            "use pattern unstructured"
+        )
+    if c.pattern == "dense" and s != 0:
+        raise ValueError(
+            f"{name}.sparsity = {s:g} with pattern dense: a dense format has no pruned weights; "
+            "use pattern unstructured (or 2:4 with 0.5)"
+        )
 
 
 def _validate_network(net, where: str) -> None:
@@ -136,6 +221,8 @@ def validate_system(system: System, name: str = "system") -> None:
         _positive(tier.read_latency_s, f"{where}.read_latency_s", allow_zero=True)
         _positive(tier.access_granularity_bytes, f"{where}.access_granularity_bytes")
         _positive(tier.energy_j_per_byte, f"{where}.energy_j_per_byte", allow_zero=True)
+        for field in ("cost_usd_per_gb", "embodied_kgco2e_per_gb"):  # NaN = not published
+            _positive(getattr(tier, field), f"{where}.{field}", allow_zero=True, allow_nan=True)
         _positive(tier.prefetch_bytes, f"{where}.prefetch_bytes", allow_inf=True)
         _positive(tier.write_endurance_cycles, f"{where}.write_endurance_cycles", allow_inf=True)
         _positive(tier.idle_power_w, f"{where}.idle_power_w", allow_zero=True)
@@ -172,13 +259,29 @@ def validate_system(system: System, name: str = "system") -> None:
         _positive(ch.energy_j_per_byte, f"{name}.chip.channels[{k}].energy_j_per_byte", allow_zero=True)
     for field in ("peak_flops_bf16", "peak_flops_fp8", "peak_flops_fp4"):
         _positive(getattr(chip, field), f"{name}.chip.{field}", allow_inf=True)
+    _positive(chip.sram_bytes, f"{name}.chip.sram_bytes", allow_zero=True)
+    # published figures: NaN = unknown (the metrics that need them are reported as unknown)
+    for field in ("price_usd", "die_area_mm2"):
+        _positive(getattr(chip, field), f"{name}.chip.{field}", allow_nan=True)
+    for field in ("tdp_w", "energy_j_per_flop_bf16", "embodied_kgco2e"):  # tdp 0: no static power
+        _positive(getattr(chip, field), f"{name}.chip.{field}", allow_zero=True, allow_nan=True)
     _validate_power(chip, f"{name}.chip")
     _whole(system.n_chips, f"{name}.n_chips")
     for field in ("network", "scaleout"):
         _validate_network(getattr(system, field), f"{name}.{field}")
-    placement = system.resolved_placement()
-    for field in ("weights", "kv_cache", "activations", "context"):
-        frac = np.asarray(getattr(placement, field), dtype=float)
+        _positive(getattr(system, field).energy_j_per_byte, f"{name}.{field}.energy_j_per_byte", allow_zero=True)
+    # the default placement (everything in tier 0) is valid by construction
+    placement = system.resolved_placement() if system.placement is not None else None
+    for field in ("weights", "kv_cache", "activations", "context") if placement is not None else ():
+        value = getattr(placement, field)
+        if value is None or isinstance(value, str | bytes | bool):
+            raise ValueError(f"{name}.placement.{field} = {value!r}: give one fraction per tier")
+        try:
+            frac = np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}.placement.{field} = {value!r}: give one fraction per tier") from None
+        if not np.all(np.isfinite(frac)):
+            raise ValueError(f"{name}.placement.{field} = {frac.tolist()}: fractions must be finite")
         if frac.shape != (len(chip.tiers),):
             raise ValueError(
                 f"{name}.placement.{field} has shape {frac.shape}: need one fraction per tier ({len(chip.tiers)})"
@@ -248,6 +351,11 @@ def validate_workload(workload: Workload, model: Model, system: System, name: st
         _whole(getattr(workload, field), f"{name}.{field}")
     _whole(workload.prompt_len, f"{name}.prompt_len", minimum=0)
     _whole(workload.output_len, f"{name}.output_len")
+    _whole(workload.kv_block_tokens, f"{name}.kv_block_tokens")
+    _positive(workload.corpus_bytes, f"{name}.corpus_bytes", allow_zero=True)
+    _positive(
+        workload.corpus_read_bytes_per_sequence, f"{name}.corpus_read_bytes_per_sequence", allow_zero=True
+    )
     tp, pp, ep, dp = (int(_scalar(getattr(workload, f), f)) for f in ("tp", "pp", "ep", "dp"))
     heads = int(_scalar(model.n_heads, "n_heads"))
     if heads % tp:
@@ -256,6 +364,11 @@ def validate_workload(workload: Workload, model: Model, system: System, name: st
     layers = int(_scalar(model.n_layers, "n_layers"))
     if pp > layers:
         raise ValueError(f"{name}.pp = {pp} > n_layers = {layers}: use pp <= n_layers")
+    if layers % pp:
+        opts = ", ".join(map(str, [d for d in _divisors(layers) if d <= 64]))
+        raise ValueError(
+            f"{name}.pp = {pp}: pipeline stages must split n_layers = {layers} evenly; use one of {opts}"
+        )
     if ep > 1:
         experts = int(_scalar(model.n_experts, "n_experts"))
         if experts == 0:
@@ -307,10 +420,86 @@ def validate_workload(workload: Workload, model: Model, system: System, name: st
         )
 
 
-def validate(system: System, model: Model, workload: Workload, compression: Compression) -> None:
-    """Check a design point; raise ``ValueError`` naming the field, the value and the fix."""
+def validate_efficiency(efficiency, name: str = "efficiency") -> None:
+    """Every leaf known and finite; achieved fractions (``*_efficiency``) in (0, 1]; other
+    fractions (``*fraction*``, ``*overlap*``) in [0, 1]; overheads and everything else >= 0."""
+    for field in dataclasses.fields(efficiency):
+        value = getattr(efficiency, field.name)
+        where = f"{name}.{field.name}"
+        if field.metadata.get("static") or value is None:
+            continue
+        values = np.asarray(value) if not isinstance(value, str | bytes | bool) else value
+        if isinstance(values, np.ndarray) and values.ndim > 0:
+            if values.dtype.kind not in "biuf" or not np.all(np.isfinite(values)) or np.any(values < 0):
+                raise ValueError(f"{where} = {values.tolist()}: every entry must be a finite number >= 0")
+            continue
+        if field.name.endswith("_efficiency"):
+            _fraction(value, where, low_open=True)
+        elif "fraction" in field.name or "overlap" in field.name:
+            _fraction(value, where)
+        else:
+            _positive(value, where, allow_zero=True)
+
+
+def validate_economics(economics, name: str = "economics") -> None:
+    """Prices and carbon: known, finite, in range (a negative price would make $/M negative)."""
+    _positive(economics.electricity_usd_per_kwh, f"{name}.electricity_usd_per_kwh", allow_zero=True)
+    pue = _positive(economics.pue, f"{name}.pue")
+    if pue < 1:
+        raise ValueError(
+            f"{name}.pue = {pue:g}: power usage effectiveness is >= 1 (1 = no facility overhead)"
+        )
+    _positive(economics.grid_gco2e_per_kwh, f"{name}.grid_gco2e_per_kwh", allow_zero=True)
+    _positive(economics.lifetime_years, f"{name}.lifetime_years")
+    _positive(economics.server_cost_multiplier, f"{name}.server_cost_multiplier")
+    _fraction(economics.utilization, f"{name}.utilization", low_open=True)
+    _positive(
+        economics.embodied_kgco2e_per_cm2_logic, f"{name}.embodied_kgco2e_per_cm2_logic", allow_zero=True
+    )
+    known = {
+        "electricity_usd_per_kwh", "pue", "grid_gco2e_per_kwh", "lifetime_years", "server_cost_multiplier",
+        "utilization", "embodied_kgco2e_per_cm2_logic",
+    }  # fmt: skip
+    for field in dataclasses.fields(economics):  # fields added later: at least known and >= 0
+        if field.name not in known and not field.metadata.get("static"):
+            _positive(getattr(economics, field.name), f"{name}.{field.name}", allow_zero=True)
+
+
+def _check_type(value, cls, name: str) -> None:
+    if not isinstance(value, cls):
+        raise ValueError(f"{name} = {type(value).__name__}: expected a hwgrad.{cls.__name__}")
+
+
+def validate(
+    system: System,
+    model: Model,
+    workload: Workload,
+    compression: Compression | None = None,
+    efficiency: Efficiency | None = None,
+    economics: Economics | None = None,
+) -> None:
+    """Check a design point; raise ``ValueError`` naming the field, the value and the fix.
+
+    The one validation path of every entry (CLI flags, design and sweep files, sweep points,
+    co-design bounds, the API): numbers are real numbers (not text), known (not NaN, except
+    the published figures documented as "nan = unknown"), finite, in range and
+    representable in float32; whole numbers are whole (never truncated); combinations agree
+    (tp | heads, ep | tp, pp | layers, chips = tp x pp x dp, sparsity vs pattern).
+    ``compression``, ``efficiency`` and ``economics`` are checked when given.
+    """
+    _check_type(system, System, "system")
+    _check_type(model, Model, "model")
+    _check_type(workload, Workload, "workload")
     validate_model(model)
-    validate_compression(compression)
+    if compression is not None:
+        _check_type(compression, Compression, "compression")
+        validate_compression(compression)
     validate_system(system)
     validate_near_memory(system, model, compression)
     validate_workload(workload, model, system)
+    if efficiency is not None:
+        _check_type(efficiency, Efficiency, "efficiency")
+        validate_efficiency(efficiency)
+    if economics is not None:
+        _check_type(economics, Economics, "economics")
+        validate_economics(economics)
