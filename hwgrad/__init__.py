@@ -15,6 +15,7 @@ from . import hf as hf
 from . import memory as memory
 from . import network as network
 from . import presets as presets
+from . import pruning as pruning
 from . import smooth as smooth
 from . import tables as tables
 from .calibrated import calibrated_efficiency as calibrated_efficiency

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import counts, memory, network, units
+from . import counts, memory, network, pruning, units
 from .smooth import roofline_max, safe_div
 from .specs import (
     Compression,
@@ -214,6 +214,7 @@ def forward_pass(
     where micro-batches circulate through the stages token after token and a round takes
     ``max(m, pp)`` stage slots (idle stages when ``m < pp``).
     """
+    model, compression = pruning.resolve(model, compression)  # structured pruning -> shapes
     m_micro = workload.microbatches
     pp = workload.pp
     micro = replace(workload, batch=workload.batch / m_micro)
@@ -398,6 +399,7 @@ def decode_total(system, model, workload, compression, efficiency, options=Optio
 def capacity_used_bytes(system: System, model: Model, workload: Workload, compression: Compression):
     """Bytes each tier of one chip holds: weights + final KV cache + activation workspace
     + read-mostly context."""
+    model, compression = pruning.resolve(model, compression)
     return _resident_bytes(model, compression, workload) @ _class_fractions(system)
 
 
@@ -437,6 +439,7 @@ def evaluate(
         from .presets import default_economics
 
         economics = default_economics()
+    model, compression = pruning.resolve(model, compression)
     pre, dec = _request_passes(system, model, workload, compression, efficiency, options)
     n_out = workload.output_len
     tpot = dec.time_s / n_out

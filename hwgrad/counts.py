@@ -28,6 +28,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from . import pruning
 from .smooth import safe_div
 from .specs import Compression, Model, Workload, spec
 
@@ -261,6 +262,7 @@ def forward_counts(
       new_tokens: tokens processed per sequence in this pass.
       context_len: tokens already in each sequence's KV cache.
     """
+    m, c = pruning.resolve(m, c)  # structured pruning: count the smaller dense model
     b = w.batch
     tokens = b * new_tokens
     tp, ep = w.tp, w.ep
@@ -413,11 +415,13 @@ def read_chunk_bytes(m: Model, c: Compression, w: Workload):
 
 def weight_bytes_resident(m: Model, c: Compression, w: Workload):
     """Weight bytes held by one chip (all experts, 1/(tp pp) of the model)."""
+    m, c = pruning.resolve(m, c)
     return param_count(m) * weight_bits_per_param(c) / 8.0 / (w.tp * w.pp)
 
 
 def kv_bytes_resident(m: Model, c: Compression, w: Workload):
     """KV-cache bytes held by one chip at the end of the request (prompt + output)."""
+    m, c = pruning.resolve(m, c)
     total = kv_cache_bytes(m, c, w.batch, w.prompt_len + w.output_len)
     return total / (kv_shard_factor(m, w.tp) * w.pp)
 
@@ -425,6 +429,7 @@ def kv_bytes_resident(m: Model, c: Compression, w: Workload):
 def activation_bytes_resident(m: Model, c: Compression, w: Workload):
     """Peak activation workspace on one chip: the prefill hidden states of the batch
     (input + FFN intermediate) for one layer at a time."""
+    m, c = pruning.resolve(m, c)
     width = m.d_model + jnp.maximum(m.d_ff, m.moe_d_ff * (m.n_experts_active + m.n_shared_experts))
     return w.batch * w.prompt_len * width * c.act_bits / 8.0 / w.tp
 

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from . import pruning
 from .specs import (
     ATTENTION_KINDS,
     NMC_OPS,
@@ -104,6 +105,7 @@ def validate_compression(c: Compression, name: str = "compression") -> None:
         raise ValueError(f"{name}.sparsity = {s:g}: must lie in [0, 1)")
     if c.pattern == "2:4" and s not in (0.0, 0.5):
         raise ValueError(f"{name}.sparsity = {s:g} with pattern 2:4: 2:4 sparsity is 0.5 exactly")
+    pruning.check_fractions(c)  # structured-pruning keep fractions in (0, 1]
 
 
 def validate_system(system: System, name: str = "system") -> None:
@@ -217,3 +219,4 @@ def validate(system: System, model: Model, workload: Workload, compression: Comp
     validate_compression(compression)
     validate_system(system)
     validate_workload(workload, model, system)
+    pruning.check_shapes(model, compression, workload.tp)  # pruned shapes whole and legal
