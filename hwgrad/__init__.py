@@ -17,6 +17,7 @@ from . import network as network
 from . import presets as presets
 from . import pruning as pruning
 from . import smooth as smooth
+from . import speculative as speculative
 from . import tables as tables
 from .calibrated import calibrated_efficiency as calibrated_efficiency
 from .calibrated import load_efficiency as load_efficiency
