@@ -540,7 +540,7 @@ class Structured:
     generation: str = _static_field("llama-2")
 
     @staticmethod
-    def from_compression(model, compression, finetuned=0.0, **methods) -> Structured:
+    def from_compression(model, compression, finetuned=0.0, layer_importance=None, **methods) -> Structured:
         """Removed fractions implied by the keep knobs of a :class:`~hwgrad.specs.Compression`.
 
         ``depth_removed = 1 - kept layers / n_layers``, ``width_removed = 1 -
@@ -548,10 +548,25 @@ class Structured:
         KV-head and FFN knobs alone (the unit the FLAP/LLM-Pruner tables use). Differentiable
         in the knobs. ``methods``: ``depth_method``, ``width_method``, ``mixed_method``,
         ``generation``.
+
+        ``layer_importance`` (optional, shape ``(n_layers,)``, positive; an ASSUMPTION - the
+        data give layer counts, not which layers) makes the per-layer gates matter: the
+        fitted depth curve is read as the loss of dropping the *least important* layers (what
+        SLEB/ShortGPT/BlockPruner do), so a gate vector counts as the fraction ``r`` of least
+        important layers that removes the same importance share::
+
+            share = sum_l (1 - g_l) w_l / sum_l w_l,   r = C^-1(share)
+
+        with ``C(j / L)`` the share of the ``j`` least important layers (piecewise linear).
+        Uniform importance gives ``r = 1 - sum(g) / L``.
         """
         from . import counts, pruning
 
         c = compression
+        if layer_importance is not None and c.layer_keep_gates is not None:
+            depth = _importance_weighted_removed(c.layer_keep_gates, layer_importance)
+        else:
+            depth = 1.0 - pruning.kept_layers(model, c) / model.n_layers
         heads_ffn = dataclasses.replace(
             pruning._unpruned(c),
             heads_kept_fraction=c.heads_kept_fraction,
@@ -560,12 +575,25 @@ class Structured:
         )
         mixed = 1.0 - counts.param_count(pruning.apply(model, heads_ffn)) / counts.param_count(model)
         return Structured(
-            depth_removed=1.0 - pruning.kept_layers(model, c) / model.n_layers,
+            depth_removed=depth,
             width_removed=1.0 - jnp.asarray(c.hidden_kept_fraction, dtype=float),
             mixed_removed=mixed,
             finetuned=finetuned,
             **methods,
         )
+
+
+def _importance_weighted_removed(gates, importance):
+    """``C^-1(share of importance removed)`` (see :meth:`Structured.from_compression`)."""
+    w = np.asarray(importance, dtype=float)
+    if w.ndim != 1 or np.any(~np.isfinite(w)) or np.any(w <= 0):
+        raise ValueError("accuracy: layer_importance must be a vector of positive numbers, one per layer")
+    order = np.sort(w)
+    cum = np.concatenate([[0.0], np.cumsum(order)]) / order.sum()  # share of the j least important
+    frac = np.arange(len(w) + 1) / len(w)
+    g = jnp.asarray(gates, dtype=float)
+    share = jnp.sum((1.0 - g) * w, axis=-1) / w.sum()
+    return jnp.interp(share, jnp.asarray(cum), jnp.asarray(frac))
 
 
 @jax.tree_util.register_dataclass

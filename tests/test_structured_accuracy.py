@@ -137,3 +137,25 @@ def test_unknown_method_names_suggest_the_nearest():
         _loss(w=0.1, width_method="slicegtp")
     with pytest.raises(ValueError, match="generation"):
         _loss(w=0.1, generation="gpt-2")
+
+
+def test_layer_importance_makes_the_choice_of_layers_matter():
+    m = presets.model("llama-2-7b")
+    w = np.ones(32)
+    w[:4] = 5.0  # ASSUMED: the first layers matter most
+    drop = lambda idx: hg.Compression(layer_keep_gates=jnp.ones(32).at[jnp.array(idx)].set(0.0))
+    middle = acc.Structured.from_compression(m, drop(list(range(16, 24))), layer_importance=w)
+    first = acc.Structured.from_compression(m, drop(list(range(0, 8))), layer_importance=w)
+    uniform = acc.Structured.from_compression(m, drop(list(range(0, 8))), layer_importance=np.ones(32))
+    # dropping 8 of the least important layers is the fitted curve at r = 8/32
+    assert float(middle.depth_removed) == pytest.approx(0.25, abs=1e-6)
+    assert float(uniform.depth_removed) == pytest.approx(0.25, abs=1e-6)
+    assert float(first.depth_removed) > 0.4
+    g = jax.grad(
+        lambda x: (
+            acc.Structured.from_compression(
+                m, hg.Compression(layer_keep_gates=x), layer_importance=w
+            ).depth_removed
+        )
+    )(jnp.full(32, 0.9))
+    assert np.all(np.isfinite(g)) and float(g[0]) < float(g[20]) < 0
