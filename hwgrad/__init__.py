@@ -16,7 +16,9 @@ from . import memory as memory
 from . import network as network
 from . import power as power
 from . import presets as presets
+from . import pruning as pruning
 from . import smooth as smooth
+from . import speculative as speculative
 from . import tables as tables
 from .calibrated import calibrated_efficiency as calibrated_efficiency
 from .calibrated import load_efficiency as load_efficiency

@@ -81,6 +81,15 @@ __all__ = [
     "delta_ppl",
     "default_baseline_ppl",
     "validate_inputs",
+    "Structured",
+    "StructuredFit",
+    "STRUCTURED_METHODS",
+    "GENERATIONS",
+    "load_structured_fit",
+    "structured_delta_loss",
+    "structured_uncapped_loss",
+    "structured_range_warnings",
+    "warn_structured_range",
 ]
 
 FAMILIES = ("rtn", "gptq", "rotation", "vector")
@@ -220,15 +229,23 @@ def _sparsity_noise(log_amp, log_mult, sparsity, size_term, fit: AccuracyFit):
     return jnp.exp(log_amp + log_mult) * _safe_pow(odds, fit.sparsity_power) * size_term
 
 
-def _noise_to_loss(z, blowup_noise):
+def _noise_to_loss(z, blowup_noise, extra_u=None):
     """Map total effective noise ``z >= 0`` to delta loss (nats), monotone and NaN-free.
 
-    ``u = z exp(z / z_c)``; ``y = y_max v (1 + v^4)^(-1/4)`` with ``v = u / y_max``, evaluated
-    in log space so that huge ``z`` saturates at ``y_max`` without overflow.
+    ``u = z exp(z / z_c) + extra_u``; ``y = y_max v (1 + v^4)^(-1/4)`` with ``v = u / y_max``,
+    evaluated in log space so that huge ``z`` saturates at ``y_max`` without overflow.
+    ``extra_u`` is the uncapped structured-pruning loss (:func:`structured_delta_loss`).
     """
     ok = z > 0
     log_z = jnp.log(jnp.where(ok, z, 1.0))
-    t = log_z + z / blowup_noise - math.log(COLLAPSE_LOSS_NATS)
+    # -1e3 stands for log(0): finite, so logaddexp and its gradient stay NaN-free
+    log_u = jnp.where(ok, log_z + z / blowup_noise, -1e3)
+    if extra_u is not None:
+        ok_s = extra_u > 0
+        log_s = jnp.where(ok_s, jnp.log(jnp.where(ok_s, extra_u, 1.0)), -1e3)
+        ok = ok | ok_s
+        log_u = jnp.logaddexp(log_u, log_s)
+    t = jnp.where(ok, log_u, 0.0) - math.log(COLLAPSE_LOSS_NATS)
     p = _SATURATION_POWER
     y = COLLAPSE_LOSS_NATS * jnp.exp(t - jax.nn.softplus(p * t) / p)
     return jnp.where(ok, y, 0.0)
@@ -240,7 +257,16 @@ def _log_rel_size(params_b):
 
 @jax.jit
 def _loss(
-    fit, weight_bits, kv_bits, act_bits, sparsity, params_b, idx, per_channel=0.0, layer_sensitivity=None
+    fit,
+    weight_bits,
+    kv_bits,
+    act_bits,
+    sparsity,
+    params_b,
+    idx,
+    per_channel=0.0,
+    layer_sensitivity=None,
+    structured_u=None,
 ):
     """Delta loss from level indices (ints or int arrays); shared by the API and the fit.
 
@@ -251,7 +277,7 @@ def _loss(
         fit, weight_bits, kv_bits, act_bits, sparsity, params_b, idx, per_channel, layer_sensitivity
     )
     blowup = fit.blowup_noise * jnp.exp(fit.blowup_size_exp * _log_rel_size(params_b))
-    return _noise_to_loss(z, blowup)
+    return _noise_to_loss(z, blowup, structured_u)
 
 
 def _total_noise(
@@ -300,6 +326,7 @@ def delta_loss(
     pattern: str = "unstructured",
     layer_sensitivity=None,
     fit: AccuracyFit | None = None,
+    structured: Structured | None = None,
 ):
     """Increase in Wikitext-2 loss (nats/token) = ln(ppl / ppl_dense) caused by compression.
 
@@ -321,13 +348,18 @@ def delta_loss(
         carry a trailing layer axis (broadcast against it) and the noise is the
         profile-weighted mean over layers (an assumption: no per-layer data was fitted).
       fit: constants; defaults to :func:`load_fit`.
+      structured: optional structured pruning (:class:`Structured`, e.g.
+        ``Structured.from_compression(model, compression)``); its uncapped loss is added to
+        the quantisation/sparsity loss before the collapse cap (see
+        :func:`structured_delta_loss`).
 
     Returns:
       Delta loss in nats per token, shape of the broadcast inputs (without the layer axis).
     """
     idx = _indices(family, pruner, pattern)
     fit = load_fit() if fit is None else fit
-    return _loss(fit, weight_bits, kv_bits, act_bits, sparsity, params_b, idx, 0.0, layer_sensitivity)
+    u_s = None if structured is None else structured_uncapped_loss(structured, params_b)
+    return _loss(fit, weight_bits, kv_bits, act_bits, sparsity, params_b, idx, 0.0, layer_sensitivity, u_s)
 
 
 def delta_ppl(
@@ -343,6 +375,7 @@ def delta_ppl(
     pattern: str = "unstructured",
     layer_sensitivity=None,
     fit: AccuracyFit | None = None,
+    structured: Structured | None = None,
 ):
     """Increase in Wikitext-2 perplexity: ``ppl_dense * (exp(delta_loss) - 1)``.
 
@@ -367,6 +400,7 @@ def delta_ppl(
         pattern=pattern,
         layer_sensitivity=layer_sensitivity,
         fit=fit,
+        structured=structured,
     )
     if baseline_ppl is None:
         baseline_ppl = default_baseline_ppl(params_b, fit)
@@ -442,3 +476,280 @@ def validate_inputs(
         _check_range(
             "baseline_ppl", baseline_ppl, 1.0, 1e6, False, "pass the dense model's perplexity (> 1), or None"
         )
+
+
+# ----------------------------------------------------------------------------- structured pruning
+
+# Method families of structured pruning, per kind (static strings). ``depth``: whole layers
+# (or attention/FFN sub-blocks) removed; ``width_hidden``: the residual-stream dimension
+# sliced; ``mixed``: attention heads and FFN channels removed together.
+STRUCTURED_METHODS = {
+    "depth": ("iterative", "one_shot", "magnitude"),
+    "width_hidden": ("slicegpt", "llm_pruner"),
+    "mixed": ("flap", "llm_pruner", "wanda_sp", "random", "magnitude"),
+}
+STRUCTURED_KINDS = tuple(STRUCTURED_METHODS)
+GENERATIONS = ("llama-2", "llama-3")
+_STRUCT_OFFSET = {"depth": 0, "width_hidden": 3, "mixed": 5}
+_N_STRUCT_METHODS = 10
+_STRUCT_HINTS = {
+    "depth": "SLEB/BlockPruner are 'iterative', ShortGPT/LaCo 'one_shot', relative magnitude 'magnitude'",
+    "width_hidden": "SliceGPT is 'slicegpt', LLM-Pruner channel pruning 'llm_pruner'",
+    "mixed": "FLAP 'flap', LLM-Pruner 'llm_pruner', structured Wanda 'wanda_sp', L2/magnitude 'magnitude'",
+}
+STRUCTURED_FIT_FILE = "structured_pruning_fit.json"
+_MAX_REMOVED = 0.95  # removed fractions are clipped here so the odds stay finite
+
+
+def structured_method_index(kind: str, method: str) -> int:
+    """Flat index of ``(kind, method)`` into :attr:`StructuredFit.method_log_offset`."""
+    if kind not in STRUCTURED_METHODS:
+        _static_index({k: 0 for k in STRUCTURED_KINDS}, "kind", kind, "")
+    table = {m: _STRUCT_OFFSET[kind] + i for i, m in enumerate(STRUCTURED_METHODS[kind])}
+    return _static_index(table, f"{kind}_method", method, _STRUCT_HINTS[kind])
+
+
+def _static_field(default):
+    return dataclasses.field(default=default, metadata={"static": True})
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Structured:
+    """Amount and method of structured pruning, for :func:`structured_delta_loss`.
+
+    Attributes:
+      depth_removed: fraction of transformer layers removed, [0, 1).
+      width_removed: fraction of the hidden (residual) dimension removed, [0, 1).
+      mixed_removed: fraction of all parameters removed by head and FFN-channel pruning,
+        [0, 1).
+      finetuned: 1 = LoRA recovery fine-tuning after pruning (relaxed in [0, 1]).
+      depth_method / width_method / mixed_method: static; one of
+        :data:`STRUCTURED_METHODS` for the kind.
+      generation: static; ``"llama-2"`` (LLaMA-1/2-like, the reference) or ``"llama-3"``
+        (15T-token models, which the data show tolerate pruning far worse).
+    """
+
+    depth_removed: Any = 0.0
+    width_removed: Any = 0.0
+    mixed_removed: Any = 0.0
+    finetuned: Any = 0.0
+    depth_method: str = _static_field("iterative")
+    width_method: str = _static_field("slicegpt")
+    mixed_method: str = _static_field("flap")
+    generation: str = _static_field("llama-2")
+
+    @staticmethod
+    def from_compression(model, compression, finetuned=0.0, layer_importance=None, **methods) -> Structured:
+        """Removed fractions implied by the keep knobs of a :class:`~hwgrad.specs.Compression`.
+
+        ``depth_removed = 1 - kept layers / n_layers``, ``width_removed = 1 -
+        hidden_kept_fraction``, ``mixed_removed`` = parameter fraction removed by the head,
+        KV-head and FFN knobs alone (the unit the FLAP/LLM-Pruner tables use). Differentiable
+        in the knobs. ``methods``: ``depth_method``, ``width_method``, ``mixed_method``,
+        ``generation``.
+
+        ``layer_importance`` (optional, shape ``(n_layers,)``, positive; an ASSUMPTION - the
+        data give layer counts, not which layers) makes the per-layer gates matter: the
+        fitted depth curve is read as the loss of dropping the *least important* layers (what
+        SLEB/ShortGPT/BlockPruner do), so a gate vector counts as the fraction ``r`` of least
+        important layers that removes the same importance share::
+
+            share = sum_l (1 - g_l) w_l / sum_l w_l,   r = C^-1(share)
+
+        with ``C(j / L)`` the share of the ``j`` least important layers (piecewise linear).
+        Uniform importance gives ``r = 1 - sum(g) / L``.
+        """
+        from . import counts, pruning
+
+        c = compression
+        if layer_importance is not None and c.layer_keep_gates is not None:
+            depth = _importance_weighted_removed(c.layer_keep_gates, layer_importance)
+        else:
+            depth = 1.0 - pruning.kept_layers(model, c) / model.n_layers
+        heads_ffn = dataclasses.replace(
+            pruning._unpruned(c),
+            heads_kept_fraction=c.heads_kept_fraction,
+            kv_heads_kept_fraction=c.kv_heads_kept_fraction,
+            ffn_kept_fraction=c.ffn_kept_fraction,
+        )
+        mixed = 1.0 - counts.param_count(pruning.apply(model, heads_ffn)) / counts.param_count(model)
+        return Structured(
+            depth_removed=depth,
+            width_removed=1.0 - jnp.asarray(c.hidden_kept_fraction, dtype=float),
+            mixed_removed=mixed,
+            finetuned=finetuned,
+            **methods,
+        )
+
+
+def _importance_weighted_removed(gates, importance):
+    """``C^-1(share of importance removed)`` (see :meth:`Structured.from_compression`)."""
+    w = np.asarray(importance, dtype=float)
+    if w.ndim != 1 or np.any(~np.isfinite(w)) or np.any(w <= 0):
+        raise ValueError("accuracy: layer_importance must be a vector of positive numbers, one per layer")
+    order = np.sort(w)
+    cum = np.concatenate([[0.0], np.cumsum(order)]) / order.sum()  # share of the j least important
+    frac = np.arange(len(w) + 1) / len(w)
+    g = jnp.asarray(gates, dtype=float)
+    share = jnp.sum((1.0 - g) * w, axis=-1) / w.sum()
+    return jnp.interp(share, jnp.asarray(cum), jnp.asarray(frac))
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class StructuredFit:
+    """Fitted constants of the structured-pruning loss (``structured_pruning_fit.json``).
+
+    Attributes:
+      kind_log_amp: shape (3,), ln A of depth, width_hidden, mixed at 50 % removed (7B,
+        LLaMA-2 generation, no recovery, the kind's reference method offset 0).
+      method_log_offset: shape (10,), ln of each method's amplitude relative to its kind
+        (order of :data:`STRUCTURED_METHODS`; ridge-shrunk towards 0).
+      kind_power: shape (3,), exponent on the removal odds ``r / (1 - r)`` per kind.
+      size_exp: shape (3,), beta >= 0 per kind: noise scales as ``(N / 7)^-beta``.
+      recovery_log_mult: ln of the noise ratio after LoRA recovery fine-tuning.
+      llama3_log_mult: shape (3,), ln of the noise ratio of LLaMA-3-generation models per kind.
+      blowup_noise: z_c; the summed noise ``Z`` becomes ``Z exp(Z / z_c)`` (bad prunes
+        collapse faster than linearly, as in :func:`delta_loss`).
+    """
+
+    kind_log_amp: Any
+    method_log_offset: Any
+    kind_power: Any
+    size_exp: Any
+    recovery_log_mult: Any
+    llama3_log_mult: Any
+    blowup_noise: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: np.asarray(getattr(self, f.name)).tolist() for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StructuredFit:
+        return cls(**{f.name: jnp.asarray(d[f.name], dtype=float) for f in dataclasses.fields(cls)})
+
+
+@functools.cache
+def structured_fit_file() -> dict[str, Any]:
+    """The whole shipped JSON: constants, held-out errors, fitted range."""
+    path = resources.files("hwgrad.presets") / "data" / STRUCTURED_FIT_FILE
+    with path.open(encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def load_structured_fit() -> StructuredFit:
+    """The shipped constants from ``hwgrad/presets/data/structured_pruning_fit.json``."""
+    return _load_structured_fit(bool(jax.config.jax_enable_x64))
+
+
+@functools.cache
+def _load_structured_fit(x64: bool) -> StructuredFit:
+    del x64
+    with jax.ensure_compile_time_eval():
+        return StructuredFit.from_dict(structured_fit_file()["constants"])
+
+
+def _structured_u(fit: StructuredFit, removed, method_idx, finetuned, llama3, params_b, log_mult=0.0):
+    """Uncapped loss (nats) summed over kinds; ``removed``/``method_idx`` have a trailing
+    axis of 3 (depth, width_hidden, mixed); shared by the API and the fit (``log_mult``: the
+    fit's per-row nuisance factors)."""
+    r = jnp.clip(jnp.asarray(removed, dtype=float), 0.0, _MAX_REMOVED)
+    odds = r / (1.0 - r)
+    amp = jnp.asarray(fit.kind_log_amp) + jnp.asarray(fit.method_log_offset)[method_idx]
+    log_scale = (
+        fit.recovery_log_mult * jnp.asarray(finetuned, dtype=float)[..., None]
+        + jnp.asarray(fit.llama3_log_mult) * jnp.asarray(llama3, dtype=float)[..., None]
+        - jnp.asarray(fit.size_exp) * _log_rel_size(params_b)[..., None]
+        + log_mult
+    )
+    z = jnp.sum(jnp.exp(amp + log_scale) * _safe_pow(odds, jnp.asarray(fit.kind_power)), axis=-1)
+    return z * jnp.exp(jnp.minimum(z / fit.blowup_noise, 50.0))
+
+
+def structured_uncapped_loss(st: Structured, params_b, fit: StructuredFit | None = None):
+    """``u_s`` (nats) before the collapse cap::
+
+    z_kind = A[kind] O[method] R^finetuned G[kind]^llama3 (N / 7)^-beta[kind]
+             (r_kind / (1 - r_kind))^k[kind]
+    Z = sum_kind z_kind,   u_s = Z exp(Z / z_c)
+    """
+    fit = load_structured_fit() if fit is None else fit
+    idx = jnp.array(
+        [
+            structured_method_index("depth", st.depth_method),
+            structured_method_index("width_hidden", st.width_method),
+            structured_method_index("mixed", st.mixed_method),
+        ]
+    )
+    if st.generation not in GENERATIONS:
+        _static_index({g: 0 for g in GENERATIONS}, "generation", st.generation, "LLaMA-1/2 are 'llama-2'")
+    removed = jnp.stack(jnp.broadcast_arrays(st.depth_removed, st.width_removed, st.mixed_removed), -1)
+    return _structured_u(fit, removed, idx, st.finetuned, float(st.generation == "llama-3"), params_b)
+
+
+def structured_delta_loss(st: Structured, *, params_b, fit: StructuredFit | None = None):
+    """Increase in Wikitext-2 loss (nats/token) from structured pruning alone.
+
+    ``delta_loss = y_max v / (1 + v^4)^(1/4)``, ``v = u_s / y_max`` (the collapse cap of
+    :func:`delta_loss`). Combined with quantisation and unstructured sparsity through
+    ``delta_loss(..., structured=st)``, the two losses add before the cap (no published
+    table in the data combines them, so additivity is the documented assumption).
+    Smooth, non-decreasing in every removed fraction, NaN-free under ``grad``.
+
+    Args:
+      st: amounts, methods and generation (:class:`Structured`).
+      params_b: dense model size, billions of parameters.
+      fit: constants; default :func:`load_structured_fit`.
+    """
+    u = structured_uncapped_loss(st, params_b, fit)
+    return _noise_to_loss(jnp.zeros_like(u), 1.0, u)
+
+
+def structured_range_warnings(st: Structured, params_b) -> list[str]:
+    """Messages for inputs outside the data the structured fit saw (concrete values): a
+    removed fraction beyond the largest fitted one, a model size, generation or recovery
+    setting that no row of that kind has."""
+    info = structured_fit_file()["validity"]
+    n = float(np.max(np.asarray(params_b, dtype=float)))
+    ft = float(np.max(np.asarray(st.finetuned, dtype=float))) > 0
+    out = []
+    for kind, value in (
+        ("depth", st.depth_removed),
+        ("width_hidden", st.width_removed),
+        ("mixed", st.mixed_removed),
+    ):
+        x = float(np.max(np.asarray(value, dtype=float)))
+        if x <= 1e-9:
+            continue
+        lo, hi = info["removed_by_kind"][kind]
+        if x > hi + 1e-9:
+            out.append(
+                f"accuracy: {kind} pruning removes {x:.3g}, beyond the fitted range [{lo:.3g}, {hi:.3g}] "
+                f"of structured_pruning.csv: the loss is extrapolated"
+            )
+        plo, phi = info["params_b_by_kind"][kind]
+        if not 0.9 * plo <= n <= 1.1 * phi:
+            out.append(
+                f"accuracy: params_b = {n:g} is outside the {kind} pruning data ({plo:g}-{phi:g}B): "
+                "the size scaling is extrapolated"
+            )
+        if st.generation not in info["generations_by_kind"][kind]:
+            out.append(
+                f"accuracy: no {st.generation} rows for {kind} pruning: the generation factor is assumed"
+            )
+        if ft and kind not in info["finetuned_kinds"]:
+            out.append(
+                f"accuracy: no fine-tuned {kind} rows in structured_pruning.csv (recovery fitted on "
+                f"{', '.join(info['finetuned_kinds'])} only): the recovery factor is assumed"
+            )
+    return out
+
+
+def warn_structured_range(st: Structured, params_b) -> None:
+    """``warnings.warn`` every :func:`structured_range_warnings` message (call at the edges,
+    e.g. when a study is set up)."""
+    import warnings
+
+    for msg in structured_range_warnings(st, params_b):
+        warnings.warn(msg, UserWarning, stacklevel=2)

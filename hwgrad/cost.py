@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import counts, memory, network, power, stacks, units
+from . import counts, memory, network, power, pruning, stacks, units
 from .smooth import ceil_st, roofline_max, safe_div, smooth_max
 from .specs import (
     Compression,
@@ -250,6 +250,7 @@ def forward_pass(
     where micro-batches circulate through the stages token after token and a round takes
     ``max(m, pp)`` stage slots (idle stages when ``m < pp``).
     """
+    model, compression = pruning.resolve(model, compression)  # structured pruning -> shapes
     m_micro = workload.microbatches
     pp = workload.pp
     micro = replace(workload, batch=workload.batch / m_micro)
@@ -575,6 +576,7 @@ def serve(system, model, workload, compression, efficiency, options=Options()) -
 def capacity_used_bytes(system: System, model: Model, workload: Workload, compression: Compression):
     """Bytes each tier of one chip holds: weights + final KV cache + activation workspace
     + read-mostly context."""
+    model, compression = pruning.resolve(model, compression)
     return memory.resident_bytes(model, compression, workload) @ memory.class_fractions(system)
 
 
@@ -614,6 +616,7 @@ def evaluate(
         from .presets import default_economics
 
         economics = default_economics()
+    model, compression = pruning.resolve(model, compression)
     t = serve(system, model, workload, compression, efficiency, options)
     pre, dec = t.prefill, t.decode_step
     tpot, e2e, tokens_per_s, energy_per_token = t.tpot_s, t.e2e_s, t.tokens_per_s, t.energy_j_per_token

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import pruning
 from .smooth import safe_div
 from .specs import Compression, Model, Workload, spec
 
@@ -531,6 +532,7 @@ def forward_counts(
         ``False`` for the decompressed per-head form (prefill); a bool or 0/1 array. Default
         ``new_tokens <= 1`` (a traced select, so prefill and decode batch under ``vmap``).
     """
+    m, c = pruning.resolve(m, c)  # structured pruning: count the smaller dense model
     b = w.batch
     tokens = b * new_tokens
     tp, ep, adp = w.tp, w.ep, w.attention_dp
@@ -728,6 +730,7 @@ def weight_bytes_resident(m: Model, c: Compression, w: Workload):
     over the ``tp / attention_dp`` chips of an attention group, i.e. replicated
     ``attention_dp`` times. Without attention-DP: ``params / (tp pp)``.
     """
+    m, c = pruning.resolve(m, c)
     routed = n_moe_layers(m) * m.n_experts * expert_params(m)
     rest = param_count(m) - routed
     params = routed / w.tp + rest / attention_group_chips(w)
@@ -737,6 +740,7 @@ def weight_bytes_resident(m: Model, c: Compression, w: Workload):
 def kv_bytes_resident(m: Model, c: Compression, w: Workload):
     """KV-cache bytes held by one chip at the end of the request (prompt + output);
     attention-DP groups hold disjoint sequences (:func:`kv_cache_split`)."""
+    m, c = pruning.resolve(m, c)
     total = kv_cache_bytes(m, c, w.batch, w.prompt_len + w.output_len)
     return total / (kv_cache_split(m, w) * w.pp)
 
@@ -744,6 +748,7 @@ def kv_bytes_resident(m: Model, c: Compression, w: Workload):
 def activation_bytes_resident(m: Model, c: Compression, w: Workload):
     """Peak activation workspace on one chip: the prefill hidden states of the batch
     (input + FFN intermediate) for one layer at a time."""
+    m, c = pruning.resolve(m, c)
     width = m.d_model + jnp.maximum(m.d_ff, m.moe_d_ff * (m.n_experts_active + m.n_shared_experts))
     return w.batch * w.prompt_len * width * c.act_bits / 8.0 / w.tp
 

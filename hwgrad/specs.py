@@ -404,6 +404,23 @@ class Compression:
       sparsity: pruned fraction of weights (``pattern`` ``"2:4"`` fixes it at 0.5).
       pattern: static; ``dense``, ``unstructured`` (bitmap index, 1 bit/element, no
         compute speed-up) or ``2:4`` (1 bit/element of metadata, 2x tensor-core rate).
+
+    Structured (shape-changing) pruning, relaxed for co-design; applied by
+    :func:`hwgrad.pruning.apply`, rounded by :func:`hwgrad.pruning.round_to_legal`. All are
+    dimensionless keep fractions in (0, 1], default 1 = no pruning; quality cost fitted to
+    ``structured_pruning.csv`` (:func:`hwgrad.accuracy.structured_delta_loss`).
+
+      layers_kept_fraction: transformer layers kept (ShortGPT, SLEB, BlockPruner); ignored
+        when ``layer_keep_gates`` is given.
+      layer_keep_gates: optional ``(n_layers,)`` gates in [0, 1] (1 = keep that layer); their
+        sum is the relaxed layer count. ``None`` = use ``layers_kept_fraction``.
+      hidden_kept_fraction: residual-stream (embedding) dimension kept (SliceGPT slicing
+        ratio = 1 - this).
+      ffn_kept_fraction: FFN intermediate channels kept (dense ``d_ff`` and each expert's
+        ``moe_d_ff``; LLM-Pruner, FLAP).
+      heads_kept_fraction: query heads kept (whole heads; GQA: whole groups after rounding).
+      kv_heads_kept_fraction: KV heads kept (GQA only; MHA follows the query heads, MLA has
+        one shared latent).
     """
 
     weight_bits: Any = 16.0
@@ -412,6 +429,12 @@ class Compression:
     weight_overhead_bits: Any = 0.0
     kv_overhead_bits: Any = 0.0
     sparsity: Any = 0.0
+    layers_kept_fraction: Any = 1.0
+    layer_keep_gates: Any = None
+    hidden_kept_fraction: Any = 1.0
+    ffn_kept_fraction: Any = 1.0
+    heads_kept_fraction: Any = 1.0
+    kv_heads_kept_fraction: Any = 1.0
     pattern: str = static("dense")
 
 

@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from . import pruning
 from .counts import weight_bits_per_param
 from .specs import (
     ATTENTION_KINDS,
@@ -192,6 +193,7 @@ def validate_compression(c: Compression, name: str = "compression") -> None:
             "use pattern unstructured (or 2:4 with 0.5)"
         )
 
+    pruning.check_fractions(c)  # structured-pruning keep fractions in (0, 1]
 
 def _validate_network(net, where: str) -> None:
     if net.topology not in TOPOLOGIES:
@@ -503,3 +505,4 @@ def validate(
     if economics is not None:
         _check_type(economics, Economics, "economics")
         validate_economics(economics)
+    pruning.check_shapes(model, compression, workload.tp)  # pruned shapes whole and legal
