@@ -210,7 +210,11 @@ class Calibration:
 
     def chip_values(self, hardware_slug: str) -> dict[str, float]:
         if self.ideal:
-            return {p.field: (1.0 if p.kind == "fraction" else 0.0) for p in PARAMETERS if p.target == "chip"}
+            return {
+                p.field: (1.0 if p.kind == "fraction" else 0.0)
+                for p in PARAMETERS
+                if p.target == "chip" and p.stage == "latency"
+            }
         family = presets.hardware_family(hardware_slug)
         out: dict[str, float] = {}
         for key in ("shared", presets.hardware_line(family), family):
@@ -454,17 +458,25 @@ class Engine:
         self.unpermute = np.argsort(order).astype(np.int32)
         self._vmapped = jax.vmap(_case_outputs)
 
-    def outputs(self, stack: Stack, chip_values: dict):
+    @property
+    def specs(self) -> tuple:
+        """The stacked specs of every group: pass them to the jit-compiled functions as
+        arguments (closing over them as constants lets XLA constant-fold the model with the
+        presets' inf/NaN leaves, which gave wrong values on CPU)."""
+        return tuple(stacked for _, stacked in self.groups)
+
+    def outputs(self, stack: Stack, chip_values: dict, specs=None):
         """``(n_rows, 4)`` outputs; leaves of ``stack`` / ``chip_values`` have shape ``(n_rows,)``."""
+        specs = self.specs if specs is None else specs
         outs = []
-        for idx, (system, model, workload, compression) in self.groups:
+        for (idx, _), (system, model, workload, compression) in zip(self.groups, specs, strict=True):
             take = functools.partial(jax.tree_util.tree_map, lambda v, idx=idx: v[idx])
             outs.append(self._vmapped(system, model, workload, compression, take(stack), take(chip_values)))
         return jnp.concatenate(outs, axis=0)[self.unpermute]
 
-    def row_predictions(self, stack: Stack, chip_values: dict):
+    def row_predictions(self, stack: Stack, chip_values: dict, specs=None):
         """Predicted value of every row in its metric's unit, shape ``(n_rows,)``."""
-        table = self.outputs(stack, chip_values)
+        table = self.outputs(stack, chip_values, specs)
         return jnp.take_along_axis(table, jnp.asarray(self.metric)[:, None], axis=1)[:, 0]
 
     def per_row(self, calibration: Calibration) -> tuple[Stack, dict]:
@@ -481,7 +493,8 @@ class Engine:
     def predict(self, calibration: Calibration) -> np.ndarray:
         if self.n_rows == 0:
             return np.zeros(0)
-        return np.asarray(self._predict_jit(*self.per_row(calibration)), dtype=np.float64)
+        stack, chip_values = self.per_row(calibration)
+        return np.asarray(self._predict_jit(stack, chip_values, self.specs), dtype=np.float64)
 
 
 def _default_chip(field: str) -> float:
@@ -771,9 +784,9 @@ class _Fitter:
         }
         return Stack(**stack_values, **fixed), chip_values
 
-    def loss(self, params, weights):
+    def loss(self, params, weights, specs):
         theta, deltas = params
-        pred = self.engine.row_predictions(*self.specs(theta, deltas))
+        pred = self.engine.row_predictions(*self.specs(theta, deltas), specs)
         r = jnp.log(pred) - self.log_measured
         d = self.settings.loss_scale
         rho = 0.5 * d * d * jnp.log1p((r / d) ** 2)
@@ -786,14 +799,14 @@ class _Fitter:
             prior = prior + 0.5 * jnp.sum(z**2)
         return data + d * d * prior / jnp.maximum(jnp.sum(weights > 0), 1.0)
 
-    def _adam(self, params, weights, seen, stage_mask):
+    def _adam(self, params, weights, seen, stage_mask, specs):
         opt = optax.adam(self.settings.learning_rate)
         state = opt.init(params)
         grad_fn = jax.value_and_grad(self.loss)
 
         def step(carry, _):
             params, state = carry
-            value, (g_theta, g_deltas) = grad_fn(params, weights)
+            value, (g_theta, g_deltas) = grad_fn(params, weights, specs)
             g_theta = g_theta * self.active * stage_mask
             g_deltas = {k: v * seen[k][:, None] * stage_mask[None, :] for k, v in g_deltas.items()}
             g = jax.tree_util.tree_map(lambda x: jnp.where(jnp.isfinite(x), x, 0.0), (g_theta, g_deltas))
@@ -827,7 +840,7 @@ class _Fitter:
                 seen_all[lv] = np.maximum(seen_all[lv], seen[lv] * (self.mask[lv] * self.stage_mask[stage]).max())
             (theta, deltas), loss = self._run(
                 (theta, deltas), jnp.asarray(w), {k: jnp.asarray(v) for k, v in seen.items()},
-                jnp.asarray(self.stage_mask[stage]),
+                jnp.asarray(self.stage_mask[stage]), self.engine.specs,
             )  # fmt: skip
             losses.append(np.asarray(loss))
         calib = self._calibration(np.asarray(theta), {k: np.asarray(v) for k, v in deltas.items()}, seen_all, lat_w)
