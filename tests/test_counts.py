@@ -1,6 +1,7 @@
 """Counts against the shipped model table, hand arithmetic and a Monte-Carlo check."""
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -247,3 +248,96 @@ def test_moe_counts_use_the_busiest_rank_and_keep_the_mean_for_energy():
     # dispatch/combine: the busiest rank's pairs x d_model x 2 bytes
     assert float(comm.ep_alltoall_bytes) == pytest.approx(float(pairs) * 7168 * 2, rel=1e-6)
     assert float(comm.tp_allreduce_chips) == 8.0
+
+
+# ----------------------------------------------------------------------------- MLA phases
+
+
+def test_mla_prefill_is_non_absorbed_and_decode_absorbed_by_hand():
+    # DeepSeek-V3: H 128, nope 128, rope 64, v 128, kv_lora 512, 61 layers
+    m = presets.model("deepseek-v3")
+    c = hg.compression("bf16")
+    w = hg.Workload(batch=1.0)
+    p = 32768.0
+    pre = counts.forward_counts(m, c, w, p, 0.0)[0]
+    absorbed = counts.forward_counts(m, c, w, p, 0.0, mla_absorbed=True)[0]
+    pairs = p * (p + 1) / 2  # causal (query, key) pairs
+    assert float(pre.flops[1]) == pytest.approx(2 * pairs * 128 * (128 + 64 + 128) * 61, rel=1e-5)
+    assert float(absorbed.flops[1]) == pytest.approx(2 * pairs * 128 * (512 + 64 + 512) * 61, rel=1e-5)
+    # the absorbed form costs 1088 / 320 = 3.4x the attention FLOPs and ~2.3x the whole prefill
+    assert float(absorbed.flops[1] / pre.flops[1]) == pytest.approx(3.4, rel=1e-5)
+    assert 2.2 < float(absorbed.flops.sum() / pre.flops.sum()) < 2.4
+    # decode stays absorbed: 2 (L + 1) H (kv_lora + rope + kv_lora) per layer
+    dec = counts.forward_counts(m, c, w, 1.0, 4096.0)[0]
+    assert float(dec.flops[1]) == pytest.approx(2 * 4097 * 128 * 1088 * 61, rel=1e-6)
+    # a non-absorbed pass over cached context also decompresses the cached latents
+    chunk = counts.forward_counts(m, c, w, 256.0, 1024.0)[0]
+    span = 1024 + 257 / 2
+    want = 2 * 256 * span * 128 * 320 * 61 + 2 * 1024 * 512 * 128 * 256 * 61
+    assert float(chunk.flops[1]) == pytest.approx(want, rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- attention-DP
+
+
+def test_attention_dp_replicates_attention_and_splits_the_batch():
+    m = presets.model("deepseek-v3")
+    c = hg.compression("bf16")
+    tp = hg.Workload(batch=64.0, tp=8.0, ep=8.0)
+    dp = hg.replace(tp, attention_dp=8.0)
+    o_tp, c_tp = counts.forward_counts(m, c, tp, 1.0, 2048.0)
+    o_dp, c_dp = counts.forward_counts(m, c, dp, 1.0, 2048.0)
+    attn = counts.OP_NAMES.index("attn_proj")
+    # each chip holds the whole attention (8x the bytes), FLOPs per chip unchanged
+    assert float(o_dp.weight_bytes[attn]) == pytest.approx(8 * float(o_tp.weight_bytes[attn]), rel=1e-6)
+    assert float(o_dp.flops[attn]) == pytest.approx(float(o_tp.flops[attn]), rel=1e-6)
+    # MLA latent cache: replicated under TP, 1/8 of the sequences per chip under attention-DP
+    assert float(o_dp.kv_read_bytes[1]) == pytest.approx(float(o_tp.kv_read_bytes[1]) / 8, rel=1e-6)
+    assert float(o_dp.kv_read_bytes[1]) == pytest.approx(8 * 2048 * 576 * 2 * 61, rel=1e-6)
+    # routed experts unchanged; no tensor-parallel all-reduce (groups of one chip)
+    moe = counts.OP_NAMES.index("moe")
+    assert float(o_dp.flops[moe]) == pytest.approx(float(o_tp.flops[moe]), rel=1e-6)
+    assert float(c_dp.tp_allreduce_chips) == 1.0 and float(c_tp.tp_allreduce_chips) == 8.0
+    assert float(c_dp.ep_alltoall_bytes) == pytest.approx(float(c_tp.ep_alltoall_bytes), rel=1e-6)
+    # capacity: routed experts / 8, the rest replicated; KV / 8
+    routed = float(counts.n_moe_layers(m) * m.n_experts * counts.expert_params(m))
+    rest = float(counts.param_count(m)) - routed
+    assert float(counts.weight_bytes_resident(m, c, dp)) == pytest.approx((routed / 8 + rest) * 2, rel=1e-6)
+    assert float(counts.weight_bytes_resident(m, c, tp)) == pytest.approx((routed + rest) / 8 * 2, rel=1e-6)
+    assert float(counts.kv_bytes_resident(m, c, dp)) == pytest.approx(
+        float(counts.kv_bytes_resident(m, c, tp)) / 8, rel=1e-6
+    )
+
+
+def test_attention_dp_removes_the_tp_allreduce_from_the_step():
+    m = presets.model("deepseek-v3")
+    s = presets.system("h100-sxm", 8)
+    c = hg.compression("fp8")
+    sol = hg.Efficiency.speed_of_light()
+    base = hg.Workload(batch=64.0, prompt_len=1024.0, output_len=64.0, tp=8.0, ep=8.0)
+    r_tp = hg.evaluate(s, m, base, c, sol)
+    r_dp = hg.evaluate(s, m, hg.replace(base, attention_dp=8.0), c, sol)
+    assert np.isfinite(float(r_dp.tpot_s))
+    assert float(r_dp.decode.communication_s) < float(r_tp.decode.communication_s)
+    # attention weights are replicated: more bytes held per chip
+    assert float(r_dp.capacity_used_bytes[0]) > float(r_tp.capacity_used_bytes[0])
+
+
+@pytest.mark.parametrize(
+    "changes,msg",
+    [
+        ({"attention_dp": 2.5}, "workload.attention_dp = 2.5: must be a whole number"),
+        ({"attention_dp": 2.0, "ep": 1.0}, "set ep > 1"),
+        ({"attention_dp": 3.0}, "must divide tp = 8"),
+        ({"attention_dp": 8.0, "batch": 4.0}, "split evenly"),
+    ],
+)
+def test_attention_dp_validation(changes, msg):
+    from hwgrad.validate import validate
+
+    m = presets.model("deepseek-v3")
+    s = presets.system("h100-sxm", 8)
+    good = hg.Workload(batch=64.0, tp=8.0, ep=8.0, attention_dp=8.0)
+    validate(s, m, good, hg.compression("bf16"))
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        validate(s, m, hg.replace(good, **changes), hg.compression("bf16"))
