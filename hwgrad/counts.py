@@ -11,14 +11,34 @@ Conventions (one multiply-add = 2 FLOP):
 * MLA (DeepSeek-V2/V3, arXiv:2412.19437 sec. 2.1.1): LoRA-factored queries
   (``d x q_lora``, ``q_lora x H (nope + rope)``), a compressed joint KV
   (``d x (kv_lora + rope)``, ``kv_lora x H (nope + v)``) and ``W_o = H v x d``. The cache
-  holds ``kv_lora + rope`` elements per token per layer, shared by all heads; decode uses
-  the weight-absorbed form, so attention scores cost ``2 H (kv_lora + rope)`` and the value
-  sum ``2 H kv_lora`` FLOPs per cached token.
+  holds ``kv_lora + rope`` elements per token per layer, shared by all heads. Decode uses
+  the weight-absorbed form (``W_UK`` folded into the query, ``W_UV`` into the output):
+  scores cost ``2 H (kv_lora + rope)`` and the value sum ``2 H kv_lora`` FLOPs per
+  (query, cached token) pair. Prefill (``new_tokens > 1``, a traced select) uses the
+  non-absorbed form served in practice (vLLM/SGLang MLA prefill): keys and values are
+  decompressed per head, scores ``2 H (nope + rope)``, values ``2 H v_head_dim`` per
+  pair, plus ``2 H kv_lora (nope + v)`` per *cached* token for the decompression (the new
+  tokens' up-projection is already in the projections). For DeepSeek-V3 the absorbed
+  attention costs ``1088 / 320 = 3.4x`` the non-absorbed one, 2.28x the whole prefill FLOPs
+  at a 32k prompt.
 * Gated FFN (SwiGLU/GeGLU): three ``d x d_ff`` matrices; plain FFN: two.
 * MoE: each routed expert is an FFN of width ``moe_d_ff``; router ``d x n_experts``.
   Decoding ``T`` tokens with top-``k`` routing over ``E`` experts touches on average
   ``E (1 - (1 - k/E)^T)`` distinct experts (uniform routing, tokens independent) - the
   count whose weights must be streamed from memory.
+* Expert parallelism (``ep`` ranks of ``E / ep`` experts): the step waits for the busiest
+  rank, so the MoE op counts the expected maximum over ranks of the distinct experts
+  (weights streamed) and of the routed (token, expert) pairs (FLOPs, all-to-all bytes) -
+  :func:`ep_busiest_rank_load` (exact moments, exchangeable-correlation correction, a
+  matched binomial at small counts and Cornish-Fisher at large ones; within 5 % of a Monte
+  Carlo). DeepSeek-V3 at batch 1, EP 8: 2.56 experts on the busiest rank vs a mean of 1.
+  ``OpCounts.flops_mean`` / ``weight_bytes_mean`` keep the mean over ranks for energy.
+* Attention data parallelism (``Workload.attention_dp``; DeepSeek-V3 report
+  arXiv:2412.19437 sec. 3.4, SGLang ``--enable-dp-attention``, vLLM data-parallel
+  attention with expert parallelism): ``attention_dp`` groups of ``tp / attention_dp``
+  chips each hold the non-expert weights and ``1 / attention_dp`` of the sequences and
+  KV cache; TP all-reduces run inside a group (``CommCounts.tp_allreduce_chips``); routed
+  experts stay expert-parallel over all chips with all-to-all dispatch and combine.
 * Biases, QK-norm vectors and attention sinks (< 0.01 % of any model here) are omitted.
 """
 

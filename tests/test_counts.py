@@ -1,7 +1,14 @@
 """Counts against the shipped model table, hand arithmetic and a Monte-Carlo check."""
 
+import functools
+import re
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import hwgrad as hg
 from hwgrad import counts, presets
@@ -101,3 +108,236 @@ def test_sparse_storage_bits():
     assert float(counts.weight_bits_per_param(two_four)) == 0.5 * 16 + 1
     unstructured = hg.compression("int4", sparsity=0.7, pattern="unstructured")
     assert float(counts.weight_bits_per_param(unstructured)) == pytest.approx(0.3 * 4.25 + 1)
+
+
+# ----------------------------------------------------------------------------- EP: busiest rank
+
+# (name, E, k) of the three routings in the issue
+_ROUTINGS = (("deepseek-v3", 256, 8), ("mixtral-8x7b", 8, 2), ("qwen3-30b-a3b", 128, 8))
+_T_GRID = (1, 2, 4, 16, 64, 256, 1024, 4096)
+_EP_GRID = (1, 2, 4, 8, 16, 32)
+
+
+def _monte_carlo_busiest(e, k, t, eps, rng):
+    """Mean over trials of max over ranks of (distinct experts, routed pairs), per ep."""
+    trials = int(np.clip(2e6 / (t * e), 50, 20000))
+    out = {p: ([], []) for p in eps}
+    left = trials
+    while left:
+        c = min(left, max(1, int(4e6 // (t * e))))
+        left -= c
+        sel = np.argpartition(rng.random((c, t, e), dtype=np.float32), k - 1, axis=-1)[..., :k]
+        hits = np.zeros((c, e), dtype=np.int64)
+        np.add.at(hits, (np.repeat(np.arange(c), t * k), sel.ravel()), 1)
+        for p in eps:
+            per = hits.reshape(c, p, e // p)
+            out[p][0].append((per > 0).sum(-1).max(-1))
+            out[p][1].append(per.sum(-1).max(-1))
+    return {p: (np.concatenate(y).mean(), np.concatenate(x).mean()) for p, (y, x) in out.items()}
+
+
+@pytest.mark.parametrize("name,e,k", _ROUTINGS)
+def test_ep_busiest_rank_against_monte_carlo(name, e, k):
+    rng = np.random.default_rng(11)
+    eps = [p for p in _EP_GRID if e % p == 0]
+    t_grid = np.array(_T_GRID, dtype=float)
+    worst = 0.0
+    for t in _T_GRID:
+        ref = _monte_carlo_busiest(e, k, t, eps, rng)
+        experts, pairs = counts.ep_busiest_rank_load(
+            float(e), float(k), t_grid[_T_GRID.index(t)], np.array(eps, float)
+        )
+        for i, p in enumerate(eps):
+            for got, want in ((experts[i], ref[p][0]), (pairs[i], ref[p][1])):
+                assert float(got) == pytest.approx(want, rel=0.05), (name, t, p)
+                worst = max(worst, abs(float(got) / want - 1))
+    assert worst > 0.0  # the grid exercised the approximation (not only the ep = 1 means)
+
+
+def _exact_busiest_one_token(e, k, ep):
+    """E[max_r X_r] for one token, exactly: the rank counts are multivariate hypergeometric, so
+    ``P(max <= x) = [z^k] (sum_{c <= x} C(n, c) z^c)^ep / C(E, k)``."""
+    from math import comb
+
+    n = e // ep
+
+    def all_at_most(x):
+        poly = [1]
+        for _ in range(ep):
+            term = [comb(n, c) for c in range(min(x, n) + 1)]
+            poly = [
+                sum(poly[i] * term[j - i] for i in range(len(poly)) if 0 <= j - i < len(term))
+                for j in range(min(len(poly) + len(term) - 1, k + 1))
+            ]
+        return (poly[k] if len(poly) > k else 0) / comb(e, k)
+
+    return sum(1.0 - all_at_most(x) for x in range(k))
+
+
+@pytest.mark.parametrize("e,k,ep", [(256, 8, 8), (8, 2, 2), (8, 2, 4), (128, 8, 32), (256, 8, 32)])
+def test_ep_busiest_rank_one_token_exact(e, k, ep):
+    # DeepSeek-V3 at batch 1 with EP 8: 2.564 experts on the busiest rank vs a mean of 1
+    exact = _exact_busiest_one_token(e, k, ep)
+    experts, pairs = counts.ep_busiest_rank_load(float(e), float(k), 1.0, float(ep))
+    assert float(pairs) == pytest.approx(exact, rel=0.05)
+    assert float(experts) == pytest.approx(float(pairs), rel=1e-4)  # one token: no collisions
+    if (e, k, ep) == (256, 8, 8):
+        assert exact == pytest.approx(2.5637, abs=1e-4)
+        assert float(pairs) == pytest.approx(2.55, abs=0.02)
+
+
+def test_ep_busiest_rank_limits():
+    e, k = 256.0, 8.0
+    # ep = 1: the means
+    y, x = counts.ep_busiest_rank_load(e, k, 37.0, 1.0)
+    assert float(y) == pytest.approx(float(counts.expected_distinct_experts(e, k, 37.0)), rel=1e-6)
+    assert float(x) == pytest.approx(37.0 * 8.0, rel=1e-6)
+    # a huge batch saturates every rank: E / ep experts, pairs -> the mean
+    y, x = counts.ep_busiest_rank_load(e, k, 1e6, 8.0)
+    assert float(y) == pytest.approx(32.0, rel=1e-6)
+    assert float(x) == pytest.approx(1e6, rel=0.01)
+    # dense model
+    assert [float(v) for v in counts.ep_busiest_rank_load(0.0, 0.0, 16.0, 8.0)] == [0.0, 0.0]
+    # never below the mean, never above the rank's experts / pairs
+    t = np.array([1.0, 3.0, 10.0, 100.0, 1000.0])
+    y, x = counts.ep_busiest_rank_load(e, k, t, 32.0)
+    assert np.all(np.asarray(y) <= 8.0 + 1e-6)
+    assert np.all(np.asarray(x) >= t * k / 32.0 - 1e-4)
+    assert np.all(np.asarray(y) >= np.asarray(counts.expected_distinct_experts(e, k, t)) / 32.0 - 1e-5)
+
+
+@given(
+    st.sampled_from([(256.0, 8.0), (8.0, 2.0), (128.0, 8.0), (64.0, 1.0)]),
+    st.floats(0.0, 1e7),
+    st.floats(1.0, 64.0),
+)
+@settings(max_examples=60, deadline=None)
+def test_ep_busiest_rank_gradients_are_finite(ek, t, ep):
+    e, k = ek
+    for i in range(2):
+        g = _busiest_grad(i)(e, k, jnp.float32(t), jnp.float32(ep))
+        assert all(np.isfinite(float(v)) for v in g), (i, t, ep, g)
+
+
+@functools.lru_cache(maxsize=2)
+def _busiest_grad(i):
+    return jax.jit(jax.grad(lambda e, k, t, p: counts.ep_busiest_rank_load(e, k, t, p)[i], argnums=(2, 3)))
+
+
+def test_moe_counts_use_the_busiest_rank_and_keep_the_mean_for_energy():
+    m = presets.model("deepseek-v3")
+    c = hg.compression("bf16")
+    moe = counts.OP_NAMES.index("moe")
+    w = hg.Workload(batch=1.0, tp=8.0, ep=8.0)
+    ops, comm = counts.forward_counts(m, c, w, 1.0, 0.0)
+    experts, pairs = counts.ep_busiest_rank_load(256.0, 8.0, 1.0, 8.0)
+    p_exp, layers = float(counts.expert_params(m)), 58.0
+    non_routed = (1 * p_exp + 7168 * 256) / 8.0  # shared expert + router, split over tp
+    # tp / ep = 1 chip per rank: the busiest rank streams its ~2.55 experts
+    assert float(ops.weight_bytes[moe]) == pytest.approx(
+        (float(experts) * p_exp + non_routed) * 2 * layers, rel=1e-5
+    )
+    assert float(ops.weight_bytes_mean[moe]) == pytest.approx(
+        (1.0 * p_exp + non_routed) * 2 * layers, rel=1e-5
+    )
+    assert float(ops.flops[moe]) == pytest.approx(2 * (float(pairs) * p_exp + non_routed) * layers, rel=1e-5)
+    assert float(ops.flops_mean[moe]) == pytest.approx(2 * (1.0 * p_exp + non_routed) * layers, rel=1e-5)
+    # other ops: mean == per chip
+    others = np.arange(len(counts.OP_NAMES)) != moe
+    np.testing.assert_allclose(np.asarray(ops.flops_mean)[others], np.asarray(ops.flops)[others])
+    # dispatch/combine: the busiest rank's pairs x d_model x 2 bytes
+    assert float(comm.ep_alltoall_bytes) == pytest.approx(float(pairs) * 7168 * 2, rel=1e-6)
+    assert float(comm.tp_allreduce_chips) == 8.0
+
+
+# ----------------------------------------------------------------------------- MLA phases
+
+
+def test_mla_prefill_is_non_absorbed_and_decode_absorbed_by_hand():
+    # DeepSeek-V3: H 128, nope 128, rope 64, v 128, kv_lora 512, 61 layers
+    m = presets.model("deepseek-v3")
+    c = hg.compression("bf16")
+    w = hg.Workload(batch=1.0)
+    p = 32768.0
+    pre = counts.forward_counts(m, c, w, p, 0.0)[0]
+    absorbed = counts.forward_counts(m, c, w, p, 0.0, mla_absorbed=True)[0]
+    pairs = p * (p + 1) / 2  # causal (query, key) pairs
+    assert float(pre.flops[1]) == pytest.approx(2 * pairs * 128 * (128 + 64 + 128) * 61, rel=1e-5)
+    assert float(absorbed.flops[1]) == pytest.approx(2 * pairs * 128 * (512 + 64 + 512) * 61, rel=1e-5)
+    # the absorbed form costs 1088 / 320 = 3.4x the attention FLOPs and ~2.3x the whole prefill
+    assert float(absorbed.flops[1] / pre.flops[1]) == pytest.approx(3.4, rel=1e-5)
+    assert 2.2 < float(absorbed.flops.sum() / pre.flops.sum()) < 2.4
+    # decode stays absorbed: 2 (L + 1) H (kv_lora + rope + kv_lora) per layer
+    dec = counts.forward_counts(m, c, w, 1.0, 4096.0)[0]
+    assert float(dec.flops[1]) == pytest.approx(2 * 4097 * 128 * 1088 * 61, rel=1e-6)
+    # a non-absorbed pass over cached context also decompresses the cached latents
+    chunk = counts.forward_counts(m, c, w, 256.0, 1024.0)[0]
+    span = 1024 + 257 / 2
+    want = 2 * 256 * span * 128 * 320 * 61 + 2 * 1024 * 512 * 128 * 256 * 61
+    assert float(chunk.flops[1]) == pytest.approx(want, rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- attention-DP
+
+
+def test_attention_dp_replicates_attention_and_splits_the_batch():
+    m = presets.model("deepseek-v3")
+    c = hg.compression("bf16")
+    tp = hg.Workload(batch=64.0, tp=8.0, ep=8.0)
+    dp = hg.replace(tp, attention_dp=8.0)
+    o_tp, c_tp = counts.forward_counts(m, c, tp, 1.0, 2048.0)
+    o_dp, c_dp = counts.forward_counts(m, c, dp, 1.0, 2048.0)
+    attn = counts.OP_NAMES.index("attn_proj")
+    # each chip holds the whole attention (8x the bytes), FLOPs per chip unchanged
+    assert float(o_dp.weight_bytes[attn]) == pytest.approx(8 * float(o_tp.weight_bytes[attn]), rel=1e-6)
+    assert float(o_dp.flops[attn]) == pytest.approx(float(o_tp.flops[attn]), rel=1e-6)
+    # MLA latent cache: replicated under TP, 1/8 of the sequences per chip under attention-DP
+    assert float(o_dp.kv_read_bytes[1]) == pytest.approx(float(o_tp.kv_read_bytes[1]) / 8, rel=1e-6)
+    assert float(o_dp.kv_read_bytes[1]) == pytest.approx(8 * 2048 * 576 * 2 * 61, rel=1e-6)
+    # routed experts unchanged; no tensor-parallel all-reduce (groups of one chip)
+    moe = counts.OP_NAMES.index("moe")
+    assert float(o_dp.flops[moe]) == pytest.approx(float(o_tp.flops[moe]), rel=1e-6)
+    assert float(c_dp.tp_allreduce_chips) == 1.0 and float(c_tp.tp_allreduce_chips) == 8.0
+    assert float(c_dp.ep_alltoall_bytes) == pytest.approx(float(c_tp.ep_alltoall_bytes), rel=1e-6)
+    # capacity: routed experts / 8, the rest replicated; KV / 8
+    routed = float(counts.n_moe_layers(m) * m.n_experts * counts.expert_params(m))
+    rest = float(counts.param_count(m)) - routed
+    assert float(counts.weight_bytes_resident(m, c, dp)) == pytest.approx((routed / 8 + rest) * 2, rel=1e-6)
+    assert float(counts.weight_bytes_resident(m, c, tp)) == pytest.approx((routed + rest) / 8 * 2, rel=1e-6)
+    assert float(counts.kv_bytes_resident(m, c, dp)) == pytest.approx(
+        float(counts.kv_bytes_resident(m, c, tp)) / 8, rel=1e-6
+    )
+
+
+def test_attention_dp_removes_the_tp_allreduce_from_the_step():
+    m = presets.model("deepseek-v3")
+    s = presets.system("h100-sxm", 8)
+    c = hg.compression("fp8")
+    sol = hg.Efficiency.speed_of_light()
+    base = hg.Workload(batch=64.0, prompt_len=1024.0, output_len=64.0, tp=8.0, ep=8.0)
+    r_tp = hg.evaluate(s, m, base, c, sol)
+    r_dp = hg.evaluate(s, m, hg.replace(base, attention_dp=8.0), c, sol)
+    assert np.isfinite(float(r_dp.tpot_s))
+    assert float(r_dp.decode.communication_s) < float(r_tp.decode.communication_s)
+    # attention weights are replicated: more bytes held per chip
+    assert float(r_dp.capacity_used_bytes[0]) > float(r_tp.capacity_used_bytes[0])
+
+
+@pytest.mark.parametrize(
+    "changes,msg",
+    [
+        ({"attention_dp": 2.5}, "workload.attention_dp = 2.5: must be a whole number"),
+        ({"attention_dp": 2.0, "ep": 1.0}, "set ep > 1"),
+        ({"attention_dp": 3.0}, "must divide tp = 8"),
+        ({"attention_dp": 8.0, "batch": 4.0}, "split evenly"),
+    ],
+)
+def test_attention_dp_validation(changes, msg):
+    from hwgrad.validate import validate
+
+    m = presets.model("deepseek-v3")
+    s = presets.system("h100-sxm", 8)
+    good = hg.Workload(batch=64.0, tp=8.0, ep=8.0, attention_dp=8.0)
+    validate(s, m, good, hg.compression("bf16"))
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        validate(s, m, hg.replace(good, **changes), hg.compression("bf16"))
