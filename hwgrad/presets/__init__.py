@@ -158,6 +158,7 @@ def memory_tier(
     devices: float | None = None,
     idle_share: float = MEMORY_IDLE_SHARE,
     write_endurance_cycles: float | None = None,
+    prefetch_bytes: float | None = None,
 ) -> MemoryTier:
     """A memory tier of ``devices`` devices of a ``memory_tech.csv`` technology.
 
@@ -177,6 +178,8 @@ def memory_tier(
         given, else capacity / per-device capacity, else 1).
       idle_share: idle power / device power (ASSUMPTION, :data:`MEMORY_IDLE_SHARE`).
       write_endurance_cycles: override of the program/erase cycles.
+      prefetch_bytes: override of the queue depth (``math.inf``: Little's law never binds,
+        e.g. for co-design studies that scale bandwidth without modelling the queue).
     """
     r = _lookup("memory_tech", name)
     cap_dev = _num(r, "capacity_per_device_GB") * units.GB
@@ -217,7 +220,10 @@ def memory_tier(
     embodied = {"hbf": "embodied_nand_per_gb", "flash-card": "embodied_nand_per_gb"}.get(name)
     if embodied is None:
         embodied = "embodied_hbm_per_gb" if name.startswith("hbm") else "embodied_dram_per_gb"
-    prefetch = latency * bw if name != "sram" else math.inf
+    if prefetch_bytes is not None:
+        prefetch = prefetch_bytes
+    else:
+        prefetch = latency * bw if name != "sram" else math.inf
     return MemoryTier(
         capacity_bytes=cap if not math.isnan(cap) else math.inf,
         bandwidth_bytes_per_s=bw,
