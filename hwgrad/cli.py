@@ -95,8 +95,24 @@ def add_design_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sparsity", type=_fraction, help="pruned fraction of weights (unstructured)")
     g.add_argument("--sparsity-pattern", choices=("dense", "unstructured", "2:4"), help="sparse format")
     g.add_argument("--chip-price-usd", type=_positive_float, help="chip price when the preset has none")
-    g.add_argument("--params", metavar="FILE", help="efficiency parameters (TOML from `hwgrad calibrate`)")
-    g.add_argument("--speed-of-light", action="store_true", help="ideal roofline: no efficiency losses")
+    g.add_argument(
+        "--stack",
+        help="serving stack: tuned (default: the best stack in the data), ideal, or a fitted family "
+        "(vllm, vllm-0.13, tensorrt-llm, sglang/rocm, llama.cpp/metal, ...; `hwgrad presets stacks`)",
+    )
+    g.add_argument(
+        "--batching",
+        choices=("static", "continuous", "disaggregated"),
+        help="serving mode: static batch (default), continuous batching at --batch concurrency, or "
+        "the decode pool of a disaggregated deployment",
+    )
+    g.add_argument("--attention-dp", type=_positive_int, help="attention data-parallel groups (MoE with --ep)")
+    g.add_argument("--params", metavar="FILE", help="stack parameters (TOML from `hwgrad calibrate`)")
+    g.add_argument(
+        "--speed-of-light",
+        action="store_true",
+        help="ideal roofline: datasheet peaks (no fitted fractions) and no software cost",
+    )
 
 
 def design_from_args(args) -> dict:
@@ -128,7 +144,12 @@ def design_from_args(args) -> dict:
         system = DESIGNS[args.design](1)
     else:
         hw_name = args.hardware or (None if base["system"] is not None else DEFAULTS["hardware"])
-        system = presets.system(hw_name) if hw_name else base["system"]
+        system = presets.system(hw_name, fitted=not args.speed_of_light) if hw_name else base["system"]
+    if args.speed_of_light:
+        system = replace(
+            system,
+            chip=replace(system.chip, bandwidth_efficiency=1.0, flops_efficiency=1.0, kernel_memory_latency_s=0.0),
+        )
 
     wl = base["workload"] or Workload(
         batch=float(DEFAULTS["batch"]),
@@ -145,10 +166,13 @@ def design_from_args(args) -> dict:
             ep=args.ep,
             dp=args.dp,
             microbatches=args.microbatches,
+            attention_dp=args.attention_dp,
         ).items()
         if v is not None
     }
     wl = replace(wl, **changes)
+    if args.batching:
+        wl = replace(wl, batching=args.batching)
     from .validate import whole_number
 
     chips = args.chips
@@ -197,11 +221,13 @@ def design_from_args(args) -> dict:
     if args.speed_of_light:
         eff, eff_label = Efficiency.speed_of_light(), "speed of light"
     elif args.params:
-        eff, eff_label = load_efficiency(args.params), f"from {args.params}"
+        eff, eff_label = load_efficiency(args.params, args.stack or "tuned"), f"from {args.params}"
+    elif args.stack:
+        eff, eff_label = presets.stack(args.stack), f"stack {args.stack}"
     elif base["efficiency"] is not None:
         eff, eff_label = base["efficiency"], f"from {args.config}"
     else:
-        eff, eff_label = calibrated_efficiency(), "calibrated (shipped)"
+        eff, eff_label = calibrated_efficiency(), "calibrated (shipped): stack tuned"
     econ = base["economics"] or presets.default_economics()
 
     validate(system, model, wl, comp, eff, econ)
@@ -493,6 +519,19 @@ def cmd_presets(args) -> int:
     from . import presets
 
     kinds = {"hardware": "hardware", "models": "models", "memory": "memory_tech"}
+    if args.kind == "stacks":
+        import dataclasses
+
+        stacks = {n: dataclasses.asdict(presets.stack(n)) for n in presets.stack_names()}
+        if args.json:
+            print(json.dumps({"stacks": stacks}, indent=2))
+            return 0
+        fields = ("op_overhead_s", "step_overhead_s", "collective_overhead_s", "memory_fraction")
+        print(f"stacks ({len(stacks)} presets; fitted by `hwgrad calibrate`, see docs/calibration.md)")
+        print("  " + f"{'name':<18}" + "".join(f"{c:>24}" for c in fields))
+        for name, st in stacks.items():
+            print(f"  {name:<18}" + "".join(f"{st[c]:>24.4g}" for c in fields))
+        return 0
     chosen = [args.kind] if args.kind != "all" else list(kinds)
     out = {}
     for kind in chosen:
@@ -546,7 +585,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p_eval.set_defaults(func=cmd_eval)
 
     p_pre = sub.add_parser("presets", help="list presets and their sources")
-    p_pre.add_argument("kind", nargs="?", default="all", choices=("all", "hardware", "models", "memory"))
+    p_pre.add_argument(
+        "kind", nargs="?", default="all", choices=("all", "hardware", "models", "memory", "stacks")
+    )
     p_pre.add_argument("--json", action="store_true")
     p_pre.set_defaults(func=cmd_presets)
 

@@ -139,7 +139,10 @@ def _tier(values: dict, where: str) -> MemoryTier:
     # sized from the file's capacity/bandwidth, so that the idle power and the queue depth
     # (prefetch = latency x bandwidth) follow the device count
     sizes = {
-        k: float(values[k]) for k in ("capacity_bytes", "bandwidth_bytes_per_s") if _is_number(values.get(k))
+        k: float(values[k])
+        for k in ("capacity_bytes", "bandwidth_bytes_per_s")
+        # only physical sizes scale the device count; bad values reach validation unchanged
+        if _is_number(values.get(k)) and 0 < float(values[k]) <= 1e30
     }
     base = presets.memory_tier(tech, **sizes) if tech else None
     return _override(base, MemoryTier, values, where, skip=("technology",))

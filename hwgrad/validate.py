@@ -204,7 +204,7 @@ def _validate_network(net, where: str) -> None:
     _positive(
         net.in_network_bandwidth_bytes_per_s, f"{where}.in_network_bandwidth_bytes_per_s", allow_inf=True
     )
-    _positive(net.switch_radix, f"{where}.switch_radix")
+    _whole(net.switch_radix, f"{where}.switch_radix")
     domain = _positive(net.domain_size, f"{where}.domain_size", allow_inf=True)
     if math.isfinite(domain) and (domain != round(domain) or domain < 1):
         raise ValueError(f"{where}.domain_size = {domain:g}: must be a whole number of chips >= 1 (or inf)")
