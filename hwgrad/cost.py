@@ -200,10 +200,6 @@ def seconds_per_flop(system: System, compression: Compression):
     return jnp.interp(jnp.clip(compression.act_bits, 4.0, 16.0), jnp.array([4.0, 8.0, 16.0]), inv)
 
 
-#: ops whose FLOPs are tensor-core GEMMs over the tokens of the pass (tile quantisation)
-_GEMM_OPS = ("attn_proj", "ffn_dense", "moe", "lm_head")
-
-
 def gemm_tile_factor(chip, model: Model, workload: Workload, new_tokens, mode: str = "straight_through"):
     """``(n_ops,)`` FLOP multiplier of tile quantisation at small M.
 
