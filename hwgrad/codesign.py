@@ -62,6 +62,7 @@ import optax
 
 from . import accuracy, counts, presets, units
 from . import accuracy as accuracy_module
+from . import paths as _paths
 from .cost import evaluate
 from .specs import Compression, Options, Workload
 
@@ -133,84 +134,24 @@ METRICS = _RESULT_SCALARS + _DERIVED
 # ----------------------------------------------------------------------------- paths
 
 
-def _children(node) -> list[tuple[str, Any]]:
-    if isinstance(node, dict):
-        return list(node.items())
-    if isinstance(node, tuple | list):
-        return [(str(i), v) for i, v in enumerate(node)]
-    if dataclasses.is_dataclass(node):
-        return [
-            (f.name, getattr(node, f.name))
-            for f in dataclasses.fields(node)
-            if not f.metadata.get("static", False)
-        ]
-    return []
-
-
 def leaf_paths(specs: dict) -> list[str]:
     """Every numeric leaf of ``specs`` as a dotted path (``system.chip.tiers.0.capacity_bytes``)."""
-    out = []
-
-    def walk(node, prefix):
-        kids = _children(node)
-        if not kids and node is not None and not isinstance(node, str | bool):
-            out.append(prefix)
-        for name, child in kids:
-            walk(child, f"{prefix}.{name}" if prefix else name)
-
-    walk({k: specs[k] for k in SPEC_ROOTS if k in specs}, "")
-    return out
-
-
-def _suggest(path: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(path, known, n=3, cutoff=0.6)
-    if not close:  # match on the last component, which users usually get right
-        tail = path.rsplit(".", 1)[-1]
-        close = [k for k in known if k.rsplit(".", 1)[-1] == tail][:3] or difflib.get_close_matches(
-            tail, [k.rsplit(".", 1)[-1] for k in known], n=1
-        )
-        close = (
-            [k for k in known if k.rsplit(".", 1)[-1] in close][:3]
-            if close and "." not in close[0]
-            else close
-        )
-    return (
-        f"did you mean {', '.join(close)}?" if close else "run hwgrad.codesign.leaf_paths(specs) for the list"
-    )
+    return _paths.leaf_paths({k: specs[k] for k in SPEC_ROOTS if k in specs})
 
 
 def get_path(specs: dict, path: str):
     """The value at a dotted path (``ValueError`` with suggestions if it does not exist)."""
-    node = specs
-    for part in path.split("."):
-        kids = dict(_children(node))
-        if part not in kids:
-            raise ValueError(f"unknown design-variable path {path!r}: {_suggest(path, leaf_paths(specs))}")
-        node = kids[part]
-    if _children(node) or node is None or isinstance(node, str | bool):
-        raise ValueError(
-            f"design-variable path {path!r} is not a numeric leaf: {_suggest(path, leaf_paths(specs))}"
-        )
-    return node
+    return _paths.Index({k: specs[k] for k in SPEC_ROOTS if k in specs}).get(path, "design-variable path")
 
 
 def set_path(specs: dict, path: str, value) -> dict:
     """A copy of ``specs`` with the leaf at ``path`` replaced (works on traced values)."""
-
-    def put(node, parts):
-        if not parts:
-            return value
-        head, rest = parts[0], parts[1:]
-        if isinstance(node, dict):
-            return {**node, head: put(node[head], rest)}
-        if isinstance(node, tuple | list):
-            i = int(head)
-            items = list(node)
-            items[i] = put(items[i], rest)
-            return type(node)(items)
-        return dataclasses.replace(node, **{head: put(getattr(node, head), rest)})
-
-    return put(specs, path.split("."))
+    root, _, rest = path.partition(".")
+    if root not in specs or root not in SPEC_ROOTS:
+        get_path(specs, path)  # raises with suggestions
+    if not rest:
+        return {**specs, root: value}
+    return {**specs, root: _paths.replace(specs[root], rest, value)}
 
 
 # ----------------------------------------------------------------------------- problem pieces

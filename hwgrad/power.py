@@ -84,16 +84,30 @@ def _tdp_safe(chip):
     return jnp.where(ok, jnp.asarray(chip.tdp_w, dtype=float), 0.0)
 
 
+def _tdp_or_nan(chip):
+    """The TDP for the power terms: 0 stays 0 (no host), unknown stays NaN (so is the energy)."""
+    return jnp.asarray(chip.tdp_w, dtype=float)
+
+
 def idle_power_w(chip, tiers):
     """Idle power of one chip: host board ``f_idle x TDP`` + every tier's and its
-    near-memory logic's idle power (W). A chip with TDP 0 or unknown has no host idle."""
-    host = chip.idle_power_fraction * _tdp_safe(chip)
+    near-memory logic's idle power (W). A chip with TDP 0 has no host idle; an unknown (NaN)
+    TDP makes the idle power, and so the energy, unknown."""
+    return _idle_power_w(chip, tiers, _tdp_or_nan(chip))
+
+
+def _idle_power_w(chip, tiers, tdp):
+    host = chip.idle_power_fraction * tdp
     return host + jnp.sum(tiers.idle_power_w) + jnp.sum(tiers.nmc_idle_power_w)
 
 
 def active_power_w(chip):
     """Clock/stall power of a busy chip, ``a (1 - f_idle) TDP`` (W)."""
-    return chip.active_power_fraction * (1.0 - chip.idle_power_fraction) * _tdp_safe(chip)
+    return _active_power_w(chip, _tdp_or_nan(chip))
+
+
+def _active_power_w(chip, tdp):
+    return chip.active_power_fraction * (1.0 - chip.idle_power_fraction) * tdp
 
 
 def _finite(x):
@@ -156,7 +170,10 @@ def pass_power(
     )
     idle = idle_power_w(chip, tiers)
     active = active_power_w(chip)
-    headroom = _tdp_safe(chip) - idle - busy_fraction * active
+    # the cap with an unknown TDP is off; its terms use the zeroed TDP so that no NaN reaches
+    # the time's gradient through the unselected branch
+    tdp_safe = _tdp_safe(chip)
+    headroom = tdp_safe - _idle_power_w(chip, tiers, tdp_safe) - busy_fraction * _active_power_w(chip, tdp_safe)
     capped = tdp_known(chip) & (headroom > 0)
     power_s = jnp.where(capped, safe_div(_finite(dyn_safe), jnp.where(capped, headroom, 1.0)), 0.0)
     t = roofline_max(jnp.stack(jnp.broadcast_arrays(time_s, power_s), axis=-1), p=p, mode=mode)

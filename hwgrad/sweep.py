@@ -49,7 +49,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -57,6 +57,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from . import paths as _paths
+from .paths import Index, suggest
 from .specs import Compression, Options
 
 __all__ = [
@@ -162,136 +164,22 @@ def _as_design(d: Mapping) -> dict:
     return design(*(d.get(r) for r in ROOTS))
 
 
-def _keystr(key_path) -> str:
-    return jax.tree_util.keystr(key_path, simple=True, separator=".")
-
-
-class _Index:
-    """The leaves of a pytree with their dotted paths (one flatten, reused)."""
-
-    def __init__(self, tree):
-        flat, self.treedef = jax.tree_util.tree_flatten_with_path(tree)
-        self.tree = tree
-        self.paths = [_keystr(p) for p, _ in flat]
-        self.leaves = [v for _, v in flat]
-        self.position = {p: i for i, p in enumerate(self.paths)}
-
-    def items(self) -> Iterator[tuple[str, int, tuple]]:
-        """``(path, leaf index, element index)`` for every number (array elements too)."""
-        for i, (path, leaf) in enumerate(zip(self.paths, self.leaves, strict=True)):
-            shape = np.shape(leaf)
-            if shape == ():
-                yield path, i, ()
-            else:
-                for elem in np.ndindex(*shape):
-                    yield path + "".join(f".{e}" for e in elem), i, elem
-
-    def value(self, i: int, elem: tuple) -> float:
-        return float(np.asarray(self.leaves[i], dtype=float)[elem])
-
-    def resolve(self, path: str, what: str) -> tuple[int, tuple]:
-        """``(leaf index, element index)`` of ``path``; a ``ValueError`` with suggestions."""
-        if not isinstance(path, str) or not path:
-            raise ValueError(f"{what} {path!r}: expected a dotted path such as workload.batch")
-        if path in self.position:
-            i = self.position[path]
-            shape = np.shape(self.leaves[i])
-            if shape != ():
-                example = path + "".join(".0" for _ in shape)
-                raise ValueError(
-                    f"{what} {path!r} is an array of shape {shape}: address one element, e.g. {example}"
-                )
-            return i, ()
-        parts = path.split(".")
-        for cut in range(len(parts) - 1, 0, -1):
-            head = ".".join(parts[:cut])
-            if head in self.position:
-                i = self.position[head]
-                shape = np.shape(self.leaves[i])
-                rest = parts[cut:]
-                if len(rest) == len(shape) and all(
-                    r.isdigit() and int(r) < n for r, n in zip(rest, shape, strict=True)
-                ):
-                    return i, tuple(int(r) for r in rest)
-                raise ValueError(
-                    f"{what} {path!r}: {head} has shape {shape}; use {head}" + "".join(".0" for _ in shape)
-                )
-        raise ValueError(f"{what} {path!r}: {self._explain(path)}")
-
-    def _explain(self, path: str) -> str:
-        """Why ``path`` names no number, and the closest paths that do."""
-        obj: Any = self.tree
-        walked = []
-        for part in path.split("."):
-            where = ".".join(walked) or "the design"
-            if isinstance(obj, Mapping):
-                if part not in obj:
-                    break
-                obj = obj[part]
-            elif dataclasses.is_dataclass(obj):
-                fields = {f.name: f for f in dataclasses.fields(obj)}
-                if part not in fields:
-                    break
-                if fields[part].metadata.get("static"):
-                    return (
-                        f"{where}.{part} = {getattr(obj, part)!r} is a static switch, not a number: "
-                        "run one sweep per value"
-                    )
-                obj = getattr(obj, part)
-            elif isinstance(obj, tuple | list):
-                if not part.isdigit() or int(part) >= len(obj):
-                    return f"{where} has {len(obj)} entries: use an index 0..{len(obj) - 1}"
-                obj = obj[int(part)]
-            else:
-                break
-            walked.append(part)
-            if obj is None:
-                return f"{'.'.join(walked)} is None in this design: set it first (e.g. a Placement)"
-        else:
-            if walked:
-                inner = [p for p, _, _ in self.items() if p.startswith(path + ".")]
-                if inner:
-                    return f"not a number but a group; pick one of {', '.join(inner[:4])}" + (
-                        ", ..." if len(inner) > 4 else ""
-                    )
-        return _suggest(path, [p for p, _, _ in self.items()])
-
-
-def _suggest(path: str, candidates: Sequence[str]) -> str:
-    last = path.rsplit(".", 1)[-1]
-    same_field = [c for c in candidates if c.rsplit(".", 1)[-1] == last or c.endswith("." + path)]
-    close = difflib.get_close_matches(path, candidates, n=3, cutoff=0.6)
-    close_last = []
-    if not same_field and not close:
-        fields = {c.rsplit(".", 1)[-1]: c for c in candidates}
-        close_last = [fields[f] for f in difflib.get_close_matches(last, list(fields), n=3, cutoff=0.6)]
-    picks = list(dict.fromkeys(same_field[:3] + close + close_last))[:3]
-    if picks:
-        return f"unknown; did you mean {', '.join(picks)}?"
-    roots = sorted({c.split(".", 1)[0] for c in candidates})
-    return f"unknown; paths start with {', '.join(roots)} (list them with hwgrad.sweep.paths(design))"
-
-
 def paths(d: Mapping) -> dict[str, float]:
     """Every numeric leaf of a design (array elements too) by dotted path, with its value."""
-    index = _Index(_as_design(d))
-    return {p: index.value(i, e) for p, i, e in index.items()}
+    return _paths.numbers(_as_design(d))
 
 
 def get(d: Mapping, path: str) -> float:
     """The number at ``path`` in a design."""
-    index = _Index(_as_design(d))
+    index = Index(_as_design(d))
     return index.value(*index.resolve(path, "path"))
 
 
 def with_value(d: Mapping, path: str, value) -> dict:
     """A copy of the design with the number at ``path`` replaced by ``value``."""
-    d = _as_design(d)
-    index = _Index(d)
-    i, elem = index.resolve(path, "path")
-    leaves = list(index.leaves)
-    leaves[i] = value if elem == () else jnp.asarray(leaves[i], dtype=float).at[elem].set(value)
-    return jax.tree_util.tree_unflatten(index.treedef, leaves)
+    index = Index(_as_design(d))
+    index.resolve(path, "path")  # one number, not a whole array
+    return index.replace({path: value})
 
 
 def _set_leaves(leaves: list, targets: Sequence[tuple[int, tuple]], x) -> list:
@@ -317,11 +205,11 @@ def _design_digest(d: Mapping) -> str:
     return h.hexdigest()
 
 
-def _result_index(d: dict, options: Options) -> _Index:
+def _result_index(d: dict, options: Options) -> Index:
     from .cost import evaluate
 
     shapes = jax.eval_shape(lambda dd: evaluate(**dd, options=options), d)
-    return _Index(shapes)
+    return Index(shapes)
 
 
 # ----------------------------------------------------------------------------- spaces
@@ -580,7 +468,7 @@ def validate_space(d: Mapping, space: Space) -> None:
     from .validate import validate
 
     d = _as_design(d)
-    index = _Index(d)
+    index = Index(d)
     targets = [index.resolve(a.path, "axis path") for a in space.axes]
     base = [np.asarray(v, dtype=float) if np.ndim(v) else v for v in index.leaves]
     cands = []
@@ -758,7 +646,7 @@ class Evaluator:
             raise ValueError(f"batch_size = {batch_size}: must be >= 1")
         self.batch_size = int(batch_size)
         self.options = options
-        index = _Index(self.design)
+        index = Index(self.design)
         targets = [index.resolve(p, "sweep path") for p in self.paths]
         out_index = _result_index(self.design, options)
         out_targets = [out_index.resolve(m, "metric") for m in self.metrics]
@@ -1392,7 +1280,7 @@ class Sensitivity(NamedTuple):
         a defined metric first, they need attention), exact zeros and undefined metrics
         dropped; one metric or all."""
         if metric is not None and metric not in self.metrics:
-            raise ValueError(f"metric {metric!r}: {_suggest(metric, self.metrics)}")
+            raise ValueError(f"metric {metric!r}: {suggest(metric, self.metrics)}")
         chosen = [metric] if metric is not None else list(self.metrics)
 
         def key(r):
@@ -1560,7 +1448,7 @@ def sensitivity(
     """
 
     d = design(system, model, workload, compression, efficiency, economics)
-    index = _Index(d)
+    index = Index(d)
     integer = set()
     if knobs is None:
         knobs = []
@@ -1797,7 +1685,7 @@ def load_config(path: str | os.PathLike) -> dict:
 
 def _validate_names(d: dict, cfg: dict, where: str) -> None:
     """Resolve every axis path and metric once, before any compile (clean errors)."""
-    index = _Index(_as_design(d))
+    index = Index(_as_design(d))
     for a in cfg["space"].axes:
         try:
             index.resolve(a.path, "axis path")
