@@ -35,9 +35,22 @@ from .pareto import Block, Pareto, feasible_rows, pareto_filter
 from .spaces import Space, validate_space
 
 __all__ = [
-    "Evaluator", "cached_evaluator", "Chunk", "iter_chunks", "run", "usable_cores", "set_cpu_devices",
+    "sharded_map", "Evaluator", "cached_evaluator", "Chunk", "iter_chunks", "run", "usable_cores", "set_cpu_devices",
     "check_metrics", "chunk_count", "block_of", "columns_of", "progress_bar",
 ]  # fmt: skip
+
+
+def sharded_map(fn, mesh: Mesh, batch_size: int):
+    """``jit`` of ``fn`` mapped over the leading axis of its arguments, sharded over ``mesh``'s
+    ``"sweep"`` axis: ``shard_map`` over the devices -> ``lax.map`` over batches of
+    ``batch_size`` -> ``vmap`` over one batch. The one sharding layout of every sweep, forward
+    or gradient (``benchmarks/bench_eval.py`` times both with it); the leading size must be a
+    multiple of ``mesh.size * batch_size``."""
+
+    def local(*xs):
+        return jax.lax.map(lambda p: fn(*p), xs, batch_size=batch_size)
+
+    return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=P("sweep"), out_specs=P("sweep")))
 
 
 class Evaluator:
@@ -55,6 +68,12 @@ class Evaluator:
         set in cache on CPU; the same on every device count, so results do not depend on
         it).
 
+      gradient: also differentiate (a *gradient sweep*): each point then gives a
+        ``(len(metrics), 1 + len(paths))`` block, column 0 the metric and column ``1 + j``
+        ``d metric / d paths[j]`` (forward mode, ``jax.jacfwd`` over the swept values: an
+        undefined metric cannot poison the others' derivatives), sharded and batched exactly
+        like the forward sweep.
+
     Every call pads the points to a multiple of ``len(devices) * batch_size`` (repeating
     the last point) so one compiled program serves every chunk.
     """
@@ -68,6 +87,7 @@ class Evaluator:
         options: Options = Options(),
         devices: Sequence | None = None,
         batch_size: int = 512,
+        gradient: bool = False,
     ):
         from ..cost import evaluate
 
@@ -93,13 +113,20 @@ class Evaluator:
             res = jax.tree_util.tree_leaves(evaluate(**d, options=options))
             return jnp.stack([jnp.asarray(res[i], self.dtype)[e] for i, e in out_targets])
 
-        def local(xs):
-            return jax.lax.map(point, xs, batch_size=self.batch_size)
+        self.gradient = bool(gradient)
+        if self.gradient:
+            jac = jax.jacfwd(lambda x: (point(x), point(x)), has_aux=True)  # one pass: CSE'd
 
+            def fn(x):
+                j, m = jac(x)  # (n_metrics, n_paths), (n_metrics,)
+                return jnp.concatenate([m[:, None], j.astype(m.dtype)], axis=1)
+
+        else:
+            fn = point
         self.devices = list(jax.devices() if devices is None else devices)
         self.mesh = Mesh(np.asarray(self.devices), ("sweep",))
         self._sharding = NamedSharding(self.mesh, P("sweep"))
-        self._fn = jax.jit(jax.shard_map(local, mesh=self.mesh, in_specs=P("sweep"), out_specs=P("sweep")))
+        self._fn = sharded_map(fn, self.mesh, self.batch_size)
 
     @property
     def n_devices(self) -> int:
@@ -155,18 +182,19 @@ def cached_evaluator(
     options: Options = Options(),
     devices: Sequence | None = None,
     batch_size: int = 512,
+    gradient: bool = False,
 ) -> Evaluator:
     """An :class:`Evaluator`, reused when the same design, paths, metrics, options, devices
-    and batch size come again (its compiled programs with it)."""
+    batch size and ``gradient`` come again (its compiled programs with it)."""
     d = as_design(design)
     devs = tuple(jax.devices() if devices is None else devices)
     key = (
         design_digest(d), tuple(paths), tuple(metrics), options, tuple(dv.id for dv in devs), int(batch_size),
-        str(np.dtype(float_dtype())),
+        str(np.dtype(float_dtype())), bool(gradient),
     )  # fmt: skip
     ev = _EVALUATORS.pop(key, None)
     if ev is None:
-        ev = Evaluator(d, paths, metrics, options=options, devices=devs, batch_size=batch_size)
+        ev = Evaluator(d, paths, metrics, options=options, devices=devs, batch_size=batch_size, gradient=gradient)
     _EVALUATORS[key] = ev
     while len(_EVALUATORS) > _EVALUATOR_CACHE_SIZE:
         _EVALUATORS.pop(next(iter(_EVALUATORS)))
