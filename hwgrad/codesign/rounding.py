@@ -1,0 +1,190 @@
+"""Rounding and greedy repair of discrete variables, re-evaluated with the hard roofline."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .problem import Problem
+from .variables import HARD, set_path
+
+
+@dataclasses.dataclass
+class Design:
+    """A rounded, repaired design re-evaluated with the hard roofline.
+
+    Attributes:
+      values: design values (natural units; per-layer variables are arrays).
+      metrics: hard-roofline metrics (floats; ``capacity`` per tier).
+      constraints: ``name -> (value, limit, g)`` for every constraint.
+      feasible: every ``g <= tol``.
+      binding: names of constraints that are violated, or active (``|g| <= 1 %``).
+      report: one line: feasible, or the violated constraints and how far off they are.
+    """
+
+    values: dict
+    metrics: dict
+    constraints: dict
+    feasible: bool
+    binding: list
+    report: str
+    objective: float
+    evaluations: int = 0
+
+
+def _flat_discrete(problem: Problem):
+    """``(index in z, allowed values in z space)`` for every discrete coordinate."""
+    out = []
+    for v, a, n in zip(problem.variables, problem.offsets[:-1], problem.sizes, strict=True):
+        allowed = v.allowed()
+        if allowed is None:
+            continue
+        zs = np.asarray(v.to_z(allowed))
+        out += [(a + k, zs) for k in range(n)]
+    return out
+
+
+def _describe(problem: Problem, m: dict, g: np.ndarray, limits: np.ndarray) -> dict:
+    out, i = {}, 0
+    for con in problem.constraints:
+        if con.metric == "capacity":
+            for t, u in enumerate(np.atleast_1d(m["capacity"])):
+                out[f"capacity[tier {t}]"] = (float(u), 1.0, float(g[i]))
+                i += 1
+            continue
+        for side in (con.upper, con.lower):
+            if side is not None:
+                out[problem.constraint_names[i]] = (float(m[con.metric]), float(limits[i]), float(g[i]))
+                i += 1
+    return out
+
+
+def infeasibility_report(problem: Problem, cons: dict, tol: float = 1e-3) -> str:
+    bad = [(n, v, lim, g) for n, (v, lim, g) in cons.items() if g > tol]
+    if not bad:
+        return "feasible"
+    parts = [
+        f"{n.split(' ')[0]} = {v:.4g} vs limit {lim:.4g} ({100 * g:+.1f} % over)"
+        for n, v, lim, g in sorted(bad, key=lambda b: -b[3])
+    ]
+    return (
+        "infeasible after rounding and repair: "
+        + "; ".join(parts)
+        + ": relax these budgets or widen the bounds of the variables that sit at a bound"
+    )
+
+
+def round_and_repair(
+    problem: Problem,
+    values: dict,
+    limits=None,
+    *,
+    max_passes: int = 60,
+    tol: float = 0.0,
+    batch: int = 256,
+) -> Design:
+    """Round discrete variables, repair greedily, and re-evaluate with the hard roofline.
+
+    Rounding takes the nearest allowed value in the variable's transformed space. The repair
+    then moves one discrete coordinate by one allowed level at a time: while infeasible, the
+    move that most reduces the total violation ``sum max(0, g)``; once feasible, the move that
+    most lowers the objective among moves that stay feasible; until no move helps.
+    Continuous variables keep their relaxed values.
+    """
+    limits = problem.default_limits() if limits is None else jnp.asarray(limits, dtype=float)
+    z = np.asarray(problem.to_z(values), dtype=float)
+    disc = _flat_discrete(problem)
+    for idx, zs in disc:
+        z[idx] = zs[np.argmin(np.abs(zs - z[idx]))]
+
+    key = ("score", tol, batch)
+    if key not in problem._cache:
+
+        def one(zz, lim):
+            m = problem.metrics_z(zz, HARD)
+            g = problem.constraint_values(m, lim)
+            J = problem.objective_value(m)
+            sv = jnp.sum(jnp.maximum(g - tol, 0.0))
+            return jnp.where(jnp.isfinite(J), J, jnp.inf), jnp.where(jnp.isnan(sv), jnp.inf, sv)
+
+        problem._cache[key] = jax.jit(
+            lambda zb, lim: jax.lax.map(lambda q: one(q, lim), zb, batch_size=batch)
+        )
+    score_fn = problem._cache[key]
+
+    def score(zb):
+        return score_fn(zb, limits)
+
+    evaluations = 1
+    J, sv = (float(x[0]) for x in score(jnp.asarray(np.repeat(z[None], batch, 0))))
+    for _ in range(max_passes if disc else 0):
+        cands = []
+        for idx, zs in disc:
+            k = int(np.argmin(np.abs(zs - z[idx])))
+            for j in (k - 1, k + 1):
+                if 0 <= j < len(zs):
+                    c = z.copy()
+                    c[idx] = zs[j]
+                    cands.append(c)
+        if not cands:
+            break
+        cz = np.stack(cands)
+        # pad to a fixed batch multiple so the compiled program is reused
+        n = len(cz)
+        pad = (-n) % batch
+        cJ, cs = score(jnp.asarray(np.concatenate([cz, np.repeat(cz[-1:], pad, 0)])))
+        cJ, cs = np.asarray(cJ)[:n], np.asarray(cs)[:n]
+        evaluations += n
+        if sv > 0:
+            order = np.lexsort((cJ, cs))
+            k = order[0]
+            if cs[k] >= sv - 1e-12:
+                break
+        else:
+            ok = np.where(cs <= 0, cJ, np.inf)
+            k = int(np.argmin(ok))
+            if not ok[k] < J - 1e-9:
+                break
+        z, J, sv = cz[k], float(cJ[k]), float(cs[k])
+    vals = problem.from_z(jnp.asarray(z))
+    m = jax.tree_util.tree_map(lambda a: a[0], problem.batch_metrics(z[None], HARD))
+    g = np.asarray(problem.constraint_values(m, limits))
+    cons = _describe(problem, m, g, np.asarray(limits))
+    feasible = bool(np.all(g <= tol))
+    binding = [n for n, (_, _, gi) in cons.items() if gi > -0.01]
+    first = problem.objective.weights[0][0]
+    return Design(
+        values={k: np.asarray(v) for k, v in vals.items()},
+        metrics=m,
+        constraints=cons,
+        feasible=feasible,
+        binding=binding,
+        report=infeasibility_report(problem, cons, tol),
+        objective=float(m[first]),
+        evaluations=evaluations,
+    )
+
+
+def fix_discrete(problem: Problem, design: Design) -> Problem | None:
+    """A problem over the continuous variables only, with the discrete ones fixed at ``design``."""
+    specs = problem.specs
+    keep = []
+    for v in problem.variables:
+        if v.discrete and not v.per_layer:
+            for p in v.paths:
+                specs = set_path(specs, p, jnp.asarray(float(design.values[v.name])))
+        elif not v.discrete:
+            keep.append(v)
+    if not keep or any(v.per_layer and v.discrete for v in problem.variables):
+        return None
+    for v in keep:
+        specs = set_path(specs, v.paths[0], jnp.asarray(np.clip(design.values[v.name], v.lower, v.upper)))
+    sub = Problem(
+        specs, keep, problem.objective, problem.constraints, problem.accuracy, None, problem.metric_fn
+    )
+    sub.price_model = problem.price_model
+    sub.reference = problem.reference
+    return sub
