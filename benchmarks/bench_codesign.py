@@ -61,7 +61,7 @@ def main():
     run = cd.optimize(p, args.steps, 1, lr=0.05, seed=args.seed)
     wall["gradient"] = time.perf_counter() - t
     traj = np.asarray([(o, v) for _, _, _, o, v in run.trajectory])
-    hist["gradient"] = np.minimum.accumulate(np.where(traj[:, 1] <= 1e-3, traj[:, 0], np.inf))
+    hist["gradient"] = np.minimum.accumulate(np.where(traj[:, 1] <= p.feasibility_rtol, traj[:, 0], np.inf))
 
     t = time.perf_counter()
     _, hist["cma-es"] = cd.cma_es(p, args.cma, seed=args.seed)

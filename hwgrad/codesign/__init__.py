@@ -48,6 +48,10 @@ from .baselines import cma_es as cma_es
 from .baselines import random_search as random_search
 from .cli import cmd_codesign as cmd_codesign
 from .cli import register_cli as register_cli
+from .feasibility import FEASIBILITY_RTOL as FEASIBILITY_RTOL
+from .feasibility import ConstraintStatus as ConstraintStatus
+from .feasibility import infeasibility_report as infeasibility_report
+from .feasibility import is_feasible as is_feasible
 from .fronts import pareto as pareto
 from .optimize import RunResult as RunResult
 from .optimize import _checkpoint_digest as _checkpoint_digest  # noqa: F401 - used by tests/test_state_files.py
@@ -57,7 +61,6 @@ from .report import compare_presets as compare_presets
 from .report import run_study as run_study
 from .rounding import Design as Design
 from .rounding import fix_discrete as fix_discrete
-from .rounding import infeasibility_report as infeasibility_report
 from .rounding import round_and_repair as round_and_repair
 from .study import Study as Study
 from .study import default_study as default_study

@@ -27,13 +27,16 @@ def _merit_fn(problem: Problem, batch: int, tol: float, penalty: float):
     return jax.jit(lambda zb: jax.lax.map(one, zb, batch_size=batch))
 
 
-def random_search(problem: Problem, evaluations: int, *, seed: int = 0, batch: int = 4096, tol: float = 1e-3):
+def random_search(
+    problem: Problem, evaluations: int, *, seed: int = 0, batch: int = 4096, tol: float | None = None
+):
     """Uniform random search in the transformed box.
 
     Returns ``(best_values, history)`` where ``history[k]`` is the best feasible objective
     after ``k + 1`` evaluations (``inf`` until a feasible point is found).
     """
     rng = np.random.default_rng(seed)
+    tol = problem.feasibility_rtol if tol is None else tol
     f = _merit_fn(problem, min(batch, 512), tol, 100.0)
     lo, hi = np.asarray(problem.z_lower), np.asarray(problem.z_upper)
     hist, best, best_z = [], np.inf, np.asarray(problem.z0)
@@ -58,7 +61,7 @@ def cma_es(
     seed: int = 0,
     sigma0: float = 0.3,
     popsize: int | None = None,
-    tol: float = 1e-3,
+    tol: float | None = None,
     penalty: float = 100.0,
     x0=None,
 ):
@@ -85,6 +88,7 @@ def cma_es(
     sigma, pc, ps = sigma0, np.zeros(n), np.zeros(n)
     B, D, C = np.eye(n), np.ones(n), np.eye(n)
     eigen_every = max(1, int(1 / (c1 + cmu) / n / 10))
+    tol = problem.feasibility_rtol if tol is None else tol
     f = _merit_fn(problem, lam, tol, penalty)
     hist, best, best_z, gen, done = [], np.inf, start, 0, 0
     while done < evaluations:

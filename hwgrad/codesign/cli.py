@@ -63,7 +63,7 @@ def cmd_codesign(args) -> int:
                 f"({r['usd'] / d.objective:.2f}x the co-designed design)"
             )
     print(
-        f"  binding: {', '.join(d.binding) or 'none'}; wrote {args.out}/report.md, trajectory.csv, pareto.csv, codesign.png"
+        f"  binding: {', '.join(d.binding) or 'none'}; at a bound: {', '.join(d.at_bound) or 'none'}; wrote {args.out}/report.md, trajectory.csv, pareto.csv, codesign.png"
     )
     if not d.feasible:
         raise ValueError(d.report)

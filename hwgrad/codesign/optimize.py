@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .feasibility import worst_violation
 from .problem import Problem
 
 
@@ -201,7 +202,7 @@ def optimize(
     checkpoint_every: int = 100,
     resume: bool = False,
     progress: bool = False,
-    feasibility_tol: float = 1e-3,
+    feasibility_tol: float | None = None,
 ) -> RunResult:
     """Augmented-Lagrangian Adam descent from ``starts`` points in parallel (``vmap``).
 
@@ -220,9 +221,12 @@ def optimize(
         up to a multiple of ``inner_steps``) and on Ctrl-C; ``resume`` continues from it and
         reaches the same result as an uninterrupted run.
       progress: show a tqdm bar (step, objective, violation).
-      feasibility_tol: violation below which a start counts as feasible.
+      feasibility_tol: violation up to which a start counts as feasible (default: the
+        problem's ``feasibility_rtol``, the one rule of :mod:`hwgrad.codesign.feasibility`).
     """
     t_start = time.perf_counter()
+    if feasibility_tol is None:
+        feasibility_tol = problem.feasibility_rtol
     n_chunks = max(1, math.ceil(steps / inner_steps))
     steps = n_chunks * inner_steps
     every = max(1, math.ceil(checkpoint_every / inner_steps))
@@ -336,7 +340,7 @@ def optimize(
         m = problem.batch_metrics(z)
         J = np.asarray(jax.vmap(problem.objective_value)(m))
     g = np.asarray(jax.vmap(problem.constraint_values)(m, limits))
-    viol = np.max(np.maximum(np.where(np.isfinite(g), g, np.inf), 0.0), axis=-1, initial=0.0)
+    viol = worst_violation(g)
     key = np.where(viol <= feasibility_tol, J, 1e6 + viol)
     key = np.where(np.isfinite(key), key, np.inf)
     best = int(np.argmin(key))

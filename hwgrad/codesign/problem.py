@@ -14,6 +14,7 @@ from .. import accuracy, counts, presets
 from .. import accuracy as accuracy_module
 from ..cost import evaluate
 from ..specs import Options
+from .feasibility import FEASIBILITY_RTOL
 from .variables import (
     OBJECTIVES,
     RESULT_SCALARS,
@@ -42,6 +43,9 @@ class Problem:
         (custom area or price models; tests use it to inject analytic functions).
       model_metrics: ``False`` skips the hwgrad model and starts ``metric_fn`` from an empty
         dict (pure analytic problems).
+      feasibility_rtol: the relative tolerance of the one feasibility rule
+        (:mod:`hwgrad.codesign.feasibility`; default 1e-3): ``g <= feasibility_rtol`` on every
+        normalised constraint is feasible, for the optimiser, rounding, fronts and reports.
     """
 
     def __init__(
@@ -54,6 +58,7 @@ class Problem:
         price_model=None,
         metric_fn=None,
         model_metrics=True,
+        feasibility_rtol=FEASIBILITY_RTOL,
     ):
         specs = dict(specs)
         if "efficiency" not in specs or specs["efficiency"] is None:
@@ -87,6 +92,11 @@ class Problem:
         self.objective = Objective(((objective, 1.0),)) if isinstance(objective, str) else objective
         self.constraints = tuple(constraints)
         self.accuracy = accuracy
+        self.feasibility_rtol = float(feasibility_rtol)
+        if not 0.0 <= self.feasibility_rtol < 0.5:
+            raise ValueError(
+                f"feasibility_rtol = {feasibility_rtol!r}: use a relative tolerance in [0, 0.5), e.g. 1e-3"
+            )
         # load the fitted constants outside any trace: accuracy.load_fit caches its result,
         # and a first call under jit would cache tracers
         self.accuracy_fit = accuracy_module.load_fit()
@@ -297,6 +307,7 @@ class Problem:
                 self.constraints,
                 self.accuracy,
                 self.price_model,
+                self.feasibility_rtol,
                 [np.asarray(x).tolist() for x in jax.tree_util.tree_leaves(self.specs)],
                 str(jax.tree_util.tree_structure(self.specs)),
             )

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import presets
 from ..cost import evaluate
+from .feasibility import closest_miss_report
 from .fronts import pareto
 from .optimize import RunResult, optimize
 from .problem import Problem
@@ -116,12 +117,14 @@ def run_study(
             pol = optimize(
                 sub, study.polish_steps, 1, lr=study.lr / 2, seed=study.seed, inner_steps=study.inner_steps
             )
-            if pol.violation[0] <= 1e-3:
+            if pol.violation[0] <= problem.feasibility_rtol:
                 d2 = round_and_repair(sub, pol.best_values)
                 if d2.feasible and d2.objective < design.objective:
                     vals = dict(design.values)
                     vals.update(d2.values)
                     design = round_and_repair(problem, vals)
+    if not design.feasible and np.all(np.asarray(run.violation) > problem.feasibility_rtol):
+        design.report = closest_miss_report(design.constraints, problem.feasibility_rtol)
     start = round_and_repair(problem, problem.start_values, max_passes=0)
     front = []
     if study.pareto_constraint and study.pareto_budgets:
@@ -207,7 +210,7 @@ def _report(study, run, design, start, comparison, front, wall) -> str:
         f"Objective: minimise {p.objective.label}; {run.evaluations} gradient evaluations "
         f"({len(run.z)} starts), {run.nan_steps} non-finite steps skipped, {wall:.1f} s in all.",
         "",
-        f"Result: **{'feasible' if design.feasible else 'INFEASIBLE'}** — {design.report}.",
+        "Result: **feasible**." if design.feasible else f"Result: **INFEASIBLE**: {design.report}.",
         "",
         "## Chosen design",
         "",
@@ -239,13 +242,21 @@ def _report(study, run, design, start, comparison, front, wall) -> str:
         "",
         "## Constraints",
         "",
-        "| constraint | value | limit | g (<= 0 feasible) | status |",
-        "|---|---|---|---|---|",
+        "| constraint | value | limit | slack | g (<= rtol feasible) | status |",
+        "|---|---|---|---|---|---|",
     ]
-    for n, (v, lim, g) in design.constraints.items():
-        status = "VIOLATED" if g > 1e-3 else "binding" if g > -0.01 else "slack"
-        lines.append(f"| {n} | {v:.4g} | {lim:.4g} | {g:+.3g} | {status} |")
-    lines += ["", f"Binding: {', '.join(design.binding) or 'none'}.", ""]
+    for n, c in design.constraints.items():
+        status = "VIOLATED" if c.status == "violated" else c.status
+        lines.append(f"| {n} | {c.value:.4g} | {c.limit:.4g} | {c.slack:.4g} | {c.g:+.3g} | {status} |")
+    lines += [
+        "",
+        f"Binding constraints: {', '.join(design.binding) or 'none'}. "
+        f"Variables at a bound: {', '.join(design.at_bound) or 'none'}.",
+        "",
+        f"Feasibility rule: every normalised constraint g = (value - limit) / |limit| <= "
+        f"{p.feasibility_rtol:g} (relative tolerance; see hwgrad.codesign.feasibility).",
+        "",
+    ]
     if comparison:
         lines += [
             "## Today's systems at the same workload and service level",

@@ -8,6 +8,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .feasibility import (
+    constraint_status,
+    infeasibility_report,
+    is_feasible,
+    variables_at_bound,
+)
 from .problem import Problem
 from .variables import HARD, set_path
 
@@ -19,9 +25,11 @@ class Design:
     Attributes:
       values: design values (natural units; per-layer variables are arrays).
       metrics: hard-roofline metrics (floats; ``capacity`` per tier).
-      constraints: ``name -> (value, limit, g)`` for every constraint.
-      feasible: every ``g <= tol``.
-      binding: names of constraints that are violated, or active (``|g| <= 1 %``).
+      constraints: ``name ->`` :class:`~hwgrad.codesign.feasibility.ConstraintStatus`
+        (value, limit, g, slack, status; unpacks as ``(value, limit, g)``).
+      feasible: every ``g <= problem.feasibility_rtol`` (the one feasibility rule).
+      binding: names of constraints that are violated or active (slack below 1 % of the limit).
+      at_bound: variables that sit on a bound (binding too: widening it may help).
       report: one line: feasible, or the violated constraints and how far off they are.
     """
 
@@ -33,6 +41,7 @@ class Design:
     report: str
     objective: float
     evaluations: int = 0
+    at_bound: list = dataclasses.field(default_factory=list)
 
 
 def _flat_discrete(problem: Problem):
@@ -47,34 +56,23 @@ def _flat_discrete(problem: Problem):
     return out
 
 
-def _describe(problem: Problem, m: dict, g: np.ndarray, limits: np.ndarray) -> dict:
+def describe_constraints(problem: Problem, m: dict, g: np.ndarray, limits: np.ndarray) -> dict:
+    """``name -> ConstraintStatus`` (value, limit, g, slack, status) for every constraint."""
     out, i = {}, 0
+    rtol = problem.feasibility_rtol
     for con in problem.constraints:
         if con.metric == "capacity":
             for t, u in enumerate(np.atleast_1d(m["capacity"])):
-                out[f"capacity[tier {t}]"] = (float(u), 1.0, float(g[i]))
+                out[f"capacity[tier {t}]"] = constraint_status(u, 1.0, g[i], True, rtol)
                 i += 1
             continue
-        for side in (con.upper, con.lower):
+        for side, upper in ((con.upper, True), (con.lower, False)):
             if side is not None:
-                out[problem.constraint_names[i]] = (float(m[con.metric]), float(limits[i]), float(g[i]))
+                out[problem.constraint_names[i]] = constraint_status(
+                    float(m[con.metric]), float(limits[i]), g[i], upper, rtol
+                )
                 i += 1
     return out
-
-
-def infeasibility_report(problem: Problem, cons: dict, tol: float = 1e-3) -> str:
-    bad = [(n, v, lim, g) for n, (v, lim, g) in cons.items() if g > tol]
-    if not bad:
-        return "feasible"
-    parts = [
-        f"{n.split(' ')[0]} = {v:.4g} vs limit {lim:.4g} ({100 * g:+.1f} % over)"
-        for n, v, lim, g in sorted(bad, key=lambda b: -b[3])
-    ]
-    return (
-        "infeasible after rounding and repair: "
-        + "; ".join(parts)
-        + ": relax these budgets or widen the bounds of the variables that sit at a bound"
-    )
 
 
 def round_and_repair(
@@ -83,7 +81,7 @@ def round_and_repair(
     limits=None,
     *,
     max_passes: int = 60,
-    tol: float = 0.0,
+    tol: float | None = None,
     batch: int = 256,
 ) -> Design:
     """Round discrete variables, repair greedily, and re-evaluate with the hard roofline.
@@ -92,8 +90,11 @@ def round_and_repair(
     then moves one discrete coordinate by one allowed level at a time: while infeasible, the
     move that most reduces the total violation ``sum max(0, g)``; once feasible, the move that
     most lowers the objective among moves that stay feasible; until no move helps.
-    Continuous variables keep their relaxed values.
+    Continuous variables keep their relaxed values. ``tol``: the feasibility tolerance
+    (default: the problem's ``feasibility_rtol``, the one rule of
+    :mod:`hwgrad.codesign.feasibility`).
     """
+    tol = problem.feasibility_rtol if tol is None else float(tol)
     limits = problem.default_limits() if limits is None else jnp.asarray(limits, dtype=float)
     z = np.asarray(problem.to_z(values), dtype=float)
     disc = _flat_discrete(problem)
@@ -152,9 +153,9 @@ def round_and_repair(
     vals = problem.from_z(jnp.asarray(z))
     m = jax.tree_util.tree_map(lambda a: a[0], problem.batch_metrics(z[None], HARD))
     g = np.asarray(problem.constraint_values(m, limits))
-    cons = _describe(problem, m, g, np.asarray(limits))
-    feasible = bool(np.all(g <= tol))
-    binding = [n for n, (_, _, gi) in cons.items() if gi > -0.01]
+    cons = describe_constraints(problem, m, g, np.asarray(limits))
+    feasible = bool(is_feasible(g, tol))
+    binding = [n for n, c in cons.items() if c.status != "slack"]
     first = problem.objective.weights[0][0]
     return Design(
         values={k: np.asarray(v) for k, v in vals.items()},
@@ -165,6 +166,7 @@ def round_and_repair(
         report=infeasibility_report(problem, cons, tol),
         objective=float(m[first]),
         evaluations=evaluations,
+        at_bound=variables_at_bound(problem, vals, problem.feasibility_rtol),
     )
 
 
@@ -183,7 +185,14 @@ def fix_discrete(problem: Problem, design: Design) -> Problem | None:
     for v in keep:
         specs = set_path(specs, v.paths[0], jnp.asarray(np.clip(design.values[v.name], v.lower, v.upper)))
     sub = Problem(
-        specs, keep, problem.objective, problem.constraints, problem.accuracy, None, problem.metric_fn
+        specs,
+        keep,
+        problem.objective,
+        problem.constraints,
+        problem.accuracy,
+        None,
+        problem.metric_fn,
+        feasibility_rtol=problem.feasibility_rtol,
     )
     sub.price_model = problem.price_model
     sub.reference = problem.reference

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .. import accuracy, counts, presets
 from ..specs import Compression, Workload
+from .feasibility import FEASIBILITY_RTOL
 from .problem import Problem
 from .technology import PriceModel
 from .variables import AccuracySettings, Constraint, Objective, Variable, get_path
@@ -234,6 +235,7 @@ def study_from_dict(doc: dict, where: str, text: str | None = None, root: Path |
             raise ValueError(f"{loc}: {exc}") from None
     st = dict(doc.get("study", {}))
     obj = st.pop("objective", "usd_per_million_tokens")
+    rtol = st.pop("feasibility_rtol", FEASIBILITY_RTOL)
     try:
         if isinstance(obj, str):
             objective = Objective(((obj, 1.0),))
@@ -269,7 +271,7 @@ def study_from_dict(doc: dict, where: str, text: str | None = None, root: Path |
                 f"{where}: [price_model]{_line_of(text, '[price_model')}: {exc}; fields: usd_per_gb, usd_per_tb_per_s, markup, logic_usd"
             ) from None
     try:
-        problem = Problem(specs, variables, objective, constraints, acc, price)
+        problem = Problem(specs, variables, objective, constraints, acc, price, feasibility_rtol=float(rtol))
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
     fields = {f.name: f for f in dataclasses.fields(Study)}
@@ -283,7 +285,7 @@ def study_from_dict(doc: dict, where: str, text: str | None = None, root: Path |
             kw[k] = type(fields[k].default)(val)
         else:
             raise ValueError(
-                f"{where}: [study] unknown field {k!r}{_line_of(text, k)}; known: {', '.join(n for n in fields if n != 'problem')}, objective"
+                f"{where}: [study] unknown field {k!r}{_line_of(text, k)}; known: {', '.join(n for n in fields if n != 'problem')}, objective, feasibility_rtol"
             )
     par = doc.get("pareto", {})
     if par:
