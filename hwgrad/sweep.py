@@ -58,6 +58,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from . import paths as _paths
+from .pareto import pareto_mask  # the one dominance filter (re-exported)
 from .paths import Index, suggest
 from .specs import Compression, Options
 
@@ -551,29 +552,6 @@ class Pareto:
 
     def describe(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def pareto_mask(costs: np.ndarray) -> np.ndarray:
-    """Boolean mask of the non-dominated rows of ``costs`` (``(n, d)``, all minimised).
-
-    A row is dropped when another row is <= in every column (exact duplicates: the first
-    row survives). Rows are visited in order of the first column, so good rows eliminate
-    most others early; cost O(n x front size).
-    """
-    costs = np.asarray(costs, dtype=float)
-    n = len(costs)
-    order = np.lexsort((np.arange(n), costs[:, 0])) if n else np.arange(0)
-    c = costs[order]
-    alive = np.arange(n)
-    i = 0
-    while i < len(c):
-        keep = np.any(c < c[i], axis=1)
-        keep[i] = True
-        alive, c = alive[keep], c[keep]
-        i = int(np.count_nonzero(keep[:i])) + 1
-    mask = np.zeros(n, dtype=bool)
-    mask[order[alive]] = True
-    return mask
 
 
 class _Block(NamedTuple):

@@ -53,6 +53,7 @@ from .feasibility import ConstraintStatus as ConstraintStatus
 from .feasibility import infeasibility_report as infeasibility_report
 from .feasibility import is_feasible as is_feasible
 from .fronts import pareto as pareto
+from .fronts import pareto_designs as pareto_designs
 from .optimize import RunResult as RunResult
 from .optimize import _checkpoint_digest as _checkpoint_digest  # noqa: F401 - used by tests/test_state_files.py
 from .optimize import optimize as optimize
