@@ -123,11 +123,9 @@ class Parameter:
         return f"{self.target}.{self.field}"
 
     def to_u(self, value: float) -> float:
-        frac = (
-            (math.log(value) - math.log(self.lo)) / (math.log(self.hi) - math.log(self.lo))
-            if (self.kind == "time")
-            else (value - self.lo) / (self.hi - self.lo)
-        )
+        frac = (math.log(value) - math.log(self.lo)) / (math.log(self.hi) - math.log(self.lo)) if (
+            self.kind == "time"
+        ) else (value - self.lo) / (self.hi - self.lo)
         frac = min(max(frac, 1e-6), 1 - 1e-6)
         return math.log(frac / (1 - frac))
 
@@ -142,98 +140,36 @@ class Parameter:
 #: families and stacks that have rows).
 PARAMETERS: tuple[Parameter, ...] = (
     Parameter(
-        "chip",
-        "bandwidth_efficiency",
-        "1",
-        "fraction",
-        0.3,
-        1.0,
-        0.85,
-        1.0,
-        ("hw_line", "hw_family"),
-        0.5,
+        "chip", "bandwidth_efficiency", "1", "fraction", 0.3, 1.0, 0.85, 1.0, ("hw_line", "hw_family"), 0.5,
         "sustained / peak DRAM read bandwidth: 0.85-0.93 in STREAM-like GPU microbenchmarks; "
         "LPDDR SoCs lower",
     ),
     Parameter(
-        "chip",
-        "flops_efficiency",
-        "1",
-        "fraction",
-        0.1,
-        1.0,
-        0.6,
-        0.5,
-        ("hw_line",),
-        0.5,
+        "chip", "flops_efficiency", "1", "fraction", 0.1, 1.0, 0.6, 0.5, ("hw_line",), 0.5,
         "achieved / peak dense tensor FLOP/s of large GEMMs (0.6-0.8 on A100/H100 in cuBLAS); "
         "few compute-bound rows identify it",
     ),
     Parameter(
-        "chip",
-        "kernel_memory_latency_s",
-        "s",
-        "time",
-        1e-8,
-        5e-6,
-        5e-7,
-        1.0,
-        (),
-        1.0,
+        "chip", "kernel_memory_latency_s", "s", "time", 1e-8, 5e-6, 5e-7, 1.0, (), 1.0,
         "DRAM load latency + pipeline fill before a kernel streams at full bandwidth "
         "(GPU microbenchmarks: ~0.5-1 us)",
     ),
     Parameter(
-        "stack",
-        "op_overhead_s",
-        "s",
-        "time",
-        1e-8,
-        5e-5,
-        3e-6,
-        2.0,
-        ("stack",),
-        1.5,
-        "gap per kernel launch: ~1-3 us under CUDA graphs, ~5-10 us eager PyTorch, more for unfused engines",
+        "stack", "op_overhead_s", "s", "time", 1e-8, 5e-5, 3e-6, 2.0, ("stack",), 1.5,
+        "gap per kernel launch: ~1-3 us under CUDA graphs, ~5-10 us eager PyTorch, more for "
+        "unfused engines",
     ),
     Parameter(
-        "stack",
-        "step_overhead_s",
-        "s",
-        "time",
-        1e-7,
-        2e-2,
-        1e-4,
-        3.0,
-        ("stack",),
-        2.0,
+        "stack", "step_overhead_s", "s", "time", 1e-7, 2e-2, 1e-4, 3.0, ("stack",), 2.0,
         "engine cost per forward pass not hidden by the device (scheduler, sampling, inputs)",
     ),
     Parameter(
-        "stack",
-        "collective_overhead_s",
-        "s",
-        "time",
-        1e-8,
-        5e-5,
-        3e-6,
-        1.0,
-        ("stack",),
-        1.0,
+        "stack", "collective_overhead_s", "s", "time", 1e-8, 5e-5, 3e-6, 1.0, ("stack",), 1.0,
         "software latency per collective call: custom all-reduce implementations differ by "
         "~3.6 us on 8x H100 (interconnect.csv)",
     ),
     Parameter(
-        "chip",
-        "active_power_fraction",
-        "1",
-        "fraction",
-        0.0,
-        0.6,
-        0.3,
-        1.0,
-        ("hw_line",),
-        0.5,
+        "chip", "active_power_fraction", "1", "fraction", 0.0, 0.6, 0.3, 1.0, ("hw_line",), 0.5,
         "clock/stall power of a busy GPU beyond bytes and FLOPs, as a share of TDP above idle "
         "(energy rows: A100, H100); the rest of the power is physics (hwgrad.power)",
         "energy",
@@ -434,9 +370,7 @@ def _prepare_row(row: Measurement) -> Case | str:
         if fit_n < batch:
             if row.batching == "static":
                 waves = -(-batch // fit_n)
-                notes.append(
-                    f"KV cache does not fit: {fit_n} of {batch} sequences at once, {waves} waves ({note})"
-                )
+                notes.append(f"KV cache does not fit: {fit_n} of {batch} sequences at once, {waves} waves ({note})")
             else:
                 notes.append(f"KV cache holds {fit_n} of {batch} concurrent sequences ({note})")
     family = stack_family(row.software)
@@ -549,9 +483,7 @@ class Engine:
         stacks = [calibration.stack_for(c.family) for c in self.cases]
         values = [calibration.chip_values(c.row.hardware) for c in self.cases]
         keys = sorted({k for v in values for k in v})
-        chip_values = {
-            k: jnp.asarray([v.get(k, _default_chip(k)) for v in values], jnp.float32) for k in keys
-        }
+        chip_values = {k: jnp.asarray([v.get(k, _default_chip(k)) for v in values], jnp.float32) for k in keys}
         return _stack(stacks), chip_values
 
     @functools.cached_property
@@ -905,22 +837,20 @@ class _Fitter:
                 for lv in self.members
             }
             for lv in seen:
-                seen_all[lv] = np.maximum(
-                    seen_all[lv], seen[lv] * (self.mask[lv] * self.stage_mask[stage]).max()
-                )
+                seen_all[lv] = np.maximum(seen_all[lv], seen[lv] * (self.mask[lv] * self.stage_mask[stage]).max())
             (theta, deltas), loss = self._run(
                 (theta, deltas), jnp.asarray(w), {k: jnp.asarray(v) for k, v in seen.items()},
                 jnp.asarray(self.stage_mask[stage]), self.engine.specs,
             )  # fmt: skip
             losses.append(np.asarray(loss))
-        calib = self._calibration(
-            np.asarray(theta), {k: np.asarray(v) for k, v in deltas.items()}, seen_all, lat_w
-        )
+        calib = self._calibration(np.asarray(theta), {k: np.asarray(v) for k, v in deltas.items()}, seen_all, lat_w)
         return calib, np.concatenate(losses) if losses else np.zeros(0)
 
     def _calibration(self, theta, deltas, seen, weights) -> Calibration:
         def values(u, target):
-            return {p.field: float(p.from_u(u[j])) for j, p in enumerate(self.params) if p.target == target}
+            return {
+                p.field: float(p.from_u(u[j])) for j, p in enumerate(self.params) if p.target == target
+            }
 
         def offset(level, name):
             names = self.members.get(level, ())
@@ -949,16 +879,7 @@ class _Fitter:
 
 
 #: stacks eligible for "tuned": the production serving engines of datacenter parts
-_TUNED_CANDIDATES = (
-    "tensorrt-llm",
-    "sglang",
-    "sglang/rocm",
-    "vllm-0.13",
-    "vllm-0.6",
-    "vllm",
-    "vllm/rocm",
-    "nim",
-)
+_TUNED_CANDIDATES = ("tensorrt-llm", "sglang", "sglang/rocm", "vllm-0.13", "vllm-0.6", "vllm", "vllm/rocm", "nim")
 
 
 def _tuned(stacks: dict[str, Stack], rows: dict[str, int]) -> Stack:
@@ -1080,9 +1001,7 @@ def load_calibration(path: str | Path) -> Calibration:
             raise ValueError(f"{path}: [hardware.{key}] must be a table of numbers")
         bad = sorted(set(values) - chip_fields)
         if bad:
-            raise ValueError(
-                f"{path}: [hardware.{key}] has unknown field(s) {bad}; known: {sorted(chip_fields)}"
-            )
+            raise ValueError(f"{path}: [hardware.{key}] has unknown field(s) {bad}; known: {sorted(chip_fields)}")
         hardware[key] = {k: _number(v, f"{path} [hardware.{key}] {k}") for k, v in values.items()}
     stacks = {}
     for name, values in doc.get("stack", {}).items():
@@ -1090,9 +1009,7 @@ def load_calibration(path: str | Path) -> Calibration:
             raise ValueError(f"{path}: [stack.{name}] must be a table of numbers")
         bad = sorted(set(values) - set(_STACK_FIELDS) - {"static_power_fraction"})
         if bad:
-            raise ValueError(
-                f"{path}: [stack.{name}] has unknown field(s) {bad}; known: {list(_STACK_FIELDS)}"
-            )
+            raise ValueError(f"{path}: [stack.{name}] has unknown field(s) {bad}; known: {list(_STACK_FIELDS)}")
         stacks[name] = Stack(**{k: _number(v, f"{path} [stack.{name}] {k}") for k, v in values.items()})
     if not hardware and not stacks:
         raise ValueError(f"{path}: no [hardware.*] or [stack.*] tables: not a calibration file")
@@ -1141,9 +1058,7 @@ def _print_table(report: Report, file=None) -> None:
 def _print_groups(report: Report, file=None) -> None:
     file = file or sys.stdout
     print(f"by stack x hardware family ({report.label}):", file=file)
-    print(
-        f"  {'stack':<16} {'hardware family':<24} {'rows':>4} {'median':>7} {'p90':>7} {'bias':>7}", file=file
-    )
+    print(f"  {'stack':<16} {'hardware family':<24} {'rows':>4} {'median':>7} {'p90':>7} {'bias':>7}", file=file)
     for g in report.by_group():
         print(
             f"  {g['stack']:<16} {g['hardware_family']:<24} {g['rows']:>4} {g['median_ape']:>6.1f}% "
@@ -1225,14 +1140,8 @@ def cmd_validate(args) -> int:
             "efficiency": primary.label,
             "rows": primary.rows(),
             "skipped": [
-                {
-                    "id": r.id,
-                    "line": r.line,
-                    "model": r.model,
-                    "hardware": r.hardware,
-                    "metric": r.metric,
-                    "reason": reason,
-                }
+                {"id": r.id, "line": r.line, "model": r.model, "hardware": r.hardware, "metric": r.metric,
+                 "reason": reason}
                 for r, reason in prepared.skipped
             ],  # fmt: skip
             "summary": {
@@ -1284,9 +1193,7 @@ def cmd_calibrate(args) -> int:
         f"rows: {fitted.summary(False)['rows']} latency/throughput (fitted) + {fitted.summary(True)['rows']} "
         f"energy (predicted from the power physics, not fitted); skipped {len(prepared.skipped)}",
         "fitted (range): "
-        + "; ".join(
-            f"{p.key} [{p.lo:g}, {p.hi:g}] {p.unit} at {','.join(p.levels) or 'shared'}" for p in PARAMETERS
-        ),
+        + "; ".join(f"{p.key} [{p.lo:g}, {p.hi:g}] {p.unit} at {','.join(p.levels) or 'shared'}" for p in PARAMETERS),
         f"loss: Cauchy on log(pred/measured), scale {settings.loss_scale:g}; rows weighted 1/sqrt(rows of their "
         f"hardware); Adam {settings.steps} steps; priors on offsets (shrinkage to the line / shared value)",
         f"in-sample:      {format_summary(fitted.summary(False))}",
@@ -1296,10 +1203,8 @@ def cmd_calibrate(args) -> int:
     ratios = fitted.ratio_errors()
     if ratios:
         e = np.asarray([r["error_pct"] for r in ratios])
-        header.append(
-            f"in-sample:      speed-ratio error median {np.median(e):.1f}% | p90 "
-            f"{np.percentile(e, 90):.1f}% | pairs {len(ratios)}"
-        )
+        header.append(f"in-sample:      speed-ratio error median {np.median(e):.1f}% | p90 "
+                      f"{np.percentile(e, 90):.1f}% | pairs {len(ratios)}")
     if not args.no_cv:
         cv_settings = dataclasses.replace(settings, steps=max(settings.steps // 2, 50))
         logo, _ = cross_validate(prepared, cv_settings, "generation", engine, only=LOGO_FOLDS)
@@ -1314,10 +1219,8 @@ def cmd_calibrate(args) -> int:
             r2 = loho.ratio_errors()
             if r2:
                 e = np.asarray([r["error_pct"] for r in r2])
-                header.append(
-                    f"LOHO CV:        speed-ratio error median {np.median(e):.1f}% | p90 "
-                    f"{np.percentile(e, 90):.1f}% | pairs {len(r2)}"
-                )
+                header.append(f"LOHO CV:        speed-ratio error median {np.median(e):.1f}% | p90 "
+                              f"{np.percentile(e, 90):.1f}% | pairs {len(r2)}")
         header.append(f"(CV refits use {cv_settings.steps} Adam steps)")
     try:
         write_calibration(args.output, calib, header)

@@ -106,9 +106,7 @@ def add_design_arguments(p: argparse.ArgumentParser) -> None:
         help="serving mode: static batch (default), continuous batching at --batch concurrency, or "
         "the decode pool of a disaggregated deployment",
     )
-    g.add_argument(
-        "--attention-dp", type=_positive_int, help="attention data-parallel groups (MoE with --ep)"
-    )
+    g.add_argument("--attention-dp", type=_positive_int, help="attention data-parallel groups (MoE with --ep)")
     g.add_argument("--params", metavar="FILE", help="stack parameters (TOML from `hwgrad calibrate`)")
     g.add_argument(
         "--speed-of-light",
@@ -150,9 +148,7 @@ def design_from_args(args) -> dict:
     if args.speed_of_light:
         system = replace(
             system,
-            chip=replace(
-                system.chip, bandwidth_efficiency=1.0, flops_efficiency=1.0, kernel_memory_latency_s=0.0
-            ),
+            chip=replace(system.chip, bandwidth_efficiency=1.0, flops_efficiency=1.0, kernel_memory_latency_s=0.0),
         )
 
     wl = base["workload"] or Workload(

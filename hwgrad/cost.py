@@ -258,7 +258,9 @@ def forward_pass(
     # achieved fraction of peak bandwidth per class: the chip family's achievable fraction x
     # the stack's kernels (the paged KV cache read by attention kernels at its own fraction)
     bw_frac = chip.bandwidth_efficiency * efficiency.bandwidth_efficiency
-    class_frac = bw_frac * jnp.stack(jnp.broadcast_arrays(1.0, efficiency.attention_efficiency, 1.0, 1.0))
+    class_frac = bw_frac * jnp.stack(
+        jnp.broadcast_arrays(1.0, efficiency.attention_efficiency, 1.0, 1.0)
+    )
     bw = memory.effective_bandwidth(tiers, chunk, class_frac[:, None], options.roofline)  # (C, T)
 
     # corpus (RAG context) is read during the prefill only; charged to the embedding column
@@ -303,9 +305,7 @@ def forward_pass(
     # all-reduces run in the communication dtype (bf16), not the activation width
     tp_group = comm.tp_allreduce_chips  # tp, or tp / attention_dp
     ar_bytes = network.comm_payload_bytes(comm.tp_allreduce_bytes, compression.act_bits, efficiency.comm_bits)
-    ep_ar_bytes = network.comm_payload_bytes(
-        comm.ep_allreduce_bytes, compression.act_bits, efficiency.comm_bits
-    )
+    ep_ar_bytes = network.comm_payload_bytes(comm.ep_allreduce_bytes, compression.act_bits, efficiency.comm_bits)
     t_tp = comm.tp_allreduce_calls * (
         network.allreduce_s(net, ar_bytes, tp_group, options.roofline, scaleout=out) + co * (tp_group > 1)
     )
@@ -463,7 +463,9 @@ class Timing:
     decode_step: PassCost
 
 
-def static_waves(system: System, model: Model, workload: Workload, compression: Compression, stack=None):
+def static_waves(
+    system: System, model: Model, workload: Workload, compression: Compression, stack=None
+):
     """Back-to-back static batches needed when the whole batch's KV cache does not fit.
 
     Capacity is linear in the batch, ``used_t(B) = fixed_t + B s_t`` per tier, so

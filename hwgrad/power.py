@@ -173,9 +173,7 @@ def pass_power(
     # the cap with an unknown TDP is off; its terms use the zeroed TDP so that no NaN reaches
     # the time's gradient through the unselected branch
     tdp_safe = _tdp_safe(chip)
-    headroom = (
-        tdp_safe - _idle_power_w(chip, tiers, tdp_safe) - busy_fraction * _active_power_w(chip, tdp_safe)
-    )
+    headroom = tdp_safe - _idle_power_w(chip, tiers, tdp_safe) - busy_fraction * _active_power_w(chip, tdp_safe)
     capped = tdp_known(chip) & (headroom > 0)
     power_s = jnp.where(capped, safe_div(_finite(dyn_safe), jnp.where(capped, headroom, 1.0)), 0.0)
     t = roofline_max(jnp.stack(jnp.broadcast_arrays(time_s, power_s), axis=-1), p=p, mode=mode)

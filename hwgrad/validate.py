@@ -195,7 +195,6 @@ def validate_compression(c: Compression, name: str = "compression") -> None:
 
     pruning.check_fractions(c)  # structured-pruning keep fractions in (0, 1]
 
-
 def _validate_network(net, where: str) -> None:
     if net.topology not in TOPOLOGIES:
         raise ValueError(f"{where}.topology = {net.topology!r}: use one of {', '.join(TOPOLOGIES)}")
@@ -272,9 +271,7 @@ def validate_system(system: System, name: str = "system") -> None:
     _whole(system.n_chips, f"{name}.n_chips")
     for field in ("network", "scaleout"):
         _validate_network(getattr(system, field), f"{name}.{field}")
-        _positive(
-            getattr(system, field).energy_j_per_byte, f"{name}.{field}.energy_j_per_byte", allow_zero=True
-        )
+        _positive(getattr(system, field).energy_j_per_byte, f"{name}.{field}.energy_j_per_byte", allow_zero=True)
     # the default placement (everything in tier 0) is valid by construction
     placement = system.resolved_placement() if system.placement is not None else None
     for field in ("weights", "kv_cache", "activations", "context") if placement is not None else ():

@@ -273,9 +273,7 @@ def test_shipped_parameters_are_inside_their_ranges():
     assert hg.calibrated_efficiency() == calib.stacks["tuned"] == hg.presets.stack("tuned")
     # a chip carries its family's fitted fractions; raw chips are the datasheet
     h100 = hg.presets.chip("h100-sxm")
-    assert float(h100.bandwidth_efficiency) == pytest.approx(
-        calib.hardware["nvidia-hopper"]["bandwidth_efficiency"]
-    )
+    assert float(h100.bandwidth_efficiency) == pytest.approx(calib.hardware["nvidia-hopper"]["bandwidth_efficiency"])
     assert float(hg.presets.chip("h100-sxm", fitted=False).bandwidth_efficiency) == 1.0
     # a generation without rows takes its line's values
     assert calib.hardware["nvidia-blackwell"] == calib.hardware["nvidia-datacenter"]
@@ -302,14 +300,9 @@ def test_calibration_file_round_trip(tmp_path):
 # ----------------------------------------------------------------------------- fitting
 
 TRUE = cb.Calibration(
-    hardware={
-        "shared": {"bandwidth_efficiency": 0.78, "flops_efficiency": 0.5, "kernel_memory_latency_s": 8e-7}
-    },
-    stacks={
-        "default": hg.Stack(
-            op_overhead_s=4e-6, step_overhead_s=2e-4, collective_overhead_s=5e-6, memory_fraction=0.9
-        )
-    },
+    hardware={"shared": {"bandwidth_efficiency": 0.78, "flops_efficiency": 0.5, "kernel_memory_latency_s": 8e-7}},
+    stacks={"default": hg.Stack(op_overhead_s=4e-6, step_overhead_s=2e-4, collective_overhead_s=5e-6,
+                                memory_fraction=0.9)},
 )
 
 SYNTHETIC = [
@@ -352,17 +345,7 @@ def test_calibrate_recovers_known_parameters(tmp_path, capsys):
     data = synthetic_file(tmp_path, TRUE)
     out = tmp_path / "params.toml"
     # one shared set and no priors: the synthetic rows identify the generating values
-    args = [
-        "calibrate",
-        str(data),
-        "-o",
-        str(out),
-        "--no-cv",
-        "--no-priors",
-        "--shared-only",
-        "--steps",
-        "800",
-    ]
+    args = ["calibrate", str(data), "-o", str(out), "--no-cv", "--no-priors", "--shared-only", "--steps", "800"]
     assert main(args) == 0
     assert f"wrote {out}" in capsys.readouterr().out
     fitted = cb.load_calibration(out)

@@ -148,12 +148,7 @@ def test_pipeline_bubble_and_microbatches():
         hg.presets.system("h100-sxm", 4, fitted=False), m, hg.Workload(batch=64.0, tp=4.0), comp, SOL, 1000.0
     )
     pp2 = hg.decode_step(
-        hg.presets.system("h100-sxm", 8, fitted=False),
-        m,
-        hg.Workload(batch=64.0, tp=4.0, pp=2.0),
-        comp,
-        SOL,
-        1000.0,
+        hg.presets.system("h100-sxm", 8, fitted=False), m, hg.Workload(batch=64.0, tp=4.0, pp=2.0), comp, SOL, 1000.0
     )
     pp2m2 = hg.decode_step(
         hg.presets.system("h100-sxm", 8, fitted=False),
@@ -318,9 +313,7 @@ _GRAD_MODELS = {
 @settings(max_examples=40, deadline=None)
 def test_gradients_are_finite_over_documented_ranges(x, model_name):
     v = {k: jnp.asarray(val, jnp.float32) for k, val in x.items()}
-    value, grads = _value_and_grad(
-        v, _GRAD_MODELS[model_name], hg.presets.system("h100-sxm", 8, fitted=False)
-    )
+    value, grads = _value_and_grad(v, _GRAD_MODELS[model_name], hg.presets.system("h100-sxm", 8, fitted=False))
     assert np.isfinite(float(value))
     for k, g in grads.items():
         assert np.isfinite(float(g)), k

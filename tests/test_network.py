@@ -298,9 +298,7 @@ def test_alltoall_across_domains_sends_the_remote_share_through_the_nic():
 
 def test_validation_rejects_a_group_larger_than_the_scale_out_network():
     m = hg.presets.model("llama-3.1-70b")
-    s = hg.replace(
-        hg.presets.system("h100-sxm", 64, fitted=False), scaleout=hg.replace(IB_NDR, domain_size=32.0)
-    )
+    s = hg.replace(hg.presets.system("h100-sxm", 64, fitted=False), scaleout=hg.replace(IB_NDR, domain_size=32.0))
     wl = hg.Workload(tp=64.0)
     with pytest.raises(
         ValueError, match=r"^workload\.tp = 64: larger than the 32 chips .*domain_size"

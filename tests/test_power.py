@@ -42,11 +42,7 @@ def test_energy_components_sum_and_idle_is_fraction_times_tdp_times_time():
         assert float(pc.energy_active_j) == 0.0  # default active fraction: not fitted yet
     # the retired fitted static fraction has no effect on energy
     r2 = hg.evaluate(
-        hg.presets.system("h100-sxm", 8, fitted=False),
-        M70,
-        W70,
-        FP8,
-        hg.Efficiency(static_power_fraction=0.48),
+        hg.presets.system("h100-sxm", 8, fitted=False), M70, W70, FP8, hg.Efficiency(static_power_fraction=0.48)
     )
     assert float(r2.energy_j_per_token) == pytest.approx(float(r.energy_j_per_token), rel=1e-6)
 

@@ -47,9 +47,7 @@ def test_prefill_work_slows_continuous_decode():
     s, m, c = _setup()
     base = hg.Workload(batch=64.0, prompt_len=8000.0, output_len=1000.0, batching="continuous")
     short = hg.replace(base, prompt_len=1000.0)
-    assert float(hg.evaluate(s, m, base, c, IDEAL).tpot_s) > 1.5 * float(
-        hg.evaluate(s, m, short, c, IDEAL).tpot_s
-    )
+    assert float(hg.evaluate(s, m, base, c, IDEAL).tpot_s) > 1.5 * float(hg.evaluate(s, m, short, c, IDEAL).tpot_s)
 
 
 def test_disaggregated_decode_pool_by_hand():
@@ -101,7 +99,5 @@ def test_serving_modes_have_finite_gradients():
 
 def test_unknown_batching_mode_is_a_clear_error():
     s, m, c = _setup()
-    with pytest.raises(
-        ValueError, match=r"workload.batching = 'streaming'.*static, continuous, disaggregated"
-    ):
+    with pytest.raises(ValueError, match=r"workload.batching = 'streaming'.*static, continuous, disaggregated"):
         hg.validate(s, m, hg.Workload(batching="streaming"), c)
