@@ -68,7 +68,10 @@ from .study import default_study as default_study
 from .study import default_study_dict as default_study_dict
 from .study import load_study as load_study
 from .study import study_from_dict as study_from_dict
+from .technology import MemoryTechnology as MemoryTechnology
 from .technology import PriceModel as PriceModel
+from .technology import Technology as Technology
+from .technology import memory_technology as memory_technology
 from .variables import HARD as HARD
 from .variables import LOGIT_EPS as LOGIT_EPS
 from .variables import METRICS as METRICS
@@ -89,6 +92,9 @@ __all__ = [
     "Constraint",
     "Objective",
     "PriceModel",
+    "Technology",
+    "MemoryTechnology",
+    "memory_technology",
     "Problem",
     "RunResult",
     "Design",

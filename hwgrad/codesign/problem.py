@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +16,7 @@ from .. import accuracy as accuracy_module
 from ..cost import evaluate
 from ..specs import Options
 from .feasibility import FEASIBILITY_RTOL
+from .technology import TECHNOLOGY_METRICS
 from .variables import (
     OBJECTIVES,
     RESULT_SCALARS,
@@ -26,6 +28,30 @@ from .variables import (
     layer_params,
     set_path,
 )
+
+
+def _warn_uncoupled(variables, constraints) -> None:
+    """Warn when a tier's bandwidth and capacity are both free without a coupling constraint:
+    the optimiser can then propose memory no technology builds (e.g. 118 GB/s per GB of HBM,
+    where an HBM3 stack gives 34)."""
+    paths = {p for v in variables for p in v.paths}
+    coupled = {c.metric for c in constraints}
+    for i in range(16):
+        bw, cap = f"system.chip.tiers.{i}.bandwidth_bytes_per_s", f"system.chip.tiers.{i}.capacity_bytes"
+        if bw in paths and cap in paths and not (i == 0 and "tier0_bandwidth_per_capacity_per_s" in coupled):
+            fix = (
+                "add [[constraints]] metric = 'tier0_bandwidth_per_capacity_per_s' max = 34 "
+                "(HBM3: 819 GB/s per 24 GB stack; HBM3e 26, HBM4 34, memory_tech.csv)"
+                if i == 0
+                else "tie them in one variable"
+            )
+            warnings.warn(
+                f"codesign: tier {i} bandwidth and capacity are free and uncoupled, so the design may "
+                f"not be buildable; {fix}, or use technology variables ([technology] memory = 'hbm3e', "
+                "variable technology.memory_stacks)",
+                UserWarning,
+                stacklevel=3,
+            )
 
 
 class Problem:
@@ -43,6 +69,10 @@ class Problem:
         (custom area or price models; tests use it to inject analytic functions).
       model_metrics: ``False`` skips the hwgrad model and starts ``metric_fn`` from an empty
         dict (pure analytic problems).
+      technology: a :class:`~hwgrad.codesign.technology.Technology`: the chip is built from
+        memory stacks, a logic die area and links (variables ``technology.memory_stacks``,
+        ``technology.logic_die_area_mm2``, ``technology.links``), and its tier capacity and
+        bandwidth, FLOPS, price and link bandwidth are derived (replaces ``price_model``).
       feasibility_rtol: the relative tolerance of the one feasibility rule
         (:mod:`hwgrad.codesign.feasibility`; default 1e-3): ``g <= feasibility_rtol`` on every
         normalised constraint is feasible, for the optimiser, rounding, fronts and reports.
@@ -59,6 +89,7 @@ class Problem:
         metric_fn=None,
         model_metrics=True,
         feasibility_rtol=FEASIBILITY_RTOL,
+        technology=None,
     ):
         specs = dict(specs)
         if "efficiency" not in specs or specs["efficiency"] is None:
@@ -67,6 +98,14 @@ class Problem:
             specs["efficiency"] = calibrated_efficiency()
         if "economics" not in specs or specs["economics"] is None:
             specs["economics"] = presets.default_economics()
+        if technology is not None:
+            if price_model is not None:
+                raise ValueError(
+                    "codesign: give a technology or a price_model, not both (a technology prices the chip)"
+                )
+            start, self.technology_constants = technology.calibrate(specs)
+            specs["technology"] = start
+        self.technology = technology
         self.specs = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=float), specs)
         self.variables = tuple(variables)
         if not self.variables:
@@ -91,6 +130,12 @@ class Problem:
                         raise ValueError(f"variable {v.name}: {end} bound {exc}") from None
         self.objective = Objective(((objective, 1.0),)) if isinstance(objective, str) else objective
         self.constraints = tuple(constraints)
+        tech_only = [c.metric for c in self.constraints if c.metric in TECHNOLOGY_METRICS]
+        if tech_only and technology is None:
+            raise ValueError(
+                f"constraint {tech_only[0]} needs a technology (Problem(technology=...), [technology] in a study)"
+            )
+        _warn_uncoupled(self.variables, self.constraints)
         self.accuracy = accuracy
         self.feasibility_rtol = float(feasibility_rtol)
         if not 0.0 <= self.feasibility_rtol < 0.5:
@@ -186,6 +231,8 @@ class Problem:
             c = dataclasses.replace(c, weight_bits=mean_bits, sparsity=mean_sp, kv_bits=jnp.mean(kv))
             specs = {**specs, "compression": c}
             layer = {"weight_bits": bits, "sparsity": sp, "kv_bits": kv}
+        if self.technology is not None:
+            specs = self.technology.apply(specs, self.technology_constants)
         if self.price_model is not None:
             chip = specs["system"].chip
             chip = dataclasses.replace(chip, price_usd=self.price_model.price(chip))
@@ -226,6 +273,8 @@ class Problem:
         m["capacity"] = jnp.where(
             jnp.isfinite(caps), r.capacity_used_bytes / jnp.where(jnp.isfinite(caps), caps, 1.0), 0.0
         )
+        if self.technology is not None:
+            m.update(self.technology.metrics(specs, self.technology_constants))
         for con in self.constraints:
             if con.metric.startswith(SPEC_ROOTS):
                 m[con.metric] = get_path(specs, con.metric)
@@ -308,6 +357,7 @@ class Problem:
                 self.accuracy,
                 self.price_model,
                 self.feasibility_rtol,
+                self.technology,
                 [np.asarray(x).tolist() for x in jax.tree_util.tree_leaves(self.specs)],
                 str(jax.tree_util.tree_structure(self.specs)),
             )

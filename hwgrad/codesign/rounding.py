@@ -194,6 +194,11 @@ def fix_discrete(problem: Problem, design: Design) -> Problem | None:
         problem.metric_fn,
         feasibility_rtol=problem.feasibility_rtol,
     )
+    # derive the chip the same way as the full problem (the technology values are in specs);
+    # programs traced before this point did not, so drop them
     sub.price_model = problem.price_model
+    sub.technology = problem.technology
+    sub.technology_constants = getattr(problem, "technology_constants", None)
     sub.reference = problem.reference
+    sub._cache.clear()
     return sub

@@ -11,7 +11,7 @@ from .. import accuracy, counts, presets
 from ..specs import Compression, Workload
 from .feasibility import FEASIBILITY_RTOL
 from .problem import Problem
-from .technology import PriceModel
+from .technology import PriceModel, Technology
 from .variables import AccuracySettings, Constraint, Objective, Variable, get_path
 
 
@@ -135,10 +135,17 @@ def default_study_dict() -> dict:
             "sparsity": 0.05,
             "pattern": "unstructured",
         },
-        "price_model": {},
+        # the chip is built from HBM3e stacks, an N5 logic die and NVLink4 links: capacity,
+        # bandwidth, FLOPS, price and power are derived (hwgrad.codesign.technology)
+        "technology": {"memory": "hbm3e", "process": "tsmc_n5", "link": "nvlink4-h100"},
         "variables": [
-            {"path": "system.chip.tiers.0.capacity_bytes", "min": 24e9, "max": 512e9},
-            {"path": "system.chip.tiers.0.bandwidth_bytes_per_s", "min": 1e12, "max": 16e12},
+            # 1-12 stacks (B200 carries 8 HBM3e stacks; 12 is an upper bound, not a product)
+            {"path": "technology.memory_stacks", "min": 1, "max": 12},
+            # up to the reticle limit, 26 x 33 mm = 858 mm^2 (economics.csv die_area_b200_per_die high)
+            {"path": "technology.logic_die_area_mm2", "min": 100, "max": 858},
+            # NVLink4 links per chip: H100 has 18 (interconnect.csv nvlink4-h100 n_links)
+            {"path": "technology.links", "min": 1, "max": 18},
+            {"path": "system.chip.tdp_w", "min": 200, "max": 1200},
             {"path": "system.network.endpoint_overhead_s", "min": 0.5e-6, "max": 5e-6},
             {
                 "path": ["system.n_chips", "workload.tp"],
@@ -157,7 +164,10 @@ def default_study_dict() -> dict:
             {"metric": "tpot_s", "max": 0.030},
             {"metric": "delta_ppl", "max": 0.1},
             {"metric": "capacity"},
-            {"metric": "tier0_bandwidth_per_capacity_per_s", "max": 60.0},
+            # memory + logic power of the built chip within its TDP
+            {"metric": "power_demand_over_tdp", "max": 1.0},
+            # a service-level choice of this study: first token within 2 s for a 2048-token prompt
+            {"metric": "ttft_s", "max": 2.0},
         ],
         "pareto": {"constraint": "tpot_s", "budgets": [0.010, 0.015, 0.020, 0.030, 0.050, 0.080]},
     }
@@ -181,7 +191,7 @@ def _line_of(text: str | None, needle: str, occurrence: int = 0) -> str:
 
 def study_from_dict(doc: dict, where: str, text: str | None = None, root: Path | None = None) -> Study:
     """Build a :class:`Study` from a parsed study file (errors name the table, field and line)."""
-    known = {"study", "base", "variables", "constraints", "accuracy", "price_model", "pareto"}
+    known = {"study", "base", "variables", "constraints", "accuracy", "price_model", "pareto", "technology"}
     for key in doc:
         if key not in known:
             raise ValueError(
@@ -208,6 +218,10 @@ def study_from_dict(doc: dict, where: str, text: str | None = None, root: Path |
             values = divisors(n, float(v["min"]), float(v["max"]))
         try:
             for path in [v["path"]] if isinstance(v["path"], str) else v["path"]:
+                if path.startswith("technology."):
+                    if "technology" not in doc:
+                        raise ValueError(f"path {path!r} needs a [technology] table (e.g. memory = 'hbm3e')")
+                    continue  # checked by Problem, which builds the technology values
                 get_path(specs, path)
             variables.append(
                 Variable(
@@ -270,8 +284,31 @@ def study_from_dict(doc: dict, where: str, text: str | None = None, root: Path |
             raise ValueError(
                 f"{where}: [price_model]{_line_of(text, '[price_model')}: {exc}; fields: usd_per_gb, usd_per_tb_per_s, markup, logic_usd"
             ) from None
+    technology = None
+    if "technology" in doc:
+        tech_t = dict(doc["technology"])
+        fields_t = {f.name for f in dataclasses.fields(Technology)}
+        bad_t = set(tech_t) - fields_t
+        if bad_t:
+            raise ValueError(
+                f"{where}: [technology]{_line_of(text, '[technology')}: unknown field(s) {sorted(bad_t)}; "
+                f"known: {', '.join(sorted(fields_t))}"
+            )
+        try:
+            technology = Technology(**tech_t)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: [technology]{_line_of(text, '[technology')}: {exc}") from None
     try:
-        problem = Problem(specs, variables, objective, constraints, acc, price, feasibility_rtol=float(rtol))
+        problem = Problem(
+            specs,
+            variables,
+            objective,
+            constraints,
+            acc,
+            price,
+            feasibility_rtol=float(rtol),
+            technology=technology,
+        )
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
     fields = {f.name: f for f in dataclasses.fields(Study)}

@@ -14,7 +14,7 @@ from .. import counts
 from .. import paths as _paths
 from ..specs import Options
 
-SPEC_ROOTS = ("system", "model", "workload", "compression", "efficiency", "economics")
+SPEC_ROOTS = ("system", "model", "workload", "compression", "efficiency", "economics", "technology")
 SCALES = ("log", "logit", "linear")
 LOGIT_EPS = 1e-4
 HARD = Options(roofline="hard")
@@ -54,6 +54,12 @@ DERIVED = (
     "die_area_mm2",
     "tier0_bandwidth_per_capacity_per_s",
     "capacity",
+    # with a Technology (hwgrad.codesign.technology), per chip
+    "memory_power_w",
+    "logic_power_w",
+    "power_demand_over_tdp",
+    "memory_usd",
+    "logic_usd",
 )
 METRICS = RESULT_SCALARS + DERIVED
 
