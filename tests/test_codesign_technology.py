@@ -47,6 +47,7 @@ def test_h100_rebuilt_from_hbm3e_stacks_is_coupled_and_priced():
     base = tech.apply({**specs, "technology": start}, const)["system"]
     assert float(base.chip.price_usd) == pytest.approx(30000.0, rel=1e-6)  # catalogue price
     assert float(base.chip.tiers[0].bandwidth_bytes_per_s) == pytest.approx(3.35e12, rel=1e-6)
+    assert float(base.chip.tdp_w) == pytest.approx(700.0, rel=1e-6)  # memory W + logic W
     big = tech.apply({**specs, "technology": {**start, "memory_stacks": 8.0}}, const)["system"].chip
     t = big.tiers[0]
     assert float(t.capacity_bytes) == pytest.approx(384e9) and float(
@@ -54,6 +55,10 @@ def test_h100_rebuilt_from_hbm3e_stacks_is_coupled_and_priced():
     ) == pytest.approx(10.032e12)
     # every stack brings its own ratio: 1254 GB/s per 48 GB = 26.1 /s, whatever the count
     assert float(t.bandwidth_bytes_per_s / t.capacity_bytes) == pytest.approx(26.125)
+    # 5.33 more stacks draw 5.33 x 3.9 pJ/bit x 1254 GB/s more at full load
+    assert float(big.tdp_w) == pytest.approx(
+        700.0 + (8.0 - start["memory_stacks"]) * 3.9e-12 * 8 * 1254e9, rel=1e-5
+    )
     extra = tech.markup * (8.0 - start["memory_stacks"]) * 48 * 15.1
     assert float(big.price_usd) == pytest.approx(30000.0 + extra, rel=1e-6)
     half = tech.apply({**specs, "technology": {**start, "logic_die_area_mm2": 407.0}}, const)["system"].chip
@@ -90,3 +95,35 @@ def test_study_file_technology_table(tmp_path):
     with pytest.raises(ValueError, match=r"\[technology\] \(line 1\): unknown field\(s\) \['memroy'\]"):
         cd.load_study(f)
     assert jnp.isfinite(dies_per_wafer(jnp.asarray(858.0)))
+
+
+def test_study_stack_option(tmp_path):
+    from hwgrad.codesign.study import _base_specs
+
+    specs = _base_specs({"model": "llama-3.1-8b", "chips": 1, "stack": "ideal"}, "t")
+    assert specs["efficiency"] == hg.presets.stack("ideal")
+    f = tmp_path / "s.toml"
+    f.write_text('[base]\nmodel = "llama-3.1-8b"\n')
+    with pytest.raises(ValueError, match="unknown stack 'vlm'"):
+        cd.load_study(f, stack="vlm")
+
+
+@pytest.mark.slow
+def test_structured_pruning_enters_delta_loss():
+    from hwgrad import accuracy
+
+    specs = _specs()
+    specs["compression"] = hg.compression("fp8", "fp8")
+    var = cd.Variable("compression.layers_kept_fraction", 0.5, 1.0, scale="linear")
+    p = cd.Problem(specs, [var], "usd_per_million_tokens", [cd.Constraint("delta_ppl", upper=1.0)])
+    assert p.structured
+    m = p.metrics({var.name: jnp.asarray(0.75)})
+    s, _ = p.specs_at({var.name: jnp.asarray(0.75)})
+    st = accuracy.Structured.from_compression(
+        s["model"], s["compression"], finetuned=0.0, generation="llama-2"
+    )
+    want = accuracy.delta_loss(
+        8.0, 8.0, 16.0, 0.0, params_b=p.params_b, structured=st, pattern="unstructured"
+    )
+    assert float(m["delta_loss"]) == pytest.approx(float(want), rel=1e-5)
+    assert float(m["delta_loss"]) > float(p.metrics({var.name: jnp.asarray(1.0)})["delta_loss"]) + 0.05

@@ -19,6 +19,12 @@ def register_cli(subparsers) -> None:
         "--config", metavar="STUDY.toml", help="study file (default: the built-in Llama-3.1-70B study)"
     )
     p.add_argument("--out", default="out/codesign", help="output directory (default out/codesign)")
+    p.add_argument(
+        "--stack",
+        metavar="NAME",
+        help="serving stack of the study (default: the study's, else tuned); "
+        "names: `hwgrad presets stacks` (ideal, tuned, vllm, tensorrt-llm, sglang, ...)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     p.add_argument("--steps", type=int, help="optimiser steps (default: the study's)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -41,7 +47,8 @@ def cmd_codesign(args) -> int:
         raise ValueError(f"--out {out}: cannot create the directory ({exc.strerror or exc})") from None
     if not os.access(out, os.W_OK):
         raise ValueError(f"--out {out}: the directory is not writable; choose another --out")
-    study = load_study(args.config) if args.config else default_study()
+    stack = getattr(args, "stack", None)
+    study = load_study(args.config, stack=stack) if args.config else default_study(stack=stack)
     res = run_study(study, args.out, resume=args.resume, steps=args.steps, progress=not args.no_progress)
     d = res["design"]
     name = study.problem.objective.weights[0][0]

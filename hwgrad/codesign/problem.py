@@ -29,6 +29,16 @@ from .variables import (
     set_path,
 )
 
+#: Compression leaves that change the model's shapes (structured pruning)
+STRUCTURED_KNOBS = (
+    "layers_kept_fraction",
+    "layer_keep_gates",
+    "hidden_kept_fraction",
+    "ffn_kept_fraction",
+    "heads_kept_fraction",
+    "kv_heads_kept_fraction",
+)
+
 
 def _warn_uncoupled(variables, constraints) -> None:
     """Warn when a tier's bandwidth and capacity are both free without a coupling constraint:
@@ -156,6 +166,15 @@ class Problem:
                 f"accuracy.layer_sensitivity has {len(prof)} entries; the model has {self.n_layers} layers"
             )
         self.layer_sensitivity = jnp.asarray(prof, dtype=float)
+        # the structured-pruning loss enters when the design can change the model's shapes
+        c0 = self.specs["compression"]
+        knobs = tuple(f"compression.{k}" for k in STRUCTURED_KNOBS)
+        self.structured = any(p.startswith(knobs) for v in self.variables for p in v.paths) or any(
+            not np.all(np.asarray(getattr(c0, k)) == 1.0)
+            for k in STRUCTURED_KNOBS
+            if getattr(c0, k) is not None
+        )
+        self.structured_generation = accuracy.structured_generation or "llama-2"
         self.price_model = price_model.calibrated(self.specs["system"].chip) if price_model else None
         self.metric_fn = metric_fn
         self.model_metrics = model_metrics
@@ -262,6 +281,15 @@ class Problem:
             acc_kw["layer_sensitivity"] = self.layer_sensitivity
         else:
             args = (c.weight_bits, c.kv_bits, c.act_bits, c.sparsity if c.pattern != "dense" else 0.0)
+        if self.structured:
+            # shape-changing pruning (layers, width, heads): its fitted loss adds to that of
+            # quantisation and sparsity (hwgrad.accuracy.delta_loss(structured=...))
+            acc_kw["structured"] = accuracy.Structured.from_compression(
+                specs["model"],
+                c,
+                finetuned=self.accuracy.structured_finetuned,
+                generation=self.structured_generation,
+            )
         m["delta_loss"] = accuracy.delta_loss(*args, **acc_kw)
         m["delta_ppl"] = accuracy.delta_ppl(*args, baseline_ppl=self.accuracy.baseline_ppl, **acc_kw)
         m["chip_price_usd"] = s.chip.price_usd

@@ -24,25 +24,39 @@ from .variables import HARD
 
 
 def compare_presets(study: Study, design: Design) -> list[dict]:
-    """Today's systems at the same model and workload: the best feasible batch (same SLO and
-    capacity) at the study's chip count, with fp8 weights/KV and with the chosen compression."""
+    """Today's systems at the same model, workload and service level.
+
+    Each preset runs at the study's own fixed quantities: its batch unless the study frees
+    ``workload.batch`` (then each system's own best feasible batch, 1-1024), the study's
+    lengths and serving stack, at the co-designed chip count (at least 8); with fp8
+    weights/KV and with the chosen compression. A row is feasible when it fits in memory and
+    meets the study's TPOT and TTFT limits (the one feasibility rule's tolerance).
+    """
     from .. import dtypes
 
     problem = study.problem
     specs = problem.specs
     wl = specs["workload"]
+    rtol = problem.feasibility_rtol
+    freed = {p for v in problem.variables for p in v.paths}
     chips = float(np.asarray(design.metrics["capex_usd"]) / np.asarray(design.metrics["chip_price_usd"]))
     tp = max(d for d in divisors(float(specs["model"].n_heads), 1, 64) if d <= max(chips, 8))
     rows = []
-    batches = jnp.arange(1.0, 1025.0)
+    batch_freed = "workload.batch" in freed
+    batches = jnp.arange(1.0, 1025.0) if batch_freed else jnp.asarray([float(wl.batch)])
     chosen = problem.specs_at({k: jnp.asarray(v) for k, v in design.values.items()})[0]["compression"]
 
     def at(b, system, comp):
         w = dataclasses.replace(wl, batch=b, tp=tp, pp=1.0, dp=1.0)
         r = evaluate(system, specs["model"], w, comp, specs["efficiency"], specs["economics"], HARD)
-        return r.usd_per_million_tokens, r.tpot_s, r.fits
+        return r.usd_per_million_tokens, r.tpot_s, r.ttft_s, r.fits
 
     grid = jax.jit(jax.vmap(at, in_axes=(0, None, None)))
+
+    def limit(metric):
+        lim = [c.upper for c in problem.constraints if c.metric == metric and c.upper]
+        return lim[0] * (1 + rtol) if lim else np.inf
+
     for name in study.compare:
         system = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=float), presets.system(name, int(tp)))
         for label, comp in (
@@ -50,24 +64,26 @@ def compare_presets(study: Study, design: Design) -> list[dict]:
             ("co-designed bits", chosen),
         ):
             comp = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=float), comp)
-            usd, tpot, fits = (np.asarray(a) for a in grid(batches, system, comp))
-            tlim = [c.upper for c in problem.constraints if c.metric == "tpot_s" and c.upper]
-            ok = (fits > 0) & (tpot <= (tlim[0] if tlim else np.inf))
-            if not ok.any():
-                rows.append(
-                    dict(system=f"{int(tp)} x {name}", compression=label, batch=None, usd=None, tpot=None)
-                )
-                continue
-            k = int(np.argmin(np.where(ok, usd, np.inf)))
-            rows.append(
-                dict(
-                    system=f"{int(tp)} x {name}",
-                    compression=label,
-                    batch=int(batches[k]),
-                    usd=float(usd[k]),
-                    tpot=float(tpot[k]),
-                )
+            usd, tpot, ttft, fits = (np.asarray(a) for a in grid(batches, system, comp))
+            ok = (fits > 0) & (tpot <= limit("tpot_s")) & (ttft <= limit("ttft_s"))
+            row = dict(
+                system=f"{int(tp)} x {name}",
+                compression=label,
+                batch_freed=batch_freed,
+                feasible=bool(ok.any()),
             )
+            k = int(np.argmin(np.where(ok, usd, np.inf))) if ok.any() else 0
+            row.update(batch=int(batches[k]), usd=float(usd[k]), tpot=float(tpot[k]), ttft=float(ttft[k]))
+            if not ok.any():
+                why = (
+                    "does not fit"
+                    if not fits[k] > 0
+                    else "misses TPOT"
+                    if tpot[k] > limit("tpot_s")
+                    else "misses TTFT"
+                )
+                row.update(usd=None, why=why)
+            rows.append(row)
     return rows
 
 
@@ -170,7 +186,7 @@ def run_study(
             )
             for f in front
         )
-    _figure(out / "codesign.png", run, front, problem, study)
+    _figure(out / "codesign.png", run, front, problem, study, design, comparison)
     report = _report(study, run, design, start, comparison, front, wall)
     (out / "report.md").write_text(report, encoding="utf-8")
     return dict(
@@ -178,37 +194,72 @@ def run_study(
     )
 
 
-def _figure(path: Path, run: RunResult, front: list, problem: Problem, study: Study) -> None:
-    import matplotlib
+_UNITS = {
+    "usd_per_million_tokens": ("cost", "$ / M tokens"),
+    "energy_j_per_token": ("energy", "J / token"),
+    "tco_usd": ("TCO", "$"),
+    "tpot_s": ("TPOT", "s"),
+    "ttft_s": ("TTFT", "s"),
+    "gco2e_per_token": ("carbon", "gCO2e / token"),
+    "tokens_per_s": ("throughput", "tokens / s"),
+    "tokens_per_s_per_chip": ("throughput per chip", "tokens / s"),
+    "delta_ppl": ("delta perplexity", ""),
+}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+def _figure(
+    path: Path, run: RunResult, front: list, problem: Problem, study: Study, design=None, comparison=()
+):
+    """Descent (left) and the Pareto front with the chosen design and today's systems (right);
+    PNG + PDF through :mod:`hwgrad.plotting`."""
+    from .. import plotting
+
+    fig, axes = plotting.figure(1, 2, width_in=11.0, height_in=4.2)
     traj = np.asarray([r[1:] for r in run.trajectory])
     name = problem.objective.weights[0][0]
+    q, unit = _UNITS.get(name, (name, ""))
     if len(traj):
         for s in np.unique(traj[:, 0]):
             sel = traj[traj[:, 0] == s]
-            axes[0].plot(np.arange(1, len(sel) + 1), sel[:, 2], label=f"start {int(s)}")
+            axes[0].plot(np.arange(1, len(sel) + 1), sel[:, 2], lw=1, label=f"start {int(s)}")
         axes[0].set_yscale("log")
-    axes[0].set_xlabel("step")
-    axes[0].set_ylabel(name)
+        plotting.readable_log_ticks(axes[0], "y")
+    axes[0].set_xlabel(plotting.axis_label("optimiser step"))
+    axes[0].set_ylabel(plotting.axis_label(f"{q} (relaxed)", unit))
     axes[0].set_title("descent (augmented Lagrangian)")
-    axes[0].legend(fontsize=7)
+    plotting.legend_outside(axes[0])
+    cq, cu = _UNITS.get(study.pareto_constraint or "tpot_s", (study.pareto_constraint or "tpot_s", ""))
     if front:
-        b = [f["budget"] for f in front]
-        axes[1].plot(b, [f["relaxed_objective"] for f in front], "o-", label="relaxed")
+        b = np.array([f["budget"] for f in front])
+        o = np.argsort(b)
+        rel = np.array([f["relaxed_objective"] for f in front])
+        hard = np.array([f["objective"] if f["feasible"] else np.nan for f in front])
+        axes[1].plot(b[o], rel[o], "o:", color="0.5", label="relaxed optimum")
+        axes[1].plot(b[o], hard[o], "s-", label="rounded design (hard roofline)")
+    if design is not None and design.feasible:
         axes[1].plot(
-            b, [f["objective"] if f["feasible"] else np.nan for f in front], "s--", label="rounded (hard)"
+            [float(design.metrics[study.pareto_constraint or "tpot_s"])],
+            [design.objective],
+            "*",
+            ms=14,
+            label="chosen design",
         )
-        axes[1].set_xlabel(f"{study.pareto_constraint} budget")
-        axes[1].set_ylabel(name)
-        axes[1].set_title("Pareto front")
-        axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    for r in comparison:
+        if (
+            r.get("usd") is not None
+            and r["compression"] == "fp8/fp8"
+            and study.pareto_constraint in (None, "tpot_s")
+        ):
+            axes[1].plot([r["tpot"]], [r["usd"]], "^", ms=8, label=f"{r['system']} ({r['compression']})")
+    if front or design is not None:
+        axes[1].set_xscale("log")
+        axes[1].set_yscale("log")
+        plotting.readable_log_ticks(axes[1])
+        axes[1].set_xlabel(plotting.axis_label(f"{cq} (budget or achieved)", cu))
+        axes[1].set_ylabel(plotting.axis_label(q, unit))
+        axes[1].set_title("Pareto front and today's systems")
+        plotting.legend_outside(axes[1])
+    plotting.save(fig, path)
 
 
 def _report(study, run, design, start, comparison, front, wall) -> str:
@@ -233,7 +284,10 @@ def _report(study, run, design, start, comparison, front, wall) -> str:
             f"[{v.lower:g}, {v.upper:g}]{' ' + str(list(v.values)) if v.values else ''} |"
         )
     lines += ["", "## Metrics (hard roofline)", "", "| metric | start | chosen |", "|---|---|---|"]
-    for k in (
+    extra = [m for m, _ in p.objective.weights] + [c.metric for c in p.constraints]
+    if p.technology is not None:
+        extra += ["memory_power_w", "logic_power_w", "power_demand_over_tdp", "memory_usd", "logic_usd"]
+    shown = (
         "usd_per_million_tokens",
         "tpot_s",
         "ttft_s",
@@ -246,8 +300,10 @@ def _report(study, run, design, start, comparison, front, wall) -> str:
         "capex_usd",
         "delta_ppl",
         "capacity",
-    ):
-        lines.append(f"| {k} | {format_value(start.metrics[k])} | {format_value(design.metrics[k])} |")
+    )
+    for k in dict.fromkeys((*shown, *extra)):
+        if k in design.metrics:
+            lines.append(f"| {k} | {format_value(start.metrics[k])} | {format_value(design.metrics[k])} |")
     lines += [
         "",
         "## Constraints",
@@ -271,17 +327,36 @@ def _report(study, run, design, start, comparison, front, wall) -> str:
         lines += [
             "## Today's systems at the same workload and service level",
             "",
-            f"| system | compression | best batch | {name} | TPOT |",
-            "|---|---|---|---|---|",
+            (
+                "Each system at its own best feasible batch (the study frees the batch)."
+                if comparison[0]["batch_freed"]
+                else "Each system at the study's own batch and lengths (the study fixes them)."
+            ),
+            "",
+            f"| system | compression | batch | {name} | TPOT | TTFT |",
+            "|---|---|---|---|---|---|",
         ]
         for r in comparison:
-            usd = "infeasible" if r["usd"] is None else f"{r['usd']:.4g}"
-            tp = "-" if r["tpot"] is None else f"{1e3 * r['tpot']:.3g} ms"
-            lines.append(f"| {r['system']} | {r['compression']} | {r['batch'] or '-'} | {usd} | {tp} |")
+            usd = f"infeasible ({r['why']})" if r["usd"] is None else f"{r['usd']:.4g}"
+            lines.append(
+                f"| {r['system']} | {r['compression']} | {r['batch']} | {usd} | {1e3 * r['tpot']:.3g} ms | "
+                f"{r['ttft']:.3g} s |"
+            )
         lines.append(
             f"| co-designed | | {format_value(design.values.get('workload.batch', np.nan))} | {design.objective:.4g} | "
-            f"{1e3 * float(design.metrics['tpot_s']):.3g} ms |"
+            f"{1e3 * float(design.metrics['tpot_s']):.3g} ms | {float(design.metrics['ttft_s']):.3g} s |"
         )
+        best = [r for r in comparison if r["usd"] is not None]
+        if best and design.feasible:
+            r = min(best, key=lambda r: r["usd"])
+            verdict = (
+                f"The co-designed design beats every system listed: the cheapest, {r['system']} "
+                f"({r['compression']}), costs {r['usd'] / design.objective:.2f}x as much."
+                if design.objective < r["usd"]
+                else f"The co-designed design does NOT beat {r['system']} ({r['compression']}): "
+                f"{design.objective:.4g} vs {r['usd']:.4g}."
+            )
+            lines += ["", verdict]
         lines.append("")
     if front:
         lines += [

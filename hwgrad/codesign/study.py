@@ -58,6 +58,7 @@ def _base_specs(base: dict, where: str) -> dict:
         "sparsity",
         "pattern",
         "efficiency",
+        "stack",
     }
     for key in base:
         if key not in known:
@@ -94,6 +95,9 @@ def _base_specs(base: dict, where: str) -> dict:
             base.get("pattern", "dense"),
         )
     eff = loaded.get("efficiency")
+    if "stack" in base:
+        # the serving stack (hwgrad.presets.stack_names()); default: the calibrated tuned stack
+        eff = presets.stack(str(base["stack"]))
     if base.get("efficiency") == "speed_of_light":
         from ..specs import Efficiency
 
@@ -145,7 +149,6 @@ def default_study_dict() -> dict:
             {"path": "technology.logic_die_area_mm2", "min": 100, "max": 858},
             # NVLink4 links per chip: H100 has 18 (interconnect.csv nvlink4-h100 n_links)
             {"path": "technology.links", "min": 1, "max": 18},
-            {"path": "system.chip.tdp_w", "min": 200, "max": 1200},
             {"path": "system.network.endpoint_overhead_s", "min": 0.5e-6, "max": 5e-6},
             {
                 "path": ["system.n_chips", "workload.tp"],
@@ -164,17 +167,17 @@ def default_study_dict() -> dict:
             {"metric": "tpot_s", "max": 0.030},
             {"metric": "delta_ppl", "max": 0.1},
             {"metric": "capacity"},
-            # memory + logic power of the built chip within its TDP
-            {"metric": "power_demand_over_tdp", "max": 1.0},
-            # a service-level choice of this study: first token within 2 s for a 2048-token prompt
-            {"metric": "ttft_s", "max": 2.0},
+            # the built chip's power (memory + logic at full load) within a B200-class 1 kW
+            # (hardware.csv b200 tdp_W)
+            {"metric": "system.chip.tdp_w", "max": 1000.0},
         ],
         "pareto": {"constraint": "tpot_s", "budgets": [0.010, 0.015, 0.020, 0.030, 0.050, 0.080]},
     }
 
 
-def default_study() -> Study:
-    return study_from_dict(default_study_dict(), "<default study>")
+def default_study(stack: str | None = None) -> Study:
+    """The built-in study; ``stack``: a serving-stack preset (``hwgrad.presets.stack_names()``)."""
+    return study_from_dict(default_study_dict(), "<default study>", stack=stack)
 
 
 def _line_of(text: str | None, needle: str, occurrence: int = 0) -> str:
@@ -189,8 +192,12 @@ def _line_of(text: str | None, needle: str, occurrence: int = 0) -> str:
     return ""
 
 
-def study_from_dict(doc: dict, where: str, text: str | None = None, root: Path | None = None) -> Study:
-    """Build a :class:`Study` from a parsed study file (errors name the table, field and line)."""
+def study_from_dict(
+    doc: dict, where: str, text: str | None = None, root: Path | None = None, stack: str | None = None
+) -> Study:
+    """Build a :class:`Study` from a parsed study file (errors name the table, field and line).
+
+    ``stack`` overrides ``[base] stack`` (a serving-stack preset name)."""
     known = {"study", "base", "variables", "constraints", "accuracy", "price_model", "pareto", "technology"}
     for key in doc:
         if key not in known:
@@ -198,6 +205,8 @@ def study_from_dict(doc: dict, where: str, text: str | None = None, root: Path |
                 f"{where}: unknown table [{key}]{_line_of(text, f'[{key}')}; known: {', '.join(sorted(known))}"
             )
     base = dict(doc.get("base", {}))
+    if stack is not None:
+        base["stack"] = stack
     if "design" in base and root is not None:
         base["design"] = str((root / base["design"]).resolve())
     specs = _base_specs(base, where)
@@ -266,7 +275,16 @@ def study_from_dict(doc: dict, where: str, text: str | None = None, root: Path |
             pruner=acc_t.get("pruner", "sparsegpt"),
             baseline_ppl=acc_t.get("baseline_ppl"),
             layer_sensitivity=tuple(acc_t["layer_sensitivity"]) if "layer_sensitivity" in acc_t else None,
+            structured_finetuned=float(acc_t.get("structured_finetuned", 0.0)),
+            structured_generation=acc_t.get(
+                "structured_generation",
+                "llama-3" if str(base.get("model", "llama-3.1-70b")).startswith("llama-3") else "llama-2",
+            ),
         )
+        if acc.structured_generation not in ("llama-2", "llama-3"):
+            raise ValueError(
+                f"structured_generation = {acc.structured_generation!r}: use 'llama-2' or 'llama-3'"
+            )
         accuracy.validate_inputs(
             8.0,
             params_b=float(counts.param_count(model)) / 1e9,
@@ -333,7 +351,7 @@ def study_from_dict(doc: dict, where: str, text: str | None = None, root: Path |
     return Study(problem=problem, **kw)
 
 
-def load_study(path: str | os.PathLike) -> Study:
+def load_study(path: str | os.PathLike, stack: str | None = None) -> Study:
     """Parse a TOML study file (see ``docs/codesign.md``)."""
     import tomllib
 
@@ -346,4 +364,4 @@ def load_study(path: str | os.PathLike) -> Study:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML ({exc})") from None
-    return study_from_dict(doc, str(path), text, path.parent)
+    return study_from_dict(doc, str(path), text, path.parent, stack=stack)

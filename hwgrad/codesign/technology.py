@@ -10,6 +10,7 @@ cost model needs are derived from them, per chip:
     link BW    = n_links x per-link bandwidth             (interconnect.csv)
     memory W   = n_stacks x power_per_stack               (memory_tech.csv; else pJ/bit x bandwidth)
     logic W    = die_area x W per mm^2                    (base chip: (TDP - memory W) / area)
+    TDP        = memory W + logic W                       (the built chip's power limit)
     price      = markup x (logic $ + memory $ + packaging $ + other $)
     logic $    = wafer price / (dies per wafer x yield)   (economics.csv)
     memory $   = capacity_GB x $/GB                       (economics.csv)
@@ -156,7 +157,8 @@ class Technology:
 
     The design variables live under the ``technology`` root of the specs:
     ``technology.memory_stacks``, ``technology.logic_die_area_mm2`` and ``technology.links``
-    (start: the base chip's values); the chip's TDP is the spec leaf ``system.chip.tdp_w``.
+    (start: the base chip's values). The chip's TDP is derived (memory W + logic W); bound
+    it with a constraint on ``system.chip.tdp_w`` (e.g. ``max = 1000``).
     """
 
     memory: str = "hbm3e"
@@ -255,7 +257,11 @@ class Technology:
             + self.packaging_usd
             + const["other_usd"]
         )
-        chip = dataclasses.replace(chip, tiers=tuple(tiers), die_area_mm2=area, price_usd=price, **flops)
+        # the chip's power limit is what its parts draw at full load (memory + logic)
+        tdp = v["memory_stacks"] * st.power_w + area * const["logic_w_per_mm2"]
+        chip = dataclasses.replace(
+            chip, tiers=tuple(tiers), die_area_mm2=area, price_usd=price, tdp_w=tdp, **flops
+        )
         net = dataclasses.replace(
             system.network, link_bandwidth_bytes_per_s=v["links"] * self.link_bandwidth_bytes_per_s
         )
