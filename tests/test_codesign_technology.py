@@ -122,8 +122,8 @@ def test_structured_pruning_enters_delta_loss():
     st = accuracy.Structured.from_compression(
         s["model"], s["compression"], finetuned=0.0, generation="llama-2"
     )
-    want = accuracy.delta_loss(
-        8.0, 8.0, 16.0, 0.0, params_b=p.params_b, structured=st, pattern="unstructured"
-    )
+    c = s["compression"]  # fp8 weights, KV and activations
+    args = (c.weight_bits, c.kv_bits, c.act_bits, 0.0)
+    want = accuracy.delta_loss(*args, params_b=p.params_b, structured=st, pattern="unstructured")
     assert float(m["delta_loss"]) == pytest.approx(float(want), rel=1e-5)
     assert float(m["delta_loss"]) > float(p.metrics({var.name: jnp.asarray(1.0)})["delta_loss"]) + 0.05

@@ -31,6 +31,12 @@ Starts run in parallel under ``vmap``; Pareto fronts are a ``vmap`` over budgets
 search and CMA-ES on the same problem (:func:`random_search`, :func:`cma_es`) count model
 evaluations for comparison.
 
+The package holds one idea per module: ``variables`` (design variables, constraints,
+objectives, paths), ``technology`` (chips built from memory stacks, die area and links;
+price models), ``feasibility`` (the one feasibility rule), ``problem``, ``optimize``,
+``rounding``, ``fronts`` (Pareto fronts), ``baselines`` (random search, CMA-ES), ``study``
+(study files), ``report`` (run a study, write its report and figure) and ``cli``.
+
 Example:
   >>> import hwgrad.codesign as cd
   >>> problem = cd.default_study().problem               # doctest: +SKIP
