@@ -1,12 +1,13 @@
-"""Pareto sets: the points that no other point beats in every objective.
+"""Pareto dominance: the one non-dominated filter of hwgrad (used by sweeps and co-design).
 
-A point ``a`` *dominates* ``b`` when ``a`` is no worse in every objective and better in at
-least one; the Pareto set (front) is the set of points no other point dominates. Objectives
-are all minimised here (negate the ones to maximise). :func:`pareto_mask` is the one
-non-dominated filter of hwgrad: sweeps keep their Pareto set with it chunk by chunk, and
-co-design fronts use it too. Cost ``O(n x front size)`` (rows visited in order of the first
-objective, so good rows eliminate most others early), which is what streaming a 1e8-point
-sweep needs: the front, not the points, stays in memory.
+A point ``a`` dominates ``b`` when ``a_k <= b_k`` in every (minimised) objective ``k`` and
+``a_k < b_k`` in at least one; the Pareto set is the set of points no other point dominates.
+Objectives to maximise are negated by the caller. Exact duplicates: the first row survives.
+Sweeps keep their Pareto set with it chunk by chunk (cost ``O(n x front size)``, so streaming a
+1e8-point sweep keeps the front, not the points, in memory); co-design fronts use it too.
+
+References:
+  Deb, *Multi-Objective Optimization using Evolutionary Algorithms* (Wiley 2001), sec. 2.4.
 """
 
 from __future__ import annotations
@@ -21,12 +22,22 @@ def pareto_mask(costs: np.ndarray) -> np.ndarray:
 
     A row is dropped when another row is <= in every column (exact duplicates: the first
     row survives). Rows are visited in order of the first column, so good rows eliminate
-    most others early; cost O(n x front size).
+    most others early; cost O(n x front size). Rows with a non-finite cost are never on the
+    front.
+
+    Example:
+      >>> pareto_mask(np.array([[1.0, 3.0], [2.0, 2.0], [2.0, 4.0], [3.0, 1.0]])).tolist()
+      [True, True, False, True]
     """
     costs = np.asarray(costs, dtype=float)
-    n = len(costs)
-    order = np.lexsort((np.arange(n), costs[:, 0])) if n else np.arange(0)
-    c = costs[order]
+    if costs.ndim != 2:
+        raise ValueError(f"pareto_mask: costs must be (n, d), got shape {costs.shape}")
+    finite = np.all(np.isfinite(costs), axis=1)
+    idx = np.nonzero(finite)[0]
+    c = costs[idx]
+    n = len(c)
+    order = np.lexsort((np.arange(n), c[:, 0])) if n else np.arange(0)
+    c = c[order]
     alive = np.arange(n)
     i = 0
     while i < len(c):
@@ -34,6 +45,6 @@ def pareto_mask(costs: np.ndarray) -> np.ndarray:
         keep[i] = True
         alive, c = alive[keep], c[keep]
         i = int(np.count_nonzero(keep[:i])) + 1
-    mask = np.zeros(n, dtype=bool)
-    mask[order[alive]] = True
+    mask = np.zeros(len(costs), dtype=bool)
+    mask[idx[order[alive]]] = True
     return mask
