@@ -278,7 +278,8 @@ def mgc_wait_s(arrival_rate, mean_service_s, servers, service_cv):
 
         W = rho^(sqrt(2 (c + 1)) - 1) / (c (1 - rho)) S (1 + cv^2) / 2,   rho = lam S / c
 
-    exact for M/G/1; within ~10 % of Erlang C for M/M/c at moderate load. Smooth in a
+    exact for M/G/1; within 12 % of Erlang C for M/M/c at rho >= 0.7 (tested), but +37 % at
+    c = 8, rho = 0.6 (light load, many servers: the wait is then small anyway). Smooth in a
     relaxed server count ``c``.
     """
     c = jnp.maximum(servers, 1.0)
@@ -339,13 +340,15 @@ class SteadyState:
     utilisations: Any
     op_sequences: Any
     op_tokens: Any
+    op: Any = None
 
 
 def steady_state(step_fn, service: Service, engine: Engine, arrival_rate, max_sequences_kv, prefill=True):
     """Steady state of one continuous-batching replica for a step-time function.
 
     Args:
-      step_fn: ``(sequences, tokens) -> step time, s`` for arrays of equal shape (vectorised;
+      step_fn: ``(sequences, tokens) -> (step time in s, aux)`` for arrays of equal shape
+        (vectorised; ``aux`` any pytree batched alike, e.g. the :class:`PassCost`, or ``None``;
         :func:`evaluate_service` passes the cost model, tests a numpy-checkable roofline).
       service: the request stream (``arrival_rate_rps`` is ignored: ``arrival_rate`` is this
         replica's).
@@ -366,14 +369,19 @@ def steady_state(step_fn, service: Service, engine: Engine, arrival_rate, max_se
     per_seq_tokens = (k + 1.0) + i_len * e_tok / o_dec  # step tokens per decoding sequence in steady state
 
     def step(seqs, tokens):
-        return step_fn(seqs, tokens) * draft
+        t, aux = step_fn(seqs, tokens)
+        return t * draft, aux
+
+    def step_t(seqs, tokens):
+        return step(seqs, tokens)[0]
 
     # capacity: the smallest bound on the mean concurrency
     n_budget = budget / per_seq_tokens
     bounds = jnp.stack(jnp.broadcast_arrays(max_sequences_kv, engine.max_num_seqs, n_budget))
     n_max = jnp.maximum(jnp.min(bounds), 1e-3)
-    tau0, tau_max = step(
-        jnp.stack([jnp.ones_like(n_max), n_max]), jnp.stack([k + 1.0, n_max * per_seq_tokens])
+    tau0, tau_max = step_t(
+        jnp.stack(jnp.broadcast_arrays(1.0, n_max)),
+        jnp.stack(jnp.broadcast_arrays(k + 1.0, n_max * per_seq_tokens)),
     )
     lam_conc = n_max * e_tok / (o_dec * tau_max)
     lam = _smooth_min(arrival_rate, RHO_MAX * lam_conc)
@@ -381,43 +389,77 @@ def steady_state(step_fn, service: Service, engine: Engine, arrival_rate, max_se
     # tau = g(tau): others decoding n = lam O tau / E, prompt tokens per step p = lam I tau
     dn, dp = lam * o_dec / e_tok, lam * i_len
 
-    def g(tau):
-        n = 1.0 + dn * tau
-        return step(n, n * (k + 1.0) + dp * tau)
-
-    # chord start between no load and the capacity point (g convex: the chord lies above it)
+    # chord start between no load and the capacity point (g convex: the chord lies above it),
+    # then Newton (one traced pass, outside the gradient)
     u_max = jnp.maximum(n_max - 1.0, 1e-6) / jnp.maximum(dn, 1e-30)
     slope = jnp.where(n_max > 1.0, (tau_max - tau0) / u_max, 0.0)
-    tau = jax.lax.stop_gradient(tau0 / jnp.maximum(1.0 - slope, 0.05))
+    start = jax.lax.stop_gradient(tau0 / jnp.maximum(1.0 - slope, 0.05))
+    dn_sg, dp_sg = jax.lax.stop_gradient(dn), jax.lax.stop_gradient(dp)
 
-    def newton(tau):
-        gt, dg = jax.jvp(g, (tau,), (jnp.ones_like(tau),))
-        return (gt - dg * tau) / jnp.maximum(1.0 - dg, 0.02)
+    def mix(n, p):
+        """Steps carry no prompt, one prompt chunk (``c = I / ceil(I / room)`` tokens) or a
+        full budget (prompts that arrived together): a roofline is convex, so a step at the
+        mean prompt load would be too short. Prompts per step are Poisson with mean
+        ``mu = p / c``; one-chunk steps have probability ``mu e^-mu`` and full steps the rest
+        of the mean load ``p``, so the tokens are conserved."""
+        room = jnp.maximum(budget - n * (k + 1.0), 0.05 * budget)
+        chunks = ceil_st(jnp.maximum(i_len, 1e-6) / room)
+        size = jnp.maximum(i_len, 1e-6) / chunks
+        mu = p / size
+        q1 = mu * jnp.exp(-mu)
+        qf = jnp.maximum(p - q1 * size, 0.0) / room
+        return room, chunks, size, q1, qf
 
-    for _ in range(NEWTON_STEPS):
-        tau = jax.lax.stop_gradient(newton(tau))
-    # one differentiable step: d tau = (dg / dtheta) / (1 - g') (the implicit function theorem)
-    gt, dg = jax.jvp(g, (tau,), (jnp.ones_like(tau),))
-    dg = jax.lax.stop_gradient(dg)
-    tau = tau + (gt - tau) / jnp.maximum(1.0 - dg, 0.02)
+    def g_sg(tau):
+        n = 1.0 + dn_sg * tau
+        p = dp_sg * tau
+        room, _, size, q1, qf = mix(n, p)
+        d = n * (k + 1.0)
+        t = step_t(jnp.stack([n, n, n]), jnp.stack([d, d + size, d + room]))
+        return (1.0 - q1 - qf) * t[0] + q1 * t[1] + qf * t[2]
 
+    def newton(_, carry):
+        tau, _ = carry
+        gt, dg = jax.jvp(g_sg, (tau,), (jnp.ones_like(tau),))
+        return (gt - dg * tau) / jnp.maximum(1.0 - dg, 0.02), dg
+
+    tau_sg, dg = jax.lax.stop_gradient(
+        jax.lax.fori_loop(0, NEWTON_STEPS, newton, (start, jnp.zeros_like(start)))
+    )
+
+    # every step the model needs, at the converged point, as one batch: decode only, with a
+    # prompt chunk, with a full chunk (the prefill token server) and with the request's own chunk
+    n_others = dn * tau_sg
+    seqs = 1.0 + n_others
+    p = dp * tau_sg
+    room, chunks, size, q1, qf = mix(seqs, p)
+    dec_tokens = seqs * (k + 1.0)
+    own_tokens = n_others * (k + 1.0) + i_len / chunks
+    tokens_at = jnp.stack(jnp.broadcast_arrays(dec_tokens, dec_tokens + size, dec_tokens + room, own_tokens))
+    times, aux = step(jnp.stack(jnp.broadcast_arrays(seqs, seqs, seqs, seqs)), tokens_at)
+    tau_dec, tau_chunk, tau_full, tau_own = times
+    q0 = 1.0 - q1 - qf
+    gt = q0 * tau_dec + q1 * tau_chunk + qf * tau_full
+    op_aux = jax.tree_util.tree_map(lambda v: q0 * v[0] + q1 * v[1] + qf * v[2], aux)
+    f_tok = jnp.maximum(safe_div(tau_full - tau_dec, room), 0.0)
+    # dg/dtau = dn f_seq + (dn (k + 1) + dp) f_tok (f_seq: one more decoding sequence)
+    f_seq = jnp.maximum(safe_div(dg - f_tok * (dn * (k + 1.0) + dp), dn), 0.0)
+    # the implicit-function step: d tau = (dg / dtheta) / (1 - g'); the other steps follow
+    # to first order (their values are those at the converged point)
+    tau = tau_sg + (gt - tau_sg) / jnp.maximum(1.0 - dg, 0.02)
+    shift = tau - jax.lax.stop_gradient(tau)
+    d_seq = f_seq * dn * shift
+    tau_own = tau_own + d_seq + f_tok * dn * (k + 1.0) * shift
+    tau_full = tau_full + d_seq
+    tau_dec = tau_dec + d_seq + f_tok * dn * (k + 1.0) * shift
+    tau_chunk = tau_chunk + d_seq + f_tok * dn * (k + 1.0) * shift
     n_others = dn * tau
     p = dp * tau
     seqs = 1.0 + n_others
     tokens = seqs * (k + 1.0) + p
-
-    # prefill: a token server with the budget the decodes leave; a step with a full chunk,
-    # the request's own chunk, and a decode-only step (for the marginal cost of a prompt token)
-    room = jnp.maximum(budget - seqs * (k + 1.0), 0.05 * budget)
-    chunks = ceil_st(jnp.maximum(i_len, 1e-6) / room)
-    dec_tokens = seqs * (k + 1.0)
-    tau_full, tau_own, tau_dec = step(
-        jnp.stack([seqs, seqs, seqs]),
-        jnp.stack([n_others * (k + 1.0) + room, n_others * (k + 1.0) + i_len / chunks, dec_tokens]),
-    )
-    f_tok = jnp.maximum(safe_div(tau_full - tau_dec, jnp.maximum(room - (k + 1.0), 1.0)), 0.0)
-    # dg/dtau = dn f_seq + (dn (k + 1) + dp) f_tok
-    f_seq = jnp.maximum(safe_div(dg - f_tok * (dn * (k + 1.0) + dp), dn), 0.0)
+    # moments of the step an arrival lands in (length-biased: E[t^2] / (2 E[t]) residual)
+    m2 = q0 * tau_dec**2 + q1 * tau_chunk**2 + qf * tau_full**2
+    m3 = q0 * tau_dec**3 + q1 * tau_chunk**3 + qf * tau_full**3
 
     cv_i = service.input_cv
     s_tok = i_len * tau_full / room  # service time of one prompt on the token server
@@ -429,11 +471,23 @@ def steady_state(step_fn, service: Service, engine: Engine, arrival_rate, max_se
     w2 = 2.0 * w_mean**2 + lam * es3 / (3.0 * (1.0 - rho_p))
     own = chunks * tau_own
     busy = 1.0 - jnp.exp(-lam * (o_dec * tau / e_tok + own))
-    resid = busy * tau / 2.0
-    resid_var = busy * tau**2 / 3.0 - resid**2
+    resid = busy * m2 / (2.0 * tau)
+    resid_var = busy * m3 / (3.0 * tau) - resid**2
+    # prompts arrive between steps and are scheduled at the next one: those that came
+    # earlier in the same step (Poisson over the step's age, mean = the residual) are ahead,
+    # and one of them whose prompt overflows the slack of our last chunk pushes our first
+    # token one step later (a full-chunk step)
+    slack = chunks * room - i_len
+    ahead = 1.0 - jnp.exp(-lam * resid)
+    spill = ahead * (1.0 - gamma_cdf(slack, jnp.maximum(i_len, 1e-6), (cv_i * i_len) ** 2))
     if prefill:
-        ttft = resid + w_mean + own
-        ttft_var = jnp.maximum(resid_var, 0.0) + jnp.maximum(w2 - w_mean**2, 0.0) + (cv_i * s_tok) ** 2
+        ttft = resid + w_mean + own + spill * tau_full
+        ttft_var = (
+            jnp.maximum(resid_var, 0.0)
+            + jnp.maximum(w2 - w_mean**2, 0.0)
+            + (cv_i * s_tok) ** 2
+            + spill * (1.0 - spill) * tau_full**2
+        )
         lam_prefill = safe_div(lam, rho_p_raw, fill=jnp.inf)
     else:
         ttft = jnp.zeros_like(tau)
@@ -442,9 +496,11 @@ def steady_state(step_fn, service: Service, engine: Engine, arrival_rate, max_se
         lam_prefill = jnp.full_like(tau, jnp.inf)
 
     n_steps = o_dec / e_tok
-    var_step = f_seq**2 * (2.0 / 3.0) * n_others + f_tok**2 * p * i_len * (1.0 + cv_i**2) / jnp.maximum(
-        n_steps, 1.0
-    )
+    # a request's steps: others decoding beside it (M/G/inf window average, variance 2n/3)
+    # and the chunk steps of the prompts arriving meanwhile (Poisson, ``chunks`` steps each)
+    var_step = f_seq**2 * (2.0 / 3.0) * n_others + safe_div(p, jnp.maximum(i_len, 1e-6)) * (
+        chunks * (tau_chunk - tau_dec)
+    ) ** 2 * (1.0 + cv_i**2) / jnp.maximum(n_steps, 1.0)
     capacity = _smooth_min(lam_conc, lam_prefill)
     served = _smooth_min(lam, RHO_MAX * capacity) * jnp.where(
         rho_p_raw > 1.0, 1.0 / jnp.maximum(rho_p_raw, 1.0), 1.0
@@ -473,6 +529,7 @@ def steady_state(step_fn, service: Service, engine: Engine, arrival_rate, max_se
         utilisations=util,
         op_sequences=seqs,
         op_tokens=tokens,
+        op=op_aux,
     )
 
 
@@ -532,8 +589,9 @@ def _step_fn(system, model, workload, compression, efficiency, options, ctx):
     def fn(seqs, tokens):
         seqs, tokens = jnp.broadcast_arrays(jnp.asarray(seqs, float), jnp.asarray(tokens, float))
         if seqs.ndim == 0:
-            return one(seqs, tokens).time_s
-        return jax.vmap(lambda s, t: one(s, t).time_s)(seqs, tokens)
+            return one(seqs, tokens).time_s, None
+        out = jax.vmap(one)(seqs, tokens)
+        return out.time_s, out
 
     return fn, one
 
@@ -622,11 +680,11 @@ def evaluate_service(
     system = _offload_system(system, engine)
     wl = _replica_workload(workload, service)
     ctx = service.input_tokens + service.output_tokens / 2.0
-    fn, one = _step_fn(system, model, wl, compression, efficiency, options, ctx)
+    fn, _ = _step_fn(system, model, wl, compression, efficiency, options, ctx)
     n_kv = _max_sequences(system, model, wl, compression, efficiency, service, engine)
     replicas = workload.dp
     ss = steady_state(fn, service, engine, service.arrival_rate_rps / replicas, n_kv)
-    op = one(ss.op_sequences, ss.op_tokens)
+    op = ss.op
     e_tok = expected_tokens_per_step(engine.spec_acceptance, engine.spec_draft_tokens)
     return _result(ss, service, replicas, op, e_tok)
 
@@ -688,7 +746,7 @@ def evaluate_disaggregated(
     dsys = _offload_system(decode_system, engine)
     dwl = _replica_workload(decode_workload, service)
     ctx = i_len + service.output_tokens / 2.0
-    fn, one = _step_fn(dsys, model, dwl, compression, efficiency, options, ctx)
+    fn, _ = _step_fn(dsys, model, dwl, compression, efficiency, options, ctx)
     n_kv = _max_sequences(dsys, model, dwl, compression, efficiency, service, engine)
     d = decode_workload.dp
     ss = steady_state(fn, service, engine, lam / d, n_kv, prefill=False)
@@ -706,7 +764,7 @@ def evaluate_disaggregated(
         served_rps=served / d,
         utilisations=util,
     )
-    op = one(ss.op_sequences, ss.op_tokens)
+    op = ss.op
     e_tok = expected_tokens_per_step(engine.spec_acceptance, engine.spec_draft_tokens)
     res = _result(ss, service, d, op, e_tok)
     # add each request's prefill energy to its output tokens
