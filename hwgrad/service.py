@@ -185,7 +185,8 @@ class ServiceResult:
 
     ``ttft_pct_s`` / ``tpot_pct_s`` are at ``percentile``; ``goodput_rps`` counts requests
     meeting both SLOs; ``utilisation`` is ``arrival / capacity`` (> 1: saturated), and
-    ``utilisations`` the load of each of :data:`RESOURCES` (``binding`` indexes the largest).
+    ``utilisations`` the load of each of :data:`RESOURCES` at the operating point, and
+    ``binding`` indexes the one that sets the capacity.
     ``concurrency`` is the mean number of sequences decoding per replica; ``step_s`` the
     engine step seen by a decoding request; ``decode_step`` that step by component.
     """
@@ -252,8 +253,9 @@ class DisaggregatedResult:
 
 def _smooth_min(a, b, sharpness=200.0):
     """Soft minimum of positive ``a`` and ``b`` on a relative scale (bias <= ln 2 / sharpness
-    of the smaller at a tie): ``-log(e^(-s a/m) + e^(-s b/m)) m / s``, ``m = max(a, b)``."""
-    m = jax.lax.stop_gradient(jnp.maximum(jnp.maximum(a, b), 1e-30))
+    of the smaller at a tie): ``-log(e^(-s a/m) + e^(-s b/m)) m / s``, ``m = min(a, b)`` (so an
+    infinite ``b`` returns ``a`` exactly)."""
+    m = jax.lax.stop_gradient(jnp.maximum(jnp.minimum(a, b), 1e-30))
     return -jnp.logaddexp(-sharpness * a / m, -sharpness * b / m) * m / sharpness
 
 
@@ -341,6 +343,7 @@ class SteadyState:
     op_sequences: Any
     op_tokens: Any
     op: Any = None
+    binding: Any = 0.0
 
 
 def steady_state(step_fn, service: Service, engine: Engine, arrival_rate, max_sequences_kv, prefill=True):
@@ -502,6 +505,8 @@ def steady_state(step_fn, service: Service, engine: Engine, arrival_rate, max_se
         chunks * (tau_chunk - tau_dec)
     ) ** 2 * (1.0 + cv_i**2) / jnp.maximum(n_steps, 1.0)
     capacity = _smooth_min(lam_conc, lam_prefill)
+    # the resource that sets the capacity: the tightest concurrency bound, or the prefill budget
+    binding = jnp.where(lam_prefill < lam_conc, 3.0, jnp.argmin(bounds).astype(float))
     served = _smooth_min(lam, RHO_MAX * capacity) * jnp.where(
         rho_p_raw > 1.0, 1.0 / jnp.maximum(rho_p_raw, 1.0), 1.0
     )
@@ -530,6 +535,7 @@ def steady_state(step_fn, service: Service, engine: Engine, arrival_rate, max_se
         op_sequences=seqs,
         op_tokens=tokens,
         op=op_aux,
+        binding=binding,
     )
 
 
@@ -629,7 +635,7 @@ def _result(
         saturated=(rate > capacity).astype(float),
         utilisation=rate / capacity,
         utilisations=util,
-        binding=jnp.argmax(util).astype(float),
+        binding=ss.binding,
         slo_attainment=attainment,
         ttft_ok_fraction=p_ttft,
         tpot_ok_fraction=p_tpot,
@@ -756,6 +762,8 @@ def evaluate_disaggregated(
     ttft = w + s_p + transfer
     ttft_var = w_var + (service.input_cv * s_p) ** 2
     util = ss.utilisations.at[3].set(rho_p).at[4].set(rho_net)
+    caps = jnp.stack([cap_d, cap_p, cap_net])
+    binding = jnp.stack([ss.binding, 3.0, 4.0])[jnp.argmin(caps)]
     ss = replace(
         ss,
         ttft_mean_s=ttft,
@@ -763,6 +771,7 @@ def evaluate_disaggregated(
         capacity_rps=capacity / d,
         served_rps=served / d,
         utilisations=util,
+        binding=binding,
     )
     op = ss.op
     e_tok = expected_tokens_per_step(engine.spec_acceptance, engine.spec_draft_tokens)
@@ -928,3 +937,130 @@ def summary(result: ServiceResult) -> dict:
         "energy_j_per_token": f(result.energy_j_per_token),
         "message": saturation_message(result),
     }
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def register_cli(subparsers) -> None:
+    """``hwgrad serve``: goodput, TTFT/TPOT at the percentile, utilisation and the binding
+    resource of one design under a request rate (``--json`` for the keys of :func:`summary`)."""
+    from .cli import add_design_arguments
+
+    p = subparsers.add_parser(
+        "serve",
+        help="serving under a request rate: goodput, TTFT/TPOT at a percentile, the binding resource",
+        description="Steady state of a continuous-batching deployment (hwgrad.service) under Poisson "
+        "arrivals: --prompt-len / --output-len are the mean lengths, --dp the replicas sharing the rate.",
+    )
+    add_design_arguments(p)
+    g = p.add_argument_group("service")
+    g.add_argument(
+        "--rate", type=float, default=1.0, help="arrival rate, requests/s over the system (default 1)"
+    )
+    g.add_argument("--input-cv", type=float, default=0.0, help="coefficient of variation of prompt lengths")
+    g.add_argument("--ttft-slo-s", type=float, default=1.0, help="TTFT SLO, s (default 1)")
+    g.add_argument("--tpot-slo-s", type=float, default=0.05, help="TPOT SLO, s (default 0.05)")
+    g.add_argument("--percentile", type=float, default=0.9, help="SLO percentile in (0, 1) (default 0.9)")
+    g.add_argument("--max-batched-tokens", type=float, default=8192.0, help="token budget per step (chunk)")
+    g.add_argument("--max-num-seqs", type=float, default=256.0, help="most sequences decoding at once")
+    g.add_argument("--spec-alpha", type=float, default=0.0, help="speculative decoding acceptance in [0, 1)")
+    g.add_argument("--spec-k", type=float, default=0.0, help="draft tokens per step (0 = off)")
+    g.add_argument("--draft-cost-ratio", type=float, default=0.0, help="draft cost per token / target step")
+    g.add_argument("--kv-offload-fraction", type=float, default=0.0, help="KV cache share in tier 1")
+    g.add_argument(
+        "--prefill-dp",
+        type=int,
+        default=0,
+        help="disaggregate: this many prefill replicas of the same shape (--dp decode replicas; the KV "
+        "cache crosses the scale-out network)",
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_cmd_serve)
+
+
+def _cmd_serve(args) -> int:
+    import json
+
+    from .cli import design_from_args, enable_compile_cache
+
+    enable_compile_cache()
+    d = design_from_args(args)
+    wl = d["workload"]
+    service = Service(
+        arrival_rate_rps=args.rate,
+        input_tokens=float(wl.prompt_len),
+        output_tokens=float(wl.output_len),
+        input_cv=args.input_cv,
+        ttft_slo_s=args.ttft_slo_s,
+        tpot_slo_s=args.tpot_slo_s,
+        percentile=args.percentile,
+    )
+    engine = Engine(
+        max_batched_tokens=args.max_batched_tokens,
+        max_num_seqs=args.max_num_seqs,
+        spec_acceptance=args.spec_alpha,
+        spec_draft_tokens=args.spec_k,
+        draft_cost_ratio=args.draft_cost_ratio,
+        kv_offload_fraction=args.kv_offload_fraction,
+    )
+    validate_service(service, engine, d["system"])
+    if args.prefill_dp < 0:
+        raise ValueError(
+            f"--prefill-dp = {args.prefill_dp}: give 0 (aggregated) or a number of prefill replicas"
+        )
+    if args.prefill_dp:
+        pwl = replace(wl, dp=float(args.prefill_dp))
+        fn = jax.jit(evaluate_disaggregated, static_argnames=("options",))
+        out = fn(
+            d["system"],
+            pwl,
+            d["system"],
+            wl,
+            d["model"],
+            d["compression"],
+            service,
+            d["system"].scaleout,
+            engine,
+            d["efficiency"],
+        )
+        res = jax.device_get(out.service)
+        extra = {
+            "prefill_capacity_rps": float(out.prefill_capacity_rps),
+            "decode_capacity_rps": float(out.decode_capacity_rps),
+            "kv_transfer_s": float(out.kv_transfer_s),
+            "balanced_prefill_fraction": float(out.balanced_prefill_fraction),
+        }
+    else:
+        fn = jax.jit(evaluate_service, static_argnames=("options",))
+        res = jax.device_get(
+            fn(d["system"], d["model"], wl, d["compression"], service, engine, d["efficiency"])
+        )
+        extra = {}
+    rep = {**summary(res), **extra}
+    if args.json:
+        print(json.dumps(rep, indent=2, allow_nan=False))
+        return 0
+    pct = f"p{rep['percentile'] * 100:g}"
+    print(
+        f"goodput {rep['goodput_rps']:.4g} req/s ({rep['slo_attainment']:.1%} within TTFT {pct} <= "
+        f"{args.ttft_slo_s:g} s and TPOT {pct} <= {args.tpot_slo_s * 1e3:g} ms)"
+    )
+    print(
+        f"TTFT {pct} {rep['ttft_pct_s']:.3g} s (mean {rep['ttft_mean_s']:.3g} s) | TPOT {pct} "
+        f"{rep['tpot_pct_s'] * 1e3:.3g} ms (mean {rep['tpot_mean_s'] * 1e3:.3g} ms)"
+    )
+    print(
+        f"throughput {rep['throughput_rps']:.4g} req/s, {rep['output_tokens_per_s']:.4g} tok/s | capacity "
+        f"{rep['capacity_rps']:.4g} req/s | utilisation {rep['utilisation']:.0%} | "
+        f"{rep['concurrency_per_replica']:.3g} sequences per replica"
+    )
+    b = rep["binding_resource"]
+    print(
+        f"binding resource: {b} ({rep['utilisations'][b]:.2f}); the step is bound by {rep['step_bound_by']}"
+    )
+    for k, v in extra.items():
+        print(f"{k}: {v:.4g}")
+    if rep["message"]:
+        print(rep["message"])
+    return 0

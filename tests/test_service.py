@@ -282,3 +282,79 @@ def test_disaggregated_without_a_network_is_an_error():
         ValueError, match=r"link = None: disaggregated prefill and decode pools need a network"
     ):
         sv.evaluate_disaggregated(s, wl, s, wl, m, hg.compression("bf16", "bf16"), sv.Service(), None)
+
+
+# ----------------------------------------------------------------------------- the cost model
+
+
+@pytest.mark.slow  # compiles the serving model over the full cost model (~30 s on 2 cores)
+def test_cost_model_binding_light_load_and_saturation():
+    import hwgrad as hg
+    from hwgrad import cost
+
+    s = hg.presets.system("h100-sxm", 1)
+    m = hg.presets.model("llama-3.1-8b")
+    c = hg.compression("bf16", "bf16")
+    wl = hg.Workload()
+    eff = hg.calibrated_efficiency()
+    f = jax.jit(
+        jax.vmap(
+            lambda rate: sv.evaluate_service(
+                s,
+                m,
+                wl,
+                c,
+                sv.Service(arrival_rate_rps=rate, input_tokens=1024.0, output_tokens=256.0),
+                efficiency=eff,
+            )
+        )
+    )
+    r = f(jnp.array([1e-3, 5.0, 1e3]))
+    # vanishing load: TPOT is one sequence's decode step at the mean context, by the cost model
+    one = cost.forward_pass(s, m, hg.replace(wl, batch=1.0), c, eff, 1.0, 1024.0 + 128.0, steady_state=True)
+    assert float(r.tpot_mean_s[0]) == pytest.approx(float(one.time_s), rel=2e-2)
+    assert float(r.throughput_rps[1]) == pytest.approx(5.0, rel=1e-3)
+    assert float(r.saturated[2]) == 1.0 and float(r.goodput_rps[2]) < 1e-3
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree_util.tree_leaves(r))
+    msg = sv.saturation_message(jax.tree_util.tree_map(lambda x: x[2], r))
+    assert msg.startswith("rate 1e+03 req/s exceeds capacity") and "binding:" in msg
+
+
+@pytest.mark.slow
+def test_hwgrad_serve_json(capsys):
+    import json
+
+    from hwgrad.cli import main
+
+    code = main(
+        [
+            "serve",
+            "--model",
+            "llama-3.1-8b",
+            "--hardware",
+            "h100-sxm",
+            "--chips",
+            "1",
+            "--rate",
+            "2",
+            "--json",
+        ]
+    )
+    assert code == 0
+    rep = json.loads(capsys.readouterr().out)
+    for key in (
+        "goodput_rps",
+        "ttft_pct_s",
+        "tpot_pct_s",
+        "throughput_rps",
+        "utilisation",
+        "binding_resource",
+    ):
+        assert key in rep
+    assert rep["throughput_rps"] == pytest.approx(2.0, rel=1e-3)
+
+
+def test_hwgrad_serve_bad_percentile_is_one_line():
+    from hwgrad.cli import main
+
+    assert main(["serve", "--model", "llama-3.1-8b", "--chips", "1", "--percentile", "1.5"]) == 2
