@@ -39,7 +39,7 @@ def design_points(n: int, seed: int = 0):
             base.chip, tiers=(tier,), peak_flops_bf16=peak, peak_flops_fp8=2 * peak, peak_flops_fp4=4 * peak
         )
     )
-    system = hg.replace(base, chip=chip, n_chips=jnp.full((n,), 8.0), network=bcast(base.network))
+    system = bcast(hg.replace(base, chip=chip))
     service = bcast(
         hg.Service(
             arrival_rate_rps=u(1.0, 40.0), input_tokens=u(256.0, 8192.0), output_tokens=u(64.0, 1024.0)
