@@ -287,7 +287,7 @@ def test_disaggregated_without_a_network_is_an_error():
 # ----------------------------------------------------------------------------- the cost model
 
 
-@pytest.mark.slow  # compiles the serving model over the full cost model (~30 s on 2 cores)
+@pytest.mark.slow  # compiles the serving model over the full cost model (~2 min on 2 loaded cores)
 def test_cost_model_binding_light_load_and_saturation():
     import hwgrad as hg
     from hwgrad import cost
