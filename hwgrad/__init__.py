@@ -17,6 +17,7 @@ from . import network as network
 from . import power as power
 from . import presets as presets
 from . import pruning as pruning
+from . import service as service
 from . import smooth as smooth
 from . import speculative as speculative
 from . import tables as tables
@@ -29,6 +30,10 @@ from .cost import evaluate as evaluate
 from .cost import forward_pass as forward_pass
 from .cost import prefill as prefill
 from .dtypes import compression as compression
+from .service import Engine as Engine
+from .service import Service as Service
+from .service import evaluate_disaggregated as evaluate_disaggregated
+from .service import evaluate_service as evaluate_service
 from .specs import Channel as Channel
 from .specs import Chip as Chip
 from .specs import Compression as Compression

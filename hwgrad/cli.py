@@ -603,6 +603,7 @@ COMMAND_MODULES = {
     "sweep": "hwgrad.sweep",
     "sensitivity": "hwgrad.sweep",
     "codesign": "hwgrad.codesign",
+    "serve": "hwgrad.service",
 }
 
 
