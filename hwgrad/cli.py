@@ -581,7 +581,7 @@ def require_fits(design: dict, result=None) -> None:
 
     Args:
       design: the mapping of [`design_from_args`][hwgrad.cli.design_from_args].
-      result: its [`Result`][hwgrad.Result] if already evaluated (else it is evaluated here).
+      result: its [`Result`][hwgrad.cost.Result] if already evaluated (else it is evaluated here).
 
     Raises:
       UsageError: one line naming the tier, the bytes needed and the fix.

@@ -1,7 +1,7 @@
 """Design points from TOML files: custom chips, memory tiers, networks, models, workloads.
 
 Every table may start from a preset and override fields (SI units, field names as in
-:mod:`hwgrad.specs`)::
+`hwgrad.specs`):
 
     [system]
     hardware = "h100-sxm"          # base chip + network preset
@@ -153,7 +153,7 @@ def _is_number(value) -> bool:
 
 
 def empty() -> dict:
-    """What :func:`load` returns for a file that sets nothing."""
+    """What `load` returns for a file that sets nothing."""
     return {
         **dict.fromkeys(("system", "model", "workload", "compression", "economics", "efficiency")),
         "workload_fields": frozenset(),
