@@ -281,6 +281,11 @@ class Placement:
     Shapes are ``(n_tiers,)``. ``context`` is read-mostly data such as a RAG corpus
     (``Workload.corpus_bytes``). `Placement.main_memory` puts everything in tier 0;
     `Placement.from_logits` maps unconstrained logits through a softmax (co-design).
+
+    Attributes:
+      weights / kv_cache / activations: per-tier fractions of that tensor class, shape
+        ``(n_tiers,)``, each in [0, 1] and summing to 1.
+      context: per-tier fractions of the read-mostly context (default: as ``weights``).
     """
 
     weights: float | jax.Array
@@ -359,6 +364,26 @@ class Model:
     Sliding-window attention applies to ``n_sliding_layers`` layers (window
     ``sliding_window`` tokens). MLA (DeepSeek) caches ``kv_lora_rank + qk_rope_head_dim``
     elements per token per layer.
+
+    Attributes:
+      n_layers: transformer layers.
+      d_model: hidden (residual-stream) width.
+      n_heads / n_kv_heads: query heads and key/value heads (GQA: ``n_kv_heads < n_heads``).
+      head_dim: width of one attention head.
+      vocab_size: tokens in the vocabulary (embedding and LM-head rows).
+      d_ff: intermediate width of a dense FFN layer.
+      n_experts / n_experts_active / n_shared_experts: routed experts, routed experts per
+        token (top-k) and always-on experts of an MoE layer (0 = dense model).
+      moe_d_ff: intermediate width of one expert.
+      n_dense_layers: leading layers with a dense FFN (default: all layers).
+      kv_lora_rank / q_lora_rank: MLA latent widths of the KV cache and the queries.
+      qk_rope_head_dim / qk_nope_head_dim / v_head_dim: MLA per-head widths (rotary part,
+        non-rotary part of queries/keys, values).
+      sliding_window: window of the sliding-window layers, tokens (0 = none).
+      n_sliding_layers: layers that use the sliding window.
+      attention: static; ``gqa`` (MHA/MQA/GQA) or ``mla``.
+      gated_ffn: static; SwiGLU-style FFN with three matrices (``False``: two).
+      tied_embeddings: static; the LM head shares the embedding matrix.
     """
 
     n_layers: float | jax.Array
@@ -470,6 +495,17 @@ class Workload:
     * ``"disaggregated"``: the decode pool of a prefill/decode-disaggregated deployment:
       decode steps carry no prefill; the KV cache of each request arrives once over the
       network from a prefill pool of the same chips.
+
+    Attributes:
+      batch: sequences per batch (whole; continuous batching: requests in flight).
+      prompt_len / output_len: tokens in and out per sequence.
+      tp / pp / ep / dp: tensor-parallel, pipeline, expert-parallel and data-parallel degrees.
+      microbatches: pipeline micro-batches.
+      kv_block_tokens: paged-KV block, tokens (the contiguous unit of KV reads).
+      corpus_bytes: read-mostly corpus held per chip, bytes.
+      corpus_read_bytes_per_sequence: bytes of the corpus each sequence reads in its prefill.
+      attention_dp: attention data-parallel groups (1 = off).
+      batching: static; ``static``, ``continuous`` or ``disaggregated``.
     """
 
     batch: float | jax.Array = 1.0
@@ -499,6 +535,17 @@ class Economics:
 
     Embodied carbon of a chip whose own figure is unknown is estimated from its logic die
     area (``embodied_kgco2e_per_cm2_logic``, 5 nm) plus its memory tiers (kgCO2e/GB).
+
+    Attributes:
+      electricity_usd_per_kwh: electricity price, USD/kWh (default US industrial).
+      pue: facility power usage effectiveness (>= 1): facility energy / IT energy. Applied
+        to the electricity cost and the operational carbon; ``Result.energy_j_per_token``
+        excludes it (``hwgrad eval --json`` also reports ``energy_j_per_token_with_pue``).
+      grid_gco2e_per_kwh: carbon intensity of the grid, gCO2e/kWh (default US average).
+      lifetime_years: depreciation and embodied-carbon lifetime, years.
+      server_cost_multiplier: server cost / accelerator cost (CPU, board, network, rack).
+      utilization: fraction of the lifetime the system serves (0, 1].
+      embodied_kgco2e_per_cm2_logic: manufacturing carbon of logic die area, kgCO2e/cm2 (5 nm).
     """
 
     electricity_usd_per_kwh: float | jax.Array = 0.0806

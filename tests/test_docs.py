@@ -28,7 +28,7 @@ def test_generated_reference_pages_are_current(tmp_path):
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
     gen.write(tmp_path)
-    for name in ("cli.md", "presets.md"):
+    for name in ("cli.md", "presets.md", "schema.md"):
         fresh = (tmp_path / name).read_text(encoding="utf-8")
         committed = (DOCS / "reference" / name).read_text(encoding="utf-8")
         assert fresh == committed, f"docs/reference/{name} is stale: run `python docs/gen_reference.py`"
@@ -73,3 +73,21 @@ def test_check_site_catches_roles_and_raw_math(tmp_path):
     assert any("unrendered math" in p for p in problems)
     assert any("literal-block marker" in p for p in problems)
     assert len(problems) == 3  # the $$ inside <code> is fine
+
+
+def test_schema_page_example_is_a_valid_design_file(tmp_path):
+    """The example on the schema page loads and carries its numbers into the specs."""
+    import importlib.util
+
+    from hwgrad import config
+
+    spec = importlib.util.spec_from_file_location("gen_reference", DOCS / "gen_reference.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    path = tmp_path / "design.toml"
+    path.write_text(gen.full_example(), encoding="utf-8")
+    d = config.load(path)
+    assert float(d["system"].chip.tiers[0].bandwidth_bytes_per_s) == 4.8e12
+    assert float(d["system"].network.hop_latency_s) == 2.5e-7
+    assert float(d["workload"].batch) == 16 and float(d["compression"].weight_bits) == 8
+    assert float(d["economics"].pue) == 1.2 and float(d["efficiency"].step_overhead_s) == 1e-3
