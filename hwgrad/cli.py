@@ -214,6 +214,50 @@ def expand_knobs(design: dict, patterns) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+#: whole-number fields (a swept axis over them is rounded)
+_WHOLE_FIELDS = {"batch", "tp", "pp", "ep", "dp", "microbatches", "attention_dp", "n_chips", "n_layers"}
+
+
+def parse_axis(text: str, what: str = "--space") -> dict:
+    """``"PATH=LO:HI:N[:log]"`` or ``"PATH=V1,V2,..."`` -> the keywords of a sweep ``Axis``.
+
+    ``PATH`` is a design path (values in its SI unit, or with a unit: ``=2TB/s:10TB/s:5``) or
+    the name of a knob flag without ``--`` (``hbm-bandwidth=2:10:5`` in TB/s,
+    ``hop-latency=0.5:5:4`` in us). Whole-number fields (batch, tp, ...) are rounded.
+
+    Raises:
+      ValueError: one line naming the axis and the expected form.
+    """
+    name, sep, spec = str(text).partition("=")
+    name, spec = name.strip(), spec.strip()
+    form = f"expected PATH=LO:HI:N[:log] or PATH=V1,V2,... (e.g. {what} hbm-bandwidth=2:10:5)"
+    if not sep or not name or not spec:
+        raise ValueError(f"{what} {text!r}: {form}")
+    if name in KNOB_FLAGS:
+        path, unit, _ = KNOB_FLAGS[name]
+    else:
+        path, unit = name, path_unit(name)
+    label = f"{what} {name}="
+    integer = path.rsplit(".", 1)[-1] in _WHOLE_FIELDS
+    if ":" in spec:
+        parts = spec.split(":")
+        scale = "linear"
+        if parts[-1] in ("log", "linear"):
+            scale = parts.pop()
+        if len(parts) != 3:
+            raise ValueError(f"{what} {text!r}: {form}")
+        low, high = (parse_quantity(v, unit, label) for v in parts[:2])
+        try:
+            num = int(parts[2])
+        except ValueError:
+            raise ValueError(f"{what} {text!r}: N = {parts[2]!r} must be a whole number of points") from None
+        if num < 1:
+            raise ValueError(f"{what} {text!r}: N = {num} must be >= 1")
+        return dict(path=path, low=low, high=high, num=num, scale=scale, integer=integer)
+    values = tuple(parse_quantity(v, unit, label) for v in spec.split(","))
+    return dict(path=path, values=values, integer=integer)
+
+
 def knob_assignments(args) -> list[tuple[str, float]]:
     """``(path, value)`` of the named knob flags (``--hbm-bandwidth`` ...) then of ``--set``."""
     out = []

@@ -336,3 +336,16 @@ def test_deepseek_v3_bf16_on_8_h200_is_refused_by_eval_and_sensitivity(capsys):
     for command in ("eval", "sensitivity"):
         code, _, err = run(capsys, command, *argv)
         assert code == 2 and "tier 0 capacity 141.0 GB < 173.9 GB" in err, err
+
+
+def test_parse_axis_takes_knob_names_units_and_value_lists():
+    assert cli.parse_axis("hbm-bandwidth=2:10:5") == dict(
+        path="system.chip.tiers.0.bandwidth_bytes_per_s", low=2e12, high=10e12, num=5, scale="linear", integer=False
+    )
+    ax = cli.parse_axis("hop-latency=0.5:5:4:log")
+    assert ax["path"] == "system.network.hop_latency_s" and ax["scale"] == "log"
+    assert ax["low"] == pytest.approx(5e-7) and ax["high"] == pytest.approx(5e-6)
+    assert cli.parse_axis("workload.batch=1,8,64") == dict(path="workload.batch", values=(1.0, 8.0, 64.0), integer=True)
+    assert cli.parse_axis("system.network.hop_latency_s=500ns:5us:3")["high"] == pytest.approx(5e-6)
+    with pytest.raises(ValueError, match="expected PATH=LO:HI:N"):
+        cli.parse_axis("hbm-bandwidth=2:10")
