@@ -273,10 +273,19 @@ def knob_assignments(args) -> list[tuple[str, float]]:
 # ----------------------------------------------------------------------------- design point
 
 
-def add_design_arguments(p: argparse.ArgumentParser) -> None:
-    """Flags that define one design point (shared by eval and other subcommands)."""
+def add_design_arguments(p: argparse.ArgumentParser, config: bool = True) -> None:
+    """Flags that define one design point (shared by eval and other subcommands).
+
+    Args:
+      p: the subcommand's parser.
+      config: also add ``--config FILE`` (a design TOML file); a subcommand whose own
+        ``--config`` means something else (``sweep``) passes ``False``.
+    """
     g = p.add_argument_group("design point")
-    g.add_argument("--config", metavar="FILE", help="TOML design file (see hwgrad.config); flags override it")
+    if config:
+        g.add_argument(
+            "--config", metavar="FILE", help="TOML design file (docs/reference/schema.md); flags override it"
+        )
     g.add_argument("--model", help=f"model preset (default {DEFAULTS['model']}); see `hwgrad presets models`")
     g.add_argument(
         "--model-config", metavar="CONFIG_JSON", help="a Hugging Face config.json on disk instead of --model"
@@ -354,7 +363,8 @@ def design_from_args(args) -> dict:
     from .specs import Efficiency, Workload, replace
     from .validate import validate
 
-    base = config.load(args.config) if args.config else config.empty()
+    design_file = getattr(args, "config", None) if getattr(args, "config_is_design", True) else None
+    base = config.load(design_file) if design_file else config.empty()
     if args.model_config:
         from .hf import model_from_config
 
@@ -408,8 +418,8 @@ def design_from_args(args) -> dict:
     from .validate import whole_number
 
     chips = args.chips
-    if chips is None and args.config and base["system"] is not None and not args.hardware:
-        chips = whole_number(base["system"].n_chips, f"{args.config}: [system].chips")
+    if chips is None and design_file and base["system"] is not None and not args.hardware:
+        chips = whole_number(base["system"].n_chips, f"{design_file}: [system].chips")
     tp = args.tp
     if tp is None and "tp" in base["workload_fields"]:
         tp = whole_number(wl.tp, "workload.tp")
@@ -457,7 +467,7 @@ def design_from_args(args) -> dict:
     elif args.stack:
         eff, eff_label = presets.stack(args.stack), f"stack {args.stack}"
     elif base["efficiency"] is not None:
-        eff, eff_label = base["efficiency"], f"from {args.config}"
+        eff, eff_label = base["efficiency"], f"from {design_file}"
     else:
         eff, eff_label = calibrated_efficiency(), "calibrated (shipped): stack tuned"
     econ = base["economics"] or presets.default_economics()
