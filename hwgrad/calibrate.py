@@ -294,11 +294,15 @@ def _split_module(system: System, dies: int) -> System:
     return replace(system, chip=chip)
 
 
+# one compile per row structure instead of thousands of eager ops per row
+_capacity_jit = jax.jit(cost.capacity_used_bytes)
+
+
 def _capacity_per_sequence(system, model, compression, workload) -> tuple[float, float]:
     """(bytes of weights, bytes per sequence) held by one chip, from the model's own
     capacity accounting (weights + final KV cache + activation workspace)."""
-    one = np.asarray(cost.capacity_used_bytes(system, model, replace(workload, batch=1.0), compression))[0]
-    two = np.asarray(cost.capacity_used_bytes(system, model, replace(workload, batch=2.0), compression))[0]
+    one = np.asarray(_capacity_jit(system, model, replace(workload, batch=1.0), compression))[0]
+    two = np.asarray(_capacity_jit(system, model, replace(workload, batch=2.0), compression))[0]
     per_seq = float(two - one)
     return float(one - per_seq), per_seq
 
