@@ -42,7 +42,14 @@ NAN = float("nan")
 
 
 def static(default: Any = dataclasses.MISSING):
-    """A dataclass field that is pytree metadata (static under ``jit``), not a leaf."""
+    """A dataclass field that is pytree metadata (static under ``jit``), not a leaf.
+
+    Static fields are the code-path switches only (text, booleans, structural integers);
+    each one's comment says why it is static. Changing one recompiles; changing a number never
+    does. (``jax.tree_util.register_dataclass`` reads ``metadata["static"]``; the equivalent of
+    ``flax.struct.field(pytree_node=False)``: see docs/architecture.md for why specs use
+    the core-JAX registration and not flax.)
+    """
     return dataclasses.field(default=default, metadata={"static": True})
 
 
@@ -142,9 +149,14 @@ class MemoryTier:
     nmc_shard_bytes: float | jax.Array = INF
     nmc_power_cap_w: float | jax.Array = INF
     nmc_idle_power_w: float | jax.Array = 0.0
+    # static: an index into the Python tuple Chip.channels; it decides which tiers share one
+    # channel (their times add up), a grouping built with Python loops at trace time
     channel: int = static(-1)
+    # static: a placement rule (flash tiers never hold the KV cache), built into a constant mask
     low_write_endurance: bool = static(False)
+    # static: names of ops routed to the memory-side logic; choosing ops is a code path, not a number
     nmc_ops: tuple = static(())
+    # static: text switches (where each phase runs its near-memory ops), one program per choice
     nmc_decode: str = static("memory")
     nmc_prefill: str = static("host")
 
@@ -269,8 +281,12 @@ class Network:
     in_network_bandwidth_bytes_per_s: float | jax.Array = INF
     switch_radix: float | jax.Array = 64.0
     domain_size: float | jax.Array = INF
+    # static: the topology selects the hop and collective formulas (text, not a number)
     topology: str = static("switch")
+    # static: a whole number of dimensions (the side p^(1/k) and k x hops); a relaxed k has no
+    # physical meaning, and co-design chooses topologies, not fractional dimensions
     torus_dims: int = static(2)
+    # static: switches the collective algorithm (reduce in the switch or at the endpoints)
     in_network_reduction: bool = static(False)
 
 
@@ -281,11 +297,6 @@ class Placement:
     Shapes are ``(n_tiers,)``. ``context`` is read-mostly data such as a RAG corpus
     (``Workload.corpus_bytes``). `Placement.main_memory` puts everything in tier 0;
     `Placement.from_logits` maps unconstrained logits through a softmax (co-design).
-
-    Attributes:
-      weights / kv_cache / activations: per-tier fractions of that tensor class, shape
-        ``(n_tiers,)``, each in [0, 1] and summing to 1.
-      context: per-tier fractions of the read-mostly context (default: as ``weights``).
     """
 
     weights: float | jax.Array
@@ -364,26 +375,6 @@ class Model:
     Sliding-window attention applies to ``n_sliding_layers`` layers (window
     ``sliding_window`` tokens). MLA (DeepSeek) caches ``kv_lora_rank + qk_rope_head_dim``
     elements per token per layer.
-
-    Attributes:
-      n_layers: transformer layers.
-      d_model: hidden (residual-stream) width.
-      n_heads / n_kv_heads: query heads and key/value heads (GQA: ``n_kv_heads < n_heads``).
-      head_dim: width of one attention head.
-      vocab_size: tokens in the vocabulary (embedding and LM-head rows).
-      d_ff: intermediate width of a dense FFN layer.
-      n_experts / n_experts_active / n_shared_experts: routed experts, routed experts per
-        token (top-k) and always-on experts of an MoE layer (0 = dense model).
-      moe_d_ff: intermediate width of one expert.
-      n_dense_layers: leading layers with a dense FFN (default: all layers).
-      kv_lora_rank / q_lora_rank: MLA latent widths of the KV cache and the queries.
-      qk_rope_head_dim / qk_nope_head_dim / v_head_dim: MLA per-head widths (rotary part,
-        non-rotary part of queries/keys, values).
-      sliding_window: window of the sliding-window layers, tokens (0 = none).
-      n_sliding_layers: layers that use the sliding window.
-      attention: static; ``gqa`` (MHA/MQA/GQA) or ``mla``.
-      gated_ffn: static; SwiGLU-style FFN with three matrices (``False``: two).
-      tied_embeddings: static; the LM head shares the embedding matrix.
     """
 
     n_layers: float | jax.Array
@@ -405,6 +396,8 @@ class Model:
     v_head_dim: float | jax.Array = 0.0
     sliding_window: float | jax.Array = 0.0
     n_sliding_layers: float | jax.Array = 0.0
+    # static: architecture switches that select count formulas (attention kind; 3 or 2 FFN
+    # matrices; a separate LM head or not); they are not quantities to relax or differentiate
     attention: str = static("gqa")
     gated_ffn: bool = static(True)
     tied_embeddings: bool = static(False)
@@ -460,6 +453,7 @@ class Compression:
     ffn_kept_fraction: float | jax.Array = 1.0
     heads_kept_fraction: float | jax.Array = 1.0
     kv_heads_kept_fraction: float | jax.Array = 1.0
+    # static: the sparse format selects the index-overhead formula (text, not a number)
     pattern: str = static("dense")
 
 
@@ -495,17 +489,6 @@ class Workload:
     * ``"disaggregated"``: the decode pool of a prefill/decode-disaggregated deployment:
       decode steps carry no prefill; the KV cache of each request arrives once over the
       network from a prefill pool of the same chips.
-
-    Attributes:
-      batch: sequences per batch (whole; continuous batching: requests in flight).
-      prompt_len / output_len: tokens in and out per sequence.
-      tp / pp / ep / dp: tensor-parallel, pipeline, expert-parallel and data-parallel degrees.
-      microbatches: pipeline micro-batches.
-      kv_block_tokens: paged-KV block, tokens (the contiguous unit of KV reads).
-      corpus_bytes: read-mostly corpus held per chip, bytes.
-      corpus_read_bytes_per_sequence: bytes of the corpus each sequence reads in its prefill.
-      attention_dp: attention data-parallel groups (1 = off).
-      batching: static; ``static``, ``continuous`` or ``disaggregated``.
     """
 
     batch: float | jax.Array = 1.0
@@ -520,6 +503,7 @@ class Workload:
     corpus_bytes: float | jax.Array = 0.0
     corpus_read_bytes_per_sequence: float | jax.Array = 0.0
     attention_dp: float | jax.Array = 1.0
+    # static: the serving mode selects the serving model (static / continuous / disaggregated)
     batching: str = static("static")
 
 
@@ -535,17 +519,6 @@ class Economics:
 
     Embodied carbon of a chip whose own figure is unknown is estimated from its logic die
     area (``embodied_kgco2e_per_cm2_logic``, 5 nm) plus its memory tiers (kgCO2e/GB).
-
-    Attributes:
-      electricity_usd_per_kwh: electricity price, USD/kWh (default US industrial).
-      pue: facility power usage effectiveness (>= 1): facility energy / IT energy. Applied
-        to the electricity cost and the operational carbon; ``Result.energy_j_per_token``
-        excludes it (``hwgrad eval --json`` also reports ``energy_j_per_token_with_pue``).
-      grid_gco2e_per_kwh: carbon intensity of the grid, gCO2e/kWh (default US average).
-      lifetime_years: depreciation and embodied-carbon lifetime, years.
-      server_cost_multiplier: server cost / accelerator cost (CPU, board, network, rack).
-      utilization: fraction of the lifetime the system serves (0, 1].
-      embodied_kgco2e_per_cm2_logic: manufacturing carbon of logic die area, kgCO2e/cm2 (5 nm).
     """
 
     electricity_usd_per_kwh: float | jax.Array = 0.0806
