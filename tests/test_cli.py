@@ -349,3 +349,44 @@ def test_parse_axis_takes_knob_names_units_and_value_lists():
     assert cli.parse_axis("system.network.hop_latency_s=500ns:5us:3")["high"] == pytest.approx(5e-6)
     with pytest.raises(ValueError, match="expected PATH=LO:HI:N"):
         cli.parse_axis("hbm-bandwidth=2:10")
+
+
+def test_sweep_needs_a_space(capsys):
+    code, _, err = run(capsys, "sweep", "--out", "/tmp/x.csv")
+    assert code == 2 and "no space: pass --config FILE, or inline axes" in err
+    code, _, err = run(capsys, "sweep", "--space", "hbm-bandwidth=2:10", "--out", "/tmp/x.csv")
+    assert code == 2 and "expected PATH=LO:HI:N" in err
+
+
+@pytest.mark.slow
+def test_inline_sweep_answers_the_target_question(tmp_path, capsys):
+    """TPOT of Llama-3.1-70B, batch 16, 8 chips over HBM 2-10 TB/s x hop latency 0.5-5 us, no file."""
+    import csv
+
+    out = tmp_path / "tpot.csv"
+    code, _, err = run(
+        capsys, "sweep", "--model", "llama-3.1-70b", "--chips", "8", "--batch", "16",
+        "--space", "hbm-bandwidth=2:10:5", "--space", "hop-latency=0.5:5:4", "--metric", "tpot_s",
+        "--out", str(out), "--no-progress", "--cpu-devices", "1",
+    )  # fmt: skip
+    assert code == 0, err
+    with out.open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 20
+    bw = sorted({float(r["system.chip.tiers.0.bandwidth_bytes_per_s"]) for r in rows})
+    assert bw[0] == pytest.approx(2e12, rel=1e-6) and bw[-1] == pytest.approx(10e12, rel=1e-6)
+    tpot = {(float(r["system.chip.tiers.0.bandwidth_bytes_per_s"]), float(r["system.network.hop_latency_s"])): float(r["tpot_s"]) for r in rows}
+    lat = sorted({k[1] for k in tpot})
+    assert tpot[(bw[0], lat[0])] > tpot[(bw[-1], lat[0])]  # more bandwidth, less time per token
+    assert tpot[(bw[0], lat[-1])] > tpot[(bw[0], lat[0])]  # more hop latency, more time
+
+
+@pytest.mark.slow
+def test_sensitivity_all_lists_zero_elasticities(capsys):
+    argv = ["sensitivity", "--model", "llama-3.1-8b", "--chips", "1", "--metric", "tpot_s", "--knob", "economics", "--json"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert json.loads(out)["tpot_s"]["elasticity"] == {}  # prices do not change the time
+    code, out, err = run(capsys, *argv, "--all")
+    el = json.loads(out)["tpot_s"]["elasticity"]
+    assert "economics.pue" in el and el["economics.pue"] == 0
