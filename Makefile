@@ -33,6 +33,7 @@ lint: $(BIN)/.installed
 docs: $(BIN)/.installed
 	$(BIN)/python docs/gen_reference.py
 	$(BIN)/mkdocs build --strict --site-dir site
+	$(BIN)/python docs/check_site.py site
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_eval.py

@@ -1,10 +1,12 @@
 """Generate the reference pages that come from code and data, so they cannot drift.
 
-Writes ``docs/reference/cli.md`` (every subcommand's ``--help``) and
-``docs/reference/presets.md`` (the preset catalogue with its sources). Run by
+Writes ``docs/reference/cli.md`` (every subcommand's ``--help``),
+``docs/reference/presets.md`` (the preset catalogue with its sources) and
+``docs/reference/schema.md`` (every table and key of a design file, from the specs). Run by
 ``make docs``; ``tests/test_docs.py`` checks the committed pages are current.
 
 Usage: python docs/gen_reference.py [--out docs/reference]
+(from a work tree whose ``hwgrad`` is not the installed one: ``PYTHONPATH=. python ...``)
 """
 
 from __future__ import annotations
@@ -83,10 +85,177 @@ def presets_page() -> str:
     return "\n".join(parts)
 
 
+# ----------------------------------------------------------------------------- TOML schema
+
+#: table -> (spec class name, extra keys {name: (kind, description)}, keys not read, example)
+SCHEMA = {
+    "system": (
+        None,
+        {
+            "hardware": ("text", "a chip preset (`hwgrad presets hardware`): base chip and network"),
+            "chips": ("whole number", "chips in the system (default 1; `--chips` overrides)"),
+        },
+        (),
+        'hardware = "h100-sxm"\nchips = 8',
+    ),
+    "chip": ("Chip", {}, ("tiers", "channels"), "tdp_w = 650.0\npeak_flops_bf16 = 989.4e12\nprice_usd = 25000.0"),
+    "chip.tiers": (
+        "MemoryTier",
+        {"technology": ("text", "a memory technology preset (`hwgrad presets memory`) sized to the capacity and bandwidth given")},
+        (),
+        'technology = "hbm3e"\ncapacity_bytes = 141e9\nbandwidth_bytes_per_s = 4.8e12',
+    ),
+    "network": ("Network", {}, (), 'topology = "switch"\nhop_latency_s = 2.5e-7\nlink_bandwidth_bytes_per_s = 450e9'),
+    "placement": ("Placement", {}, (), "weights = [1.0]\nkv_cache = [1.0]\nactivations = [1.0]"),
+    "model": (
+        "Model",
+        {"preset": ("text", "a model preset (`hwgrad presets models`) to start from; or give every field")},
+        (),
+        'preset = "llama-3.1-8b"',
+    ),
+    "workload": ("Workload", {}, (), "batch = 16\nprompt_len = 2048\noutput_len = 512\ntp = 8"),
+    "compression": (
+        "Compression",
+        {
+            "weight_dtype": ("text", "weight format name (bf16, fp8, int4, ...): sets the bits below"),
+            "kv_dtype": ("text", "KV-cache format name (default bf16)"),
+            "act_dtype": ("text", "activation format name (default: the weight format's usual)"),
+        },
+        ("layer_keep_gates",),
+        'weight_dtype = "fp8"\nkv_dtype = "fp8"',
+    ),
+    "economics": ("Economics", {}, (), "electricity_usd_per_kwh = 0.10\npue = 1.2"),
+    "efficiency": ("Stack", {}, (), "op_overhead_s = 2e-6\nstep_overhead_s = 1e-3"),
+}
+
+
+def _attribute_docs(cls) -> dict[str, str]:
+    """``name -> description`` from the ``Attributes:`` section of a spec's docstring."""
+    import inspect
+    import re
+
+    doc = inspect.getdoc(cls) or ""
+    out: dict[str, str] = {}
+    if "Attributes:" not in doc:
+        return out
+    body = doc.split("Attributes:", 1)[1]
+    current: list[str] = []
+    for line in body.splitlines():
+        m = re.match(r"^  ([a-z_0-9]+(?: / [a-z_0-9]+)*): ?(.*)$", line)
+        if m:
+            current = [n.strip() for n in m.group(1).split("/")]
+            for n in current:
+                out[n] = m.group(2).strip()
+        elif line.startswith("    ") and current:
+            for n in current:
+                out[n] += " " + line.strip()
+        elif line.strip() and not line.startswith("    "):
+            current = []  # prose between entries
+    return out
+
+
+def _default(field) -> str:
+    import dataclasses
+    import math
+
+    if field.default is not dataclasses.MISSING:
+        v = field.default
+    elif field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        v = field.default_factory()  # type: ignore[misc]
+    else:
+        return "required"
+    if v is None:
+        return "unset"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        return "inf" if math.isinf(v) else "nan (unknown)" if math.isnan(v) else f"{v:g}"
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, tuple):
+        return "[]" if not v else str(list(v))
+    return str(v) if isinstance(v, int) else "preset"
+
+
+def _kind(field) -> str:
+    from hwgrad import config
+
+    if field.metadata.get("static"):
+        if field.name in config._STATIC_BOOL:
+            return "true/false"
+        if field.name in config._STATIC_INT:
+            return "whole number"
+        if field.name == "nmc_ops":
+            return "list of text"
+        return "text"
+    return "number"
+
+
+def schema_page() -> str:
+    import dataclasses
+
+    from hwgrad import cli, specs
+
+    parts = [
+        "# Design file (TOML) schema",
+        "",
+        "Generated by `docs/gen_reference.py` from the spec classes in `hwgrad/specs.py` and the",
+        "loader in `hwgrad/config.py`, so it cannot drift. A design file is read by",
+        "`hwgrad eval --config FILE` (and `sensitivity`); command-line flags override it and",
+        "`--set PATH=VALUE` overrides both. Numbers are SI (the unit is in the field name:",
+        "`_bytes`, `_bytes_per_s`, `_s`, `_w`, `_j_per_byte`, ...). Every table may start from a",
+        "preset and override fields; an unknown table or field is a one-line error naming the",
+        "file, the table and the field, with the closest names suggested.",
+        "",
+        "Each number also has a design path for `--set` and `hwgrad.paths`: the table's spec",
+        "and field, e.g. `[chip.tiers]` 1st tier `bandwidth_bytes_per_s` is",
+        "`system.chip.tiers.0.bandwidth_bytes_per_s`, `[workload] batch` is `workload.batch`.",
+        "",
+        "A complete file that uses one example of every section:",
+        "",
+        "```toml",
+        full_example(),
+        "```",
+        "",
+    ]
+    for table, (cls_name, extra, skip, example) in SCHEMA.items():
+        header = f"[[{table}]]" if table == "chip.tiers" else f"[{table}]"
+        parts += [f"## `{header}`", ""]
+        if cls_name:
+            cls = getattr(specs, cls_name)
+            summary = (cls.__doc__ or "").strip().split("\n\n", 1)[0].replace("\n", " ")
+            parts += [f"Fields of `hwgrad.specs.{cls_name}`: {summary}", ""]
+        if table == "chip.tiers":
+            parts += ["Repeat the table once per memory tier (tier 0 first, the main memory); present, it", "replaces the preset's tier list.", ""]
+        parts += ["| key | kind | unit | default | meaning |", "|---|---|---|---|---|"]
+        for name, (kind, text) in extra.items():
+            parts.append(f"| `{name}` | {kind} | – | – | {text} |")
+        if cls_name:
+            docs = _attribute_docs(cls)
+            for f in dataclasses.fields(cls):
+                if f.name in skip:
+                    continue
+                unit = cli.path_unit(f.name) if not f.metadata.get("static") else ""
+                text = docs.get(f.name, "").replace("|", "/")
+                parts.append(f"| `{f.name}` | {_kind(f)} | {unit or '–'} | {_default(f)} | {text} |")
+        parts += ["", "Example:", "", "```toml", header, example, "```", ""]
+    return "\n".join(parts)
+
+
+def full_example() -> str:
+    """One file with every section's example (tests/test_docs.py loads it)."""
+    out = []
+    for table, (_, _, _, example) in SCHEMA.items():
+        header = f"[[{table}]]" if table == "chip.tiers" else f"[{table}]"
+        out += [header, example, ""]
+    return "\n".join(out).rstrip()
+
+
 def write(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "cli.md").write_text(cli_page(), encoding="utf-8")
     (out / "presets.md").write_text(presets_page(), encoding="utf-8")
+    (out / "schema.md").write_text(schema_page(), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from . import network as network
 from . import power as power
 from . import presets as presets
 from . import pruning as pruning
+from . import roofline as roofline
 from . import service as service
 from . import smooth as smooth
 from . import speculative as speculative

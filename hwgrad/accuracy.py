@@ -137,7 +137,7 @@ class AccuracyFit:
       blowup_noise: z_c at 7B, noise at which loss starts growing faster than linearly.
       blowup_size_exp: z_c grows as ``(N / 7)^blowup_size_exp`` (larger models break later).
       per_channel_log_mult: ln of the extra weight noise of per-channel (group-free) scales
-        for rtn/gptq; a nuisance constant of the fit, not exposed by :func:`delta_loss`.
+        for rtn/gptq; a nuisance constant of the fit, not exposed by `delta_loss`.
       baseline_log_ppl_7b / baseline_size_exp: default dense perplexity
         ``ppl0 = exp(baseline_log_ppl_7b) * (N / 7)^-baseline_size_exp`` (LLaMA-1/2,
         Wikitext-2, 2048-token context) used when ``baseline_ppl`` is not given.
@@ -166,7 +166,7 @@ class AccuracyFit:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AccuracyFit:
-        """Inverse of :meth:`to_dict`; values become float arrays."""
+        """Inverse of `to_dict`; values become float arrays."""
         return cls(**{f.name: jnp.asarray(d[f.name], dtype=float) for f in dataclasses.fields(cls)})
 
 
@@ -240,7 +240,7 @@ def _noise_to_loss(z, blowup_noise, extra_u=None):
 
     ``u = z exp(z / z_c) + extra_u``; ``y = y_max v (1 + v^4)^(-1/4)`` with ``v = u / y_max``,
     evaluated in log space so that huge ``z`` saturates at ``y_max`` without overflow.
-    ``extra_u`` is the uncapped structured-pruning loss (:func:`structured_delta_loss`).
+    ``extra_u`` is the uncapped structured-pruning loss (`structured_delta_loss`).
     """
     ok = z > 0
     log_z = jnp.log(jnp.where(ok, z, 1.0))
@@ -339,7 +339,7 @@ def delta_loss(
     Smooth, monotone (non-increasing in every bit width, non-decreasing in sparsity) and
     NaN-free under ``jit``/``vmap``/``grad`` for bits in [1, 32] and sparsity in [0, 0.999].
     Numeric arguments broadcast; strings are static. Check inputs at the edges with
-    :func:`validate_inputs` (this function does not, so it can run inside ``jit``).
+    `validate_inputs` (this function does not, so it can run inside ``jit``).
 
     Args:
       weight_bits: nominal code bits per weight element (group scales not counted).
@@ -347,17 +347,17 @@ def delta_loss(
       act_bits: bits per activation element (matmul inputs).
       sparsity: pruned fraction of weights in [0, 1); at most 0.5 for ``"2:4"``/``"4:8"``.
       params_b: model size, billions of parameters (fitted on 6.7B-70B dense LLaMA models).
-      family: quantiser family, one of :data:`FAMILIES`.
-      pruner: pruning method, one of :data:`PRUNERS`.
-      pattern: sparsity pattern, one of :data:`PATTERNS`.
+      family: quantiser family, one of `FAMILIES`.
+      pruner: pruning method, one of `PRUNERS`.
+      pattern: sparsity pattern, one of `PATTERNS`.
       layer_sensitivity: optional shape ``(L,)`` non-negative profile; the numeric inputs then
         carry a trailing layer axis (broadcast against it) and the noise is the
         profile-weighted mean over layers (an assumption: no per-layer data was fitted).
-      fit: constants; defaults to :func:`load_fit`.
-      structured: optional structured pruning (:class:`Structured`, e.g.
+      fit: constants; defaults to `load_fit`.
+      structured: optional structured pruning (`Structured`, e.g.
         ``Structured.from_compression(model, compression)``); its uncapped loss is added to
         the quantisation/sparsity loss before the collapse cap (see
-        :func:`structured_delta_loss`).
+        `structured_delta_loss`).
 
     Returns:
       Delta loss in nats per token, shape of the broadcast inputs (without the layer axis).
@@ -389,7 +389,7 @@ def delta_ppl(
       baseline_ppl: the uncompressed model's perplexity. ``None`` uses the fitted LLaMA-1/2
         curve ``ppl0(N)`` (Wikitext-2, 2048-token context); pass the real value for other
         models, tokenisers or context lengths.
-      others: as :func:`delta_loss`.
+      others: as `delta_loss`.
 
     Returns:
       Delta perplexity (same units as ``baseline_ppl``), at most ``ppl0 * (e^10 - 1)``.
@@ -508,7 +508,7 @@ _MAX_REMOVED = 0.95  # removed fractions are clipped here so the odds stay finit
 
 
 def structured_method_index(kind: str, method: str) -> int:
-    """Flat index of ``(kind, method)`` into :attr:`StructuredFit.method_log_offset`."""
+    """Flat index of ``(kind, method)`` into `StructuredFit.method_log_offset`."""
     if kind not in STRUCTURED_METHODS:
         _static_index({k: 0 for k in STRUCTURED_KINDS}, "kind", kind, "")
     table = {m: _STRUCT_OFFSET[kind] + i for i, m in enumerate(STRUCTURED_METHODS[kind])}
@@ -518,7 +518,7 @@ def structured_method_index(kind: str, method: str) -> int:
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class Structured:
-    """Amount and method of structured pruning, for :func:`structured_delta_loss`.
+    """Amount and method of structured pruning, for `structured_delta_loss`.
 
     Attributes:
       depth_removed: fraction of transformer layers removed, [0, 1).
@@ -527,7 +527,7 @@ class Structured:
         [0, 1).
       finetuned: 1 = LoRA recovery fine-tuning after pruning (relaxed in [0, 1]).
       depth_method / width_method / mixed_method: static; one of
-        :data:`STRUCTURED_METHODS` for the kind.
+        `STRUCTURED_METHODS` for the kind.
       generation: static; ``"llama-2"`` (LLaMA-1/2-like, the reference) or ``"llama-3"``
         (15T-token models, which the data show tolerate pruning far worse).
     """
@@ -545,7 +545,7 @@ class Structured:
 
     @staticmethod
     def from_compression(model, compression, finetuned=0.0, layer_importance=None, **methods) -> Structured:
-        """Removed fractions implied by the keep knobs of a :class:`~hwgrad.specs.Compression`.
+        """Removed fractions implied by the keep knobs of a `Compression`.
 
         ``depth_removed = 1 - kept layers / n_layers``, ``width_removed = 1 -
         hidden_kept_fraction``, ``mixed_removed`` = parameter fraction removed by the head,
@@ -557,7 +557,7 @@ class Structured:
         data give layer counts, not which layers) makes the per-layer gates matter: the
         fitted depth curve is read as the loss of dropping the *least important* layers (what
         SLEB/ShortGPT/BlockPruner do), so a gate vector counts as the fraction ``r`` of least
-        important layers that removes the same importance share::
+        important layers that removes the same importance share:
 
             share = sum_l (1 - g_l) w_l / sum_l w_l,   r = C^-1(share)
 
@@ -588,7 +588,7 @@ class Structured:
 
 
 def _importance_weighted_removed(gates, importance):
-    """``C^-1(share of importance removed)`` (see :meth:`Structured.from_compression`)."""
+    """``C^-1(share of importance removed)`` (see `Structured.from_compression`)."""
     w = np.asarray(importance, dtype=float)
     if w.ndim != 1 or np.any(~np.isfinite(w)) or np.any(w <= 0):
         raise ValueError("accuracy: layer_importance must be a vector of positive numbers, one per layer")
@@ -609,13 +609,13 @@ class StructuredFit:
       kind_log_amp: shape (3,), ln A of depth, width_hidden, mixed at 50 % removed (7B,
         LLaMA-2 generation, no recovery, the kind's reference method offset 0).
       method_log_offset: shape (10,), ln of each method's amplitude relative to its kind
-        (order of :data:`STRUCTURED_METHODS`; ridge-shrunk towards 0).
+        (order of `STRUCTURED_METHODS`; ridge-shrunk towards 0).
       kind_power: shape (3,), exponent on the removal odds ``r / (1 - r)`` per kind.
       size_exp: shape (3,), beta >= 0 per kind: noise scales as ``(N / 7)^-beta``.
       recovery_log_mult: ln of the noise ratio after LoRA recovery fine-tuning.
       llama3_log_mult: shape (3,), ln of the noise ratio of LLaMA-3-generation models per kind.
       blowup_noise: z_c; the summed noise ``Z`` becomes ``Z exp(Z / z_c)`` (bad prunes
-        collapse faster than linearly, as in :func:`delta_loss`).
+        collapse faster than linearly, as in `delta_loss`).
     """
 
     kind_log_amp: Any
@@ -672,7 +672,7 @@ def _structured_u(fit: StructuredFit, removed, method_idx, finetuned, llama3, pa
 
 
 def structured_uncapped_loss(st: Structured, params_b, fit: StructuredFit | None = None):
-    """``u_s`` (nats) before the collapse cap::
+    """``u_s`` (nats) before the collapse cap:
 
     z_kind = A[kind] O[method] R^finetuned G[kind]^llama3 (N / 7)^-beta[kind]
              (r_kind / (1 - r_kind))^k[kind]
@@ -696,15 +696,15 @@ def structured_delta_loss(st: Structured, *, params_b, fit: StructuredFit | None
     """Increase in Wikitext-2 loss (nats/token) from structured pruning alone.
 
     ``delta_loss = y_max v / (1 + v^4)^(1/4)``, ``v = u_s / y_max`` (the collapse cap of
-    :func:`delta_loss`). Combined with quantisation and unstructured sparsity through
+    `delta_loss`). Combined with quantisation and unstructured sparsity through
     ``delta_loss(..., structured=st)``, the two losses add before the cap (no published
     table in the data combines them, so additivity is the documented assumption).
     Smooth, non-decreasing in every removed fraction, NaN-free under ``grad``.
 
     Args:
-      st: amounts, methods and generation (:class:`Structured`).
+      st: amounts, methods and generation (`Structured`).
       params_b: dense model size, billions of parameters.
-      fit: constants; default :func:`load_structured_fit`.
+      fit: constants; default `load_structured_fit`.
     """
     u = structured_uncapped_loss(st, params_b, fit)
     return _noise_to_loss(jnp.zeros_like(u), 1.0, u)
@@ -751,7 +751,7 @@ def structured_range_warnings(st: Structured, params_b) -> list[str]:
 
 
 def warn_structured_range(st: Structured, params_b) -> None:
-    """``warnings.warn`` every :func:`structured_range_warnings` message (call at the edges,
+    """``warnings.warn`` every `structured_range_warnings` message (call at the edges,
     e.g. when a study is set up)."""
     import warnings
 

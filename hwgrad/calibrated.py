@@ -1,10 +1,10 @@
 """The shipped serving-stack defaults and parameter files for ``--params``.
 
 ``hwgrad calibrate`` writes ``presets/data/calibration.toml``: hardware-family fractions
-(read by :func:`hwgrad.presets.chip`) and fitted stacks (:func:`hwgrad.presets.stack`). The
+(read by `hwgrad.presets.chip`) and fitted stacks (`hwgrad.presets.stack`). The
 default stack of every evaluation and design study is ``tuned`` (what the best stack in the
 data achieves); ``--params FILE`` loads a file written by ``hwgrad calibrate`` (its
-``tuned`` stack) or a plain ``[efficiency]`` / ``[stack]`` table of :class:`Stack` fields.
+``tuned`` stack) or a plain ``[efficiency]`` / ``[stack]`` table of `Stack` fields.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ _FIELDS = tuple(Stack.__dataclass_fields__)
 
 
 def load_efficiency(path: str | Path, name: str = "tuned") -> Stack:
-    """Read a :class:`Stack` from a TOML file: the ``[stack."<name>"]`` table of a
+    """Read a `Stack` from a TOML file: the ``[stack."<name>"]`` table of a
     calibration file, or a plain ``[efficiency]`` / ``[stack]`` table of Stack fields."""
     path = Path(path)
     try:

@@ -1,7 +1,11 @@
-"""``hwgrad`` command line: ``eval``, ``presets`` (more subcommands register themselves).
+"""The ``hwgrad`` command line: ``eval`` and ``presets`` (more subcommands register themselves).
 
-Every error a user can cause ends in one line on stderr naming the field, the value and the
-fix, and exit code 2; never a traceback.
+Every subcommand that takes a design point accepts ``--set PATH=VALUE`` for any number of the
+design (the dotted paths of [`hwgrad.paths`][hwgrad.paths], e.g.
+``--set system.chip.tiers.0.bandwidth_bytes_per_s=4.8e12``) and named flags for the common
+hardware knobs (``--hbm-bandwidth 4.8`` in TB/s, ``--hop-latency 0.5`` in us, ...; see
+[`KNOB_FLAGS`][hwgrad.cli.KNOB_FLAGS]). Every error a user can cause ends in one line on stderr
+naming the field, the value and the fix, and exit code 2; never a traceback.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 
 EXIT_USAGE = 2
@@ -57,13 +62,230 @@ def _fraction(text: str) -> float:
     return _parse(text, float, "number", lambda x: 0 <= x < 1, "lie in [0, 1)")
 
 
+# ----------------------------------------------------------------------------- --set PATH=VALUE
+
+#: SI prefixes accepted in a value's unit (``4.8TB/s``, ``500ns``, ``0.5us``)
+_PREFIX = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+           "m": 1e-3, "u": 1e-6, "\u00b5": 1e-6, "n": 1e-9, "p": 1e-12}  # fmt: skip
+
+#: the unit of a design path, from its name's suffix (paths carry their units)
+_PATH_UNITS = (("_bytes_per_s", "B/s"), ("_bytes", "B"), ("_s", "s"), ("_w", "W"), ("flops", "FLOP/s"))
+
+#: named flags for the common hardware knobs: flag -> (design path, unit of the value, help)
+KNOB_FLAGS: dict[str, tuple[str, str, str]] = {
+    "hbm-bandwidth": ("system.chip.tiers.0.bandwidth_bytes_per_s", "TB/s", "main-memory (tier 0) read bandwidth per chip"),
+    "hbm-capacity": ("system.chip.tiers.0.capacity_bytes", "GB", "main-memory (tier 0) capacity per chip"),
+    "link-bandwidth": ("system.network.link_bandwidth_bytes_per_s", "GB/s", "scale-up link bandwidth per chip, per direction"),
+    "hop-latency": ("system.network.hop_latency_s", "us", "scale-up network latency per hop"),
+    "flops": ("system.chip.peak_flops_bf16", "TFLOP/s", "dense bf16 tensor peak per chip"),
+    "fp8-flops": ("system.chip.peak_flops_fp8", "TFLOP/s", "dense fp8 tensor peak per chip"),
+    "tdp": ("system.chip.tdp_w", "W", "chip power limit"),
+    "pue": ("economics.pue", "", "facility power usage effectiveness (>= 1)"),
+}  # fmt: skip
+
+
+def parse_quantity(text: str, unit: str, what: str) -> float:
+    """A number in ``unit`` (``"4.8"``), or with its own unit (``"4.8TB/s"``, ``"3.35e12B/s"``).
+
+    Args:
+      text: the value as typed.
+      unit: the unit a bare number is in (``"TB/s"``, ``"us"``, ``""`` for dimensionless).
+      what: the flag or path, for the error message.
+
+    Returns:
+      The value in SI base units (bytes/s, bytes, s, W, FLOP/s).
+
+    Raises:
+      ValueError: one line naming ``what``, the value and the units accepted.
+    """
+    m = re.fullmatch(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?inf|nan)\s*(\S*)\s*", str(text))
+    base = _base_unit(unit)
+    if m is None:
+        raise ValueError(f"{what} {text!r}: not a number (e.g. 4.8{unit.replace(' ', '')})")
+    number, suffix = float(m.group(1)), m.group(2)
+    scale = _unit_scale(suffix or unit, base)
+    if scale is None:
+        accepted = f"{base} with an SI prefix (k M G T, m u n)" if base else "no unit"
+        raise ValueError(f"{what} {text!r}: unit {suffix!r} is not {unit or 'dimensionless'}; use {accepted}")
+    return number * scale
+
+
+def _base_unit(unit: str) -> str:
+    for base in ("FLOP/s", "B/s", "B", "s", "W"):
+        if unit.endswith(base) and unit[: -len(base)] in _PREFIX:
+            return base
+    return unit
+
+
+def _unit_scale(unit: str, base: str) -> float | None:
+    unit = {"TFLOPS": "TFLOP/s", "PFLOPS": "PFLOP/s", "GFLOPS": "GFLOP/s", "FLOPS": "FLOP/s"}.get(unit, unit)
+    if not base:
+        return 1.0 if unit == "" else None
+    if not unit.endswith(base) or unit[: -len(base)] not in _PREFIX:
+        return None
+    return _PREFIX[unit[: -len(base)]]
+
+
+def path_unit(path: str) -> str:
+    """The SI unit of a design path from its name (``..._bytes_per_s`` -> ``B/s``; ``""`` if none)."""
+    last = path.rsplit(".", 1)[-1]
+    for suffix, unit in _PATH_UNITS:
+        if last.endswith(suffix):
+            return unit
+    return ""
+
+
+def parse_assignment(text: str, what: str = "--set") -> tuple[str, float]:
+    """``"PATH=VALUE"`` -> ``(path, value)``; the value may carry the path's unit (``=4.8TB/s``).
+
+    Raises:
+      ValueError: one line naming the assignment and the fix.
+    """
+    path, sep, value = str(text).partition("=")
+    path, value = path.strip(), value.strip()
+    if not sep or not path or not value:
+        raise ValueError(f"{what} {text!r}: expected PATH=VALUE, e.g. {what} workload.batch=16")
+    unit = path_unit(path)
+    return path, parse_quantity(value, unit, f"{what} {path}=")
+
+
+def apply_assignments(design: dict, assignments, what: str = "--set") -> dict:
+    """A copy of ``design`` with each ``(path, value)`` set through [`hwgrad.paths`][hwgrad.paths].
+
+    The one implementation of ``--set`` for every subcommand (eval, sensitivity, sweep, codesign).
+
+    Args:
+      design: a mapping with the spec keys (``system``, ``model``, ``workload``, ...); other keys
+        (names, labels) pass through.
+      assignments: ``(path, value)`` pairs or ``"PATH=VALUE"`` strings, applied in order.
+      what: the flag named in errors.
+
+    Returns:
+      The updated mapping (the specs are new objects; ``design`` is not changed).
+
+    Raises:
+      ValueError: an unknown path (with the closest paths suggested), a static switch or a
+        group named as a number.
+    """
+    from . import paths
+
+    pairs = [parse_assignment(a, what) if isinstance(a, str) else a for a in assignments]
+    if not pairs:
+        return dict(design)
+    keys = ("system", "model", "workload", "compression", "efficiency", "economics")
+    specs = {k: design[k] for k in keys if k in design}
+    index = paths.Index(specs)
+    for path, _ in pairs:
+        index.resolve(path, what)
+    updated = index.replace({p: float(v) for p, v in pairs}, what)
+    return {**design, **updated}
+
+
+def expand_knobs(design: dict, patterns) -> list[str]:
+    """The knob paths that ``--knob`` patterns select: a path, a group or a glob.
+
+    A group (``system.chip``) or glob (``**.bandwidth_bytes_per_s``, ``system.chip.*``) keeps
+    only the numbers an elasticity is defined for (finite and > 0); a single path is kept as
+    named, so a zero or unknown value gets its own error.
+
+    Raises:
+      ValueError: a pattern that matches no number (with suggestions).
+    """
+    from . import paths
+
+    keys = ("system", "model", "workload", "compression", "efficiency", "economics")
+    specs = {k: design[k] for k in keys if k in design}
+    index = paths.Index(specs)
+    values = paths.numbers(specs)
+    out: list[str] = []
+    for pattern in patterns:
+        hits = paths.expand(specs, pattern)
+        if hits == [pattern]:
+            index.resolve(pattern, "--knob")
+            out.append(pattern)
+            continue
+        kept = [h for h in hits if math.isfinite(values[h]) and values[h] > 0]
+        if not kept:
+            raise ValueError(
+                f"--knob {pattern!r}: matches {len(hits)} numbers, none finite and > 0 (elasticities need "
+                f"a positive value): e.g. {hits[0]} = {values[hits[0]]:g}"
+            )
+        out += kept
+    return list(dict.fromkeys(out))
+
+
+#: whole-number fields (a swept axis over them is rounded)
+_WHOLE_FIELDS = {"batch", "tp", "pp", "ep", "dp", "microbatches", "attention_dp", "n_chips", "n_layers"}
+
+
+def parse_axis(text: str, what: str = "--space") -> dict:
+    """``"PATH=LO:HI:N[:log]"`` or ``"PATH=V1,V2,..."`` -> the keywords of a sweep ``Axis``.
+
+    ``PATH`` is a design path (values in its SI unit, or with a unit: ``=2TB/s:10TB/s:5``) or
+    the name of a knob flag without ``--`` (``hbm-bandwidth=2:10:5`` in TB/s,
+    ``hop-latency=0.5:5:4`` in us). Whole-number fields (batch, tp, ...) are rounded.
+
+    Raises:
+      ValueError: one line naming the axis and the expected form.
+    """
+    name, sep, spec = str(text).partition("=")
+    name, spec = name.strip(), spec.strip()
+    form = f"expected PATH=LO:HI:N[:log] or PATH=V1,V2,... (e.g. {what} hbm-bandwidth=2:10:5)"
+    if not sep or not name or not spec:
+        raise ValueError(f"{what} {text!r}: {form}")
+    if name in KNOB_FLAGS:
+        path, unit, _ = KNOB_FLAGS[name]
+    else:
+        path, unit = name, path_unit(name)
+    label = f"{what} {name}="
+    integer = path.rsplit(".", 1)[-1] in _WHOLE_FIELDS
+    if ":" in spec:
+        parts = spec.split(":")
+        scale = "linear"
+        if parts[-1] in ("log", "linear"):
+            scale = parts.pop()
+        if len(parts) != 3:
+            raise ValueError(f"{what} {text!r}: {form}")
+        low, high = (parse_quantity(v, unit, label) for v in parts[:2])
+        try:
+            num = int(parts[2])
+        except ValueError:
+            raise ValueError(f"{what} {text!r}: N = {parts[2]!r} must be a whole number of points") from None
+        if num < 1:
+            raise ValueError(f"{what} {text!r}: N = {num} must be >= 1")
+        return dict(path=path, low=low, high=high, num=num, scale=scale, integer=integer)
+    values = tuple(parse_quantity(v, unit, label) for v in spec.split(","))
+    return dict(path=path, values=values, integer=integer)
+
+
+def knob_assignments(args) -> list[tuple[str, float]]:
+    """``(path, value)`` of the named knob flags (``--hbm-bandwidth`` ...) then of ``--set``."""
+    out = []
+    for flag, (path, unit, _) in KNOB_FLAGS.items():
+        text = getattr(args, flag.replace("-", "_"), None)
+        if text is not None:
+            out.append((path, parse_quantity(text, unit, f"--{flag}")))
+    for text in getattr(args, "set", None) or ():
+        out.append(parse_assignment(text))
+    return out
+
+
 # ----------------------------------------------------------------------------- design point
 
 
-def add_design_arguments(p: argparse.ArgumentParser) -> None:
-    """Flags that define one design point (shared by eval and other subcommands)."""
+def add_design_arguments(p: argparse.ArgumentParser, config: bool = True) -> None:
+    """Flags that define one design point (shared by eval and other subcommands).
+
+    Args:
+      p: the subcommand's parser.
+      config: also add ``--config FILE`` (a design TOML file); a subcommand whose own
+        ``--config`` means something else (``sweep``) passes ``False``.
+    """
     g = p.add_argument_group("design point")
-    g.add_argument("--config", metavar="FILE", help="TOML design file (see hwgrad.config); flags override it")
+    if config:
+        g.add_argument(
+            "--config", metavar="FILE", help="TOML design file (docs/reference/schema.md); flags override it"
+        )
     g.add_argument("--model", help=f"model preset (default {DEFAULTS['model']}); see `hwgrad presets models`")
     g.add_argument(
         "--model-config", metavar="CONFIG_JSON", help="a Hugging Face config.json on disk instead of --model"
@@ -88,10 +310,14 @@ def add_design_arguments(p: argparse.ArgumentParser) -> None:
         "--output-len", type=_positive_int, help=f"output tokens (default {DEFAULTS['output_len']})"
     )
     g.add_argument(
-        "--weight-dtype", help="bf16, fp16, fp8, int8, int4, q8_0, q4_0, mxfp4, fp4 (default bf16)"
+        "--weight-dtype",
+        help="bf16, fp16, fp8, int8, int4, q8_0, q4_0, mxfp4, fp4 (default bf16, as hwgrad.compression(); "
+        "the README's demo passes fp8)",
     )
-    g.add_argument("--kv-dtype", help="KV-cache format (default bf16)")
-    g.add_argument("--act-dtype", help="activation / compute format (default: the weight format's usual)")
+    g.add_argument("--kv-dtype", help="KV-cache format (default bf16, whatever the weight format)")
+    g.add_argument(
+        "--act-dtype", help="activation / compute format (default: the weight format's usual: fp8 -> fp8, else 16-bit)"
+    )
     g.add_argument("--sparsity", type=_fraction, help="pruned fraction of weights (unstructured)")
     g.add_argument("--sparsity-pattern", choices=("dense", "unstructured", "2:4"), help="sparse format")
     g.add_argument("--chip-price-usd", type=_positive_float, help="chip price when the preset has none")
@@ -113,6 +339,21 @@ def add_design_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="ideal roofline: datasheet peaks (no fitted fractions) and no software cost",
     )
+    k = p.add_argument_group(
+        "hardware knobs",
+        "override one number of the design; a bare number is in the unit shown, or give the unit "
+        "(--hbm-bandwidth 4800GB/s, --hop-latency 500ns). Applied after the presets, before --set.",
+    )
+    for flag, (path, unit, text) in KNOB_FLAGS.items():
+        k.add_argument(f"--{flag}", metavar=unit.replace("/", "_").upper() or "X", help=f"{text}, {unit or 'dimensionless'} (= --set {path})")
+    k.add_argument(
+        "--set",
+        action="append",
+        metavar="PATH=VALUE",
+        help="set any number of the design by its dotted path, in SI units or with the path's unit "
+        "(--set workload.kv_block_tokens=32, --set system.chip.tiers.0.bandwidth_bytes_per_s=4.8TB/s); "
+        "repeatable; the paths are listed by hwgrad.paths.numbers(design) and docs/reference/schema.md",
+    )
 
 
 def design_from_args(args) -> dict:
@@ -122,7 +363,8 @@ def design_from_args(args) -> dict:
     from .specs import Efficiency, Workload, replace
     from .validate import validate
 
-    base = config.load(args.config) if args.config else config.empty()
+    design_file = getattr(args, "config", None) if getattr(args, "config_is_design", True) else None
+    base = config.load(design_file) if design_file else config.empty()
     if args.model_config:
         from .hf import model_from_config
 
@@ -176,8 +418,8 @@ def design_from_args(args) -> dict:
     from .validate import whole_number
 
     chips = args.chips
-    if chips is None and args.config and base["system"] is not None and not args.hardware:
-        chips = whole_number(base["system"].n_chips, f"{args.config}: [system].chips")
+    if chips is None and design_file and base["system"] is not None and not args.hardware:
+        chips = whole_number(base["system"].n_chips, f"{design_file}: [system].chips")
     tp = args.tp
     if tp is None and "tp" in base["workload_fields"]:
         tp = whole_number(wl.tp, "workload.tp")
@@ -225,20 +467,20 @@ def design_from_args(args) -> dict:
     elif args.stack:
         eff, eff_label = presets.stack(args.stack), f"stack {args.stack}"
     elif base["efficiency"] is not None:
-        eff, eff_label = base["efficiency"], f"from {args.config}"
+        eff, eff_label = base["efficiency"], f"from {design_file}"
     else:
         eff, eff_label = calibrated_efficiency(), "calibrated (shipped): stack tuned"
     econ = base["economics"] or presets.default_economics()
 
-    validate(system, model, wl, comp, eff, econ)
+    specs = dict(system=system, model=model, workload=wl, compression=comp, efficiency=eff, economics=econ)
+    settings = knob_assignments(args)
+    specs = apply_assignments(specs, settings)
+    validate(**specs)
     notes = list(presets.chip_notes(hw_name)) if hw_name else []
+    if settings:
+        notes.append("set: " + ", ".join(f"{p} = {v:g}" for p, v in settings))
     return dict(
-        system=system,
-        model=model,
-        workload=wl,
-        compression=comp,
-        efficiency=eff,
-        economics=econ,
+        **specs,
         model_name=model_name or "custom",
         hardware_name=hw_name or args.design or "custom",
         efficiency_label=eff_label,
@@ -268,6 +510,24 @@ def _fmt_bytes(b: float) -> str:
 def _num(x) -> float | None:
     v = float(x)
     return v if math.isfinite(v) else None
+
+
+def as_number(x) -> int | float | None:
+    """A JSON number: whole values as ``int`` (batch 32, not 32.0), non-finite as ``None``."""
+    v = float(x)
+    if not math.isfinite(v):
+        return None
+    return int(v) if v.is_integer() and abs(v) < 2**53 else v
+
+
+def _json_value(text):
+    """A preset table cell as JSON: numbers as numbers, words as text."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return as_number(float(text)) if text.strip().lower() not in ("nan", "inf", "-inf") else text
+    except ValueError:
+        return text
 
 
 def report_dict(design: dict, result) -> dict:
@@ -307,14 +567,14 @@ def report_dict(design: dict, result) -> dict:
         "hardware": design["hardware_name"],
         "chips": int(design["system"].n_chips),
         "workload": {
-            k: float(getattr(wl, k))
+            k: as_number(getattr(wl, k))
             for k in ("batch", "prompt_len", "output_len", "tp", "pp", "ep", "dp", "microbatches")
         },
         "compression": {
-            "weight_bits": float(comp.weight_bits + comp.weight_overhead_bits),
-            "kv_bits": float(comp.kv_bits + comp.kv_overhead_bits),
-            "act_bits": float(comp.act_bits),
-            "sparsity": float(comp.sparsity),
+            "weight_bits": as_number(comp.weight_bits + comp.weight_overhead_bits),
+            "kv_bits": as_number(comp.kv_bits + comp.kv_overhead_bits),
+            "act_bits": as_number(comp.act_bits),
+            "sparsity": as_number(comp.sparsity),
             "pattern": comp.pattern,
         },
         "efficiency": design["efficiency_label"],
@@ -325,6 +585,9 @@ def report_dict(design: dict, result) -> dict:
         "tokens_per_s_per_user": float(result.tokens_per_s_per_user),
         "decode_tokens_per_s": float(result.decode_tokens_per_s),
         "energy_j_per_token": _num(result.energy_j_per_token),
+        "energy_j_per_token_with_pue": _num(result.energy_j_per_token * design["economics"].pue),
+        "energy_includes_pue": False,
+        "pue": _num(design["economics"].pue),
         "power_w": _num(result.power_w),
         "usd_per_million_tokens": _num(result.usd_per_million_tokens),
         "tco_usd": _num(result.tco_usd),
@@ -365,6 +628,28 @@ def _capacity_error(design: dict, rep: dict) -> str:
                 "raise tp/pp, lower bits or batch, or add a memory tier"
             )
     return "the design does not fit in memory (see --allow-overflow to report it anyway)"
+
+
+def require_fits(design: dict, result=None) -> None:
+    """Refuse a design whose weights + KV + activations do not fit: the check of every subcommand.
+
+    Args:
+      design: the mapping of [`design_from_args`][hwgrad.cli.design_from_args].
+      result: its [`Result`][hwgrad.cost.Result] if already evaluated (else it is evaluated here).
+
+    Raises:
+      UsageError: one line naming the tier, the bytes needed and the fix.
+    """
+    if result is None:
+        import jax
+
+        from .cost import evaluate_jit
+
+        keys = ("system", "model", "workload", "compression", "efficiency", "economics")
+        result = jax.device_get(evaluate_jit(*(design[k] for k in keys)))
+    rep = report_dict(design, result)
+    if not rep["fits"]:
+        raise UsageError(_capacity_error(design, rep))
 
 
 #: metrics that are defined at every valid design point (the unknown-able ones are None)
@@ -436,8 +721,11 @@ def print_report(rep: dict) -> None:
         known = {k: v for k, v in e.items() if v is not None}
         tot = sum(known.values()) or 1.0
         shares = ", ".join(f"{k} {100 * v / tot:.0f}%" for k, v in known.items())
-        print(f"  energy per token        {ej:.3g} J  (decode: {shares})")
-        print(f"  power                   {rep['power_w']:,.0f} W")
+        print(f"  energy per token        {ej:.3g} J at the chips, PUE excluded  (decode: {shares})")
+        ef = rep["energy_j_per_token_with_pue"]
+        if ef is not None:
+            print(f"  with facility overhead  {ef:.3g} J  (PUE {rep['pue']:g}; energy_j_per_token_with_pue)")
+        print(f"  power                   {rep['power_w']:,.0f} W at the chips, PUE excluded")
     print("cost and carbon")
     usd = rep["usd_per_million_tokens"]
     print(f"  $ per million tokens    {'unknown: pass --chip-price-usd' if usd is None else f'${usd:.3g}'}")
@@ -502,9 +790,14 @@ def cmd_eval(args) -> int:
     )
     result = jax.device_get(result)
     rep = report_dict(design, result)
-    if not rep["fits"] and not args.allow_overflow:
-        raise UsageError(_capacity_error(design, rep))
+    if not args.allow_overflow:
+        require_fits(design, result)
     _require_finite(rep)
+    if args.plot:
+        from .roofline import plot
+
+        written = plot(design, path=args.plot)
+        print(f"wrote {', '.join(str(w) for w in written)}", file=sys.stderr)
     if args.json:
         print(json.dumps(rep, indent=2, allow_nan=False))
     else:
@@ -538,7 +831,11 @@ def cmd_presets(args) -> int:
         rows = presets.table(kinds[kind])
         out[kind] = {name: {k: v for k, v in row.items() if v} for name, row in rows.items()}
     if args.json:
-        print(json.dumps(out, indent=2))
+        typed = {
+            kind: {name: {k: _json_value(v) for k, v in row.items()} for name, row in rows.items()}
+            for kind, rows in out.items()
+        }
+        print(json.dumps(typed, indent=2))
         return 0
     cols = {
         "hardware": ("memory_capacity_GB", "memory_bandwidth_GBps", "bf16_dense_TFLOPS", "tdp_W"),
@@ -570,6 +867,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         description="Differentiable LLM-inference hardware model.",
         epilog="--debug (anywhere on the line) shows the traceback of an internal error.",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"hwgrad {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_eval = sub.add_parser(
@@ -582,6 +882,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p_eval.add_argument(
         "--allow-overflow", action="store_true", help="report designs that do not fit instead of failing"
     )
+    p_eval.add_argument(
+        "--plot",
+        metavar="FILE",
+        help="also draw the per-op roofline of the decode step and the prefill and the time/energy "
+        "breakdown; the extension picks the format (.png, .pdf, .svg)",
+    )
     p_eval.set_defaults(func=cmd_eval)
 
     p_pre = sub.add_parser("presets", help="list presets and their sources")
@@ -593,7 +899,34 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     for register in _extra_commands(argv):
         register(sub)
+    if "sensitivity" in sub.choices:
+        _front_sensitivity(sub.choices["sensitivity"])
     return parser
+
+
+def _front_sensitivity(p: argparse.ArgumentParser) -> None:
+    """``hwgrad sensitivity``: the capacity check of ``eval`` and ``--knob`` groups and globs."""
+    p.add_argument(
+        "--allow-overflow", action="store_true", help="differentiate designs that do not fit instead of failing"
+    )
+    for action in p._actions:
+        if action.dest == "knob":
+            action.help = (
+                "restrict to these knobs: a path (system.network.hop_latency_s), a group (system.chip) or a "
+                "glob (**.bandwidth_bytes_per_s, system.chip.*_efficiency); repeatable"
+            )
+    run = p.get_default("func")
+
+    def front(args) -> int:
+        if args.knob or not args.allow_overflow:
+            design = design_from_args(args)
+            if not args.allow_overflow:
+                require_fits(design)
+            if args.knob:
+                args.knob = expand_knobs(design, args.knob)
+        return run(args)
+
+    p.set_defaults(func=front)
 
 
 #: subcommands defined in other modules (each has ``register_cli(subparsers)``)

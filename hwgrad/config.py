@@ -1,7 +1,7 @@
 """Design points from TOML files: custom chips, memory tiers, networks, models, workloads.
 
 Every table may start from a preset and override fields (SI units, field names as in
-:mod:`hwgrad.specs`)::
+`hwgrad.specs`):
 
     [system]
     hardware = "h100-sxm"          # base chip + network preset
@@ -30,7 +30,7 @@ Every table may start from a preset and override fields (SI units, field names a
     weight_dtype = "fp8"           # or weight_bits = 8.0 ...
 
 Sweep files (``[design]`` as ``hwgrad eval`` flags, ``[sweep]``, ``[[axis]]``) are read here
-too, by :func:`load_sweep`: one loader for every file hwgrad reads. Errors name the file, the
+too, by `load_sweep`: one loader for every file hwgrad reads. Errors name the file, the
 table and the field.
 """
 
@@ -157,7 +157,7 @@ def _is_number(value) -> bool:
 
 
 def empty() -> dict:
-    """What :func:`load` returns for a file that sets nothing."""
+    """What `load` returns for a file that sets nothing."""
     return {
         **dict.fromkeys(("system", "model", "workload", "compression", "economics", "efficiency")),
         "workload_fields": frozenset(),
@@ -334,7 +334,7 @@ _SWEEP_KEYS = {
 
 
 def load_sweep(path: str | os.PathLike) -> dict:
-    """Parse a sweep file (TOML)::
+    """Parse a sweep file (TOML):
 
         [design]                      # the design point: `hwgrad eval` flags
         model = "llama-3.1-70b"

@@ -1,6 +1,6 @@
 """The cost model: roofline per op over memory tiers, collectives, prefill and decode.
 
-One forward pass on one chip of a tensor-parallel group (counts from :mod:`counts`):
+One forward pass on one chip of a tensor-parallel group (counts from `counts`):
 
     t_op   = rmax(flops_op / (peak(act_bits) * flops_eff),
                   max_t sum_c bytes_op,c * f_c,t / (bw_t * bw_eff))  +  launches_op * op_overhead
@@ -10,7 +10,7 @@ One forward pass on one chip of a tensor-parallel group (counts from :mod:`count
 
 where ``c`` ranges over tensor classes (weights, KV cache, activations), ``f_c,t`` is the
 fraction of class ``c`` placed in tier ``t`` and ``rmax`` the roofline maximum of
-:func:`hwgrad.smooth.roofline_max` (exact value, smooth gradient by default). A pipeline of
+`hwgrad.smooth.roofline_max` (exact value, smooth gradient by default). A pipeline of
 ``pp`` stages and ``m`` micro-batches takes ``(m + pp - 1) t_pass(B/m) / pp`` for a
 one-shot prefill (the ``(pp - 1)/(m + pp - 1)`` bubble of GPipe) and
 ``max(m, pp) t_pass(B/m) / pp`` per decode round (micro-batches circulate; stages idle when
@@ -23,9 +23,9 @@ context (exact for the linear growth of KV traffic; the kinks of the roofline ad
 tested error).
 
 Memory time is the maximum over parallel tiers (tiers on a shared channel add up) and
-near-memory compute runs per phase (:mod:`hwgrad.memory`). Energy = idle + active +
+near-memory compute runs per phase (`hwgrad.memory`). Energy = idle + active +
 dynamic (bytes x energy per tier, FLOPs by die and dtype, link bytes), and a pass is slowed
-to keep its average power under the TDP (:mod:`hwgrad.power`).
+to keep its average power under the TDP (`hwgrad.power`).
 Roofline after Williams, Waterman & Patterson, CACM 2009; the decode accounting follows
 "How To Scale Your Model" (jax-ml/scaling-book), inference chapter.
 """
@@ -35,8 +35,6 @@ Roofline after Williams, Waterman & Patterson, CACM 2009; the decode accounting 
 # part is the candidate to move out (next to the serving model of hwgrad/service.py).
 
 from __future__ import annotations
-
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -70,32 +68,32 @@ class PassCost:
     ``energy_compute_j`` (host die + memory-side logic, the latter also in
     ``energy_compute_nmc_j``), ``energy_network_j``, and ``energy_static_j`` = idle
     (``energy_idle_j``) + active clock/stall power (``energy_active_j``) over time
-    (:mod:`hwgrad.power`). ``power_s`` is the time the TDP alone would impose;
-    ``on_memory_fraction`` (per op of :data:`hwgrad.counts.OP_NAMES`) the fraction of each
+    (`hwgrad.power`). ``power_s`` is the time the TDP alone would impose;
+    ``on_memory_fraction`` (per op of `hwgrad.counts.OP_NAMES`) the fraction of each
     op's driving bytes processed by memory-side logic.
     """
 
-    time_s: Any
-    compute_s: Any
-    weights_s: Any
-    kv_cache_s: Any
-    activations_s: Any
-    communication_s: Any
-    overhead_s: Any
-    flops: Any
-    bytes_per_tier: Any
-    link_bytes: Any
-    energy_memory_j: Any
-    energy_compute_j: Any
-    energy_network_j: Any
-    energy_static_j: Any
-    energy_memory_tier_j: Any = None
-    energy_channel_j: Any = None
-    energy_compute_nmc_j: Any = None
-    energy_idle_j: Any = None
-    energy_active_j: Any = None
-    power_s: Any = None
-    on_memory_fraction: Any = None
+    time_s: float | jax.Array
+    compute_s: float | jax.Array
+    weights_s: float | jax.Array
+    kv_cache_s: float | jax.Array
+    activations_s: float | jax.Array
+    communication_s: float | jax.Array
+    overhead_s: float | jax.Array
+    flops: float | jax.Array
+    bytes_per_tier: float | jax.Array
+    link_bytes: float | jax.Array
+    energy_memory_j: float | jax.Array
+    energy_compute_j: float | jax.Array
+    energy_network_j: float | jax.Array
+    energy_static_j: float | jax.Array
+    energy_memory_tier_j: float | jax.Array = None
+    energy_channel_j: float | jax.Array = None
+    energy_compute_nmc_j: float | jax.Array = None
+    energy_idle_j: float | jax.Array = None
+    energy_active_j: float | jax.Array = None
+    power_s: float | jax.Array = None
+    on_memory_fraction: float | jax.Array = None
 
     @property
     def energy_j(self):
@@ -104,7 +102,7 @@ class PassCost:
     def energy_components(self) -> dict:
         """Energy by component, J (all chips): ``compute_host``, ``compute_memory_side``,
         ``memory`` (``(T,)`` per tier), ``channel``, ``network``, ``idle``, ``active``.
-        They sum to :attr:`energy_j`."""
+        They sum to `energy_j`."""
         return {
             "compute_host": self.energy_compute_j - self.energy_compute_nmc_j,
             "compute_memory_side": self.energy_compute_nmc_j,
@@ -116,7 +114,7 @@ class PassCost:
         }
 
     def component_times(self):
-        """``(6,)`` array in the order of :data:`COMPONENTS`."""
+        """``(6,)`` array in the order of `COMPONENTS`."""
         return jnp.stack(
             [
                 self.compute_s,
@@ -132,7 +130,7 @@ class PassCost:
 
 @spec
 class Result:
-    """Everything :func:`evaluate` reports for one design point (all SI units).
+    """Everything `evaluate` reports for one design point (all SI units).
 
     ``fits`` is ``1.0`` when every tier's capacity margin is non-negative.
     ``decode`` is the mean decode step, ``prefill`` the prefill of one batch (static) or
@@ -145,27 +143,27 @@ class Result:
     dollar of TCO and per gram of CO2e.
     """
 
-    tpot_s: Any
-    ttft_s: Any
-    e2e_latency_s: Any
-    tokens_per_s: Any
-    tokens_per_s_per_user: Any
-    decode_tokens_per_s: Any
-    energy_j_per_token: Any
-    power_w: Any
-    usd_per_million_tokens: Any
-    tco_usd: Any
-    gco2e_per_token: Any
-    gco2e_operational_per_token: Any
-    gco2e_embodied_per_token: Any
-    capacity_used_bytes: Any
-    capacity_margin_bytes: Any
-    fits: Any
-    kv_on_low_endurance: Any
-    tier_lifetime_years: Any
+    tpot_s: float | jax.Array
+    ttft_s: float | jax.Array
+    e2e_latency_s: float | jax.Array
+    tokens_per_s: float | jax.Array
+    tokens_per_s_per_user: float | jax.Array
+    decode_tokens_per_s: float | jax.Array
+    energy_j_per_token: float | jax.Array
+    power_w: float | jax.Array
+    usd_per_million_tokens: float | jax.Array
+    tco_usd: float | jax.Array
+    gco2e_per_token: float | jax.Array
+    gco2e_operational_per_token: float | jax.Array
+    gco2e_embodied_per_token: float | jax.Array
+    capacity_used_bytes: float | jax.Array
+    capacity_margin_bytes: float | jax.Array
+    fits: float | jax.Array
+    kv_on_low_endurance: float | jax.Array
+    tier_lifetime_years: float | jax.Array
     decode: PassCost
     prefill: PassCost
-    waves: Any = 1.0
+    waves: float | jax.Array = 1.0
 
     @property
     def tokens_per_joule(self):
@@ -191,7 +189,7 @@ def seconds_per_flop(system: System, compression: Compression):
 
     Peaks double per halving of operand width on tensor cores, so ``1/peak`` is linear in
     bits between the published points; 2:4 sparsity runs at the dense peak on half the
-    FLOPs (see :func:`counts.flop_fraction`).
+    FLOPs (see `counts.flop_fraction`).
     """
     chip = system.chip
     inv = jnp.stack(
@@ -455,14 +453,14 @@ def decode_total(system, model, workload, compression, efficiency, options=Optio
 
 @spec
 class Timing:
-    """Request-level timing of one serving mode (see :func:`serve`)."""
+    """Request-level timing of one serving mode (see `serve`)."""
 
-    ttft_s: Any
-    tpot_s: Any
-    e2e_s: Any
-    tokens_per_s: Any
-    energy_j_per_token: Any
-    waves: Any
+    ttft_s: float | jax.Array
+    tpot_s: float | jax.Array
+    e2e_s: float | jax.Array
+    tokens_per_s: float | jax.Array
+    energy_j_per_token: float | jax.Array
+    waves: float | jax.Array
     prefill: PassCost
     decode_step: PassCost
 
@@ -498,7 +496,7 @@ def serve(system, model, workload, compression, efficiency, options=Options()) -
     per output token of one replica in the serving mode ``workload.batching``.
 
     * ``static``: a prefill of the batch, then ``output_len`` decode steps as the context
-      grows (Gauss-Legendre quadrature), in :func:`static_waves` back-to-back waves;
+      grows (Gauss-Legendre quadrature), in `static_waves` back-to-back waves;
       tokens/s = ``dp B O / e2e``.
     * ``continuous`` (concurrency ``C = batch``): in steady state the sequences in flight
       are spread evenly over their decode, so one step reads the KV cache of ``C``
@@ -601,12 +599,12 @@ def evaluate(
       workload: batch, prompt/output lengths and parallelism.
       compression: numeric formats and sparsity.
       efficiency: achieved fractions and overheads (default: the calibrated set,
-        :func:`hwgrad.calibrated_efficiency`; ``Efficiency.speed_of_light()`` for the ideal).
-      economics: prices and carbon (default: :func:`hwgrad.presets.default_economics`).
+        `hwgrad.calibrated_efficiency`; ``Efficiency.speed_of_light()`` for the ideal).
+      economics: prices and carbon (default: `hwgrad.presets.default_economics`).
       options: static evaluation options.
 
     Returns:
-      A :class:`Result` pytree of scalars (and per-tier arrays).
+      A `Result` pytree of scalars (and per-tier arrays).
     """
     if efficiency is None:
         from .calibrated import calibrated_efficiency

@@ -1,7 +1,7 @@
 """Hardware-free counts: parameters, FLOPs, bytes and collective message sizes.
 
-Everything here is a pure ``jnp`` function of a :class:`~hwgrad.specs.Model`, a
-:class:`~hwgrad.specs.Compression` and a :class:`~hwgrad.specs.Workload` - no bandwidths,
+Everything here is a pure ``jnp`` function of a `Model`, a
+`Compression` and a `Workload` - no bandwidths,
 no FLOP rates - so the same counts serve the roofline, capacity checks and energy.
 
 Conventions (one multiply-add = 2 FLOP):
@@ -29,7 +29,7 @@ Conventions (one multiply-add = 2 FLOP):
 * Expert parallelism (``ep`` ranks of ``E / ep`` experts): the step waits for the busiest
   rank, so the MoE op counts the expected maximum over ranks of the distinct experts
   (weights streamed) and of the routed (token, expert) pairs (FLOPs, all-to-all bytes) -
-  :func:`ep_busiest_rank_load` (exact moments, exchangeable-correlation correction, a
+  `ep_busiest_rank_load` (exact moments, exchangeable-correlation correction, a
   matched binomial at small counts and Cornish-Fisher at large ones; within 5 % of a Monte
   Carlo). DeepSeek-V3 at batch 1, EP 8: 2.56 experts on the busiest rank vs a mean of 1.
   ``OpCounts.flops_mean`` / ``weight_bytes_mean`` keep the mean over ranks for energy.
@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -250,7 +249,7 @@ def _discrete_expected_min(mean, var, p):
 
 def _expected_max(mean, var, skew, rho, p, upper, lower, discrete):
     """Expected maximum over ``p`` exchangeable counts with the given marginal moments and
-    pairwise correlation ``rho`` (see :func:`ep_busiest_rank_load`)."""
+    pairwise correlation ``rho`` (see `ep_busiest_rank_load`)."""
     var_eff = jnp.maximum(var, 0.0) * (1.0 - rho)
     sd = _safe_sqrt(var_eff)
     m1, m2 = normal_max_moments(p)
@@ -268,7 +267,7 @@ def ep_busiest_rank_load(n_experts, top_k, n_tokens, ep):
     it (its FLOPs and its all-to-all receive volume) and ``Y_r`` = distinct experts it
     touches (the expert weights it streams). The step waits for the busiest rank, so the
     cost model needs ``E[max_r X_r]`` and ``E[max_r Y_r]`` (the means are ``T k / ep`` and
-    :func:`expected_distinct_experts` ``/ ep``).
+    `expected_distinct_experts` ``/ ep``).
 
     Exact marginal moments:
 
@@ -429,12 +428,12 @@ OP_NAMES = (
 
 @spec
 class OpCounts:
-    """Per-chip work of one forward pass, one entry per op in :data:`OP_NAMES`.
+    """Per-chip work of one forward pass, one entry per op in `OP_NAMES`.
 
     All arrays have shape ``(len(OP_NAMES),)`` and are totals over every layer that runs
     the op on one chip of a tensor-parallel group (before dividing by pipeline stages).
     With expert parallelism the MoE entries are those of the busiest rank (the step waits
-    for it, :func:`ep_busiest_rank_load`); ``flops_mean`` / ``weight_bytes_mean`` are the
+    for it, `ep_busiest_rank_load`); ``flops_mean`` / ``weight_bytes_mean`` are the
     averages over the chips, for energy.
 
     Attributes:
@@ -448,15 +447,15 @@ class OpCounts:
         (equal to them except for the MoE op under expert parallelism).
     """
 
-    flops: Any
-    weight_bytes: Any
-    kv_read_bytes: Any
-    kv_write_bytes: Any
-    act_bytes: Any
-    out_bytes: Any
-    launches: Any
-    flops_mean: Any = None
-    weight_bytes_mean: Any = None
+    flops: float | jax.Array
+    weight_bytes: float | jax.Array
+    kv_read_bytes: float | jax.Array
+    kv_write_bytes: float | jax.Array
+    act_bytes: float | jax.Array
+    out_bytes: float | jax.Array
+    launches: float | jax.Array
+    flops_mean: float | jax.Array = None
+    weight_bytes_mean: float | jax.Array = None
 
     def __post_init__(self):
         if self.flops_mean is None:
@@ -483,15 +482,15 @@ class CommCounts:
         rank (the busiest rank's routed tokens x ``d_model``).
     """
 
-    tp_allreduce_bytes: Any
-    tp_allreduce_calls: Any
-    ep_alltoall_bytes: Any
-    ep_alltoall_calls: Any
-    ep_allreduce_calls: Any
-    pp_p2p_bytes: Any
-    pp_p2p_calls: Any
-    tp_allreduce_chips: Any = None
-    ep_allreduce_bytes: Any = None
+    tp_allreduce_bytes: float | jax.Array
+    tp_allreduce_calls: float | jax.Array
+    ep_alltoall_bytes: float | jax.Array
+    ep_alltoall_calls: float | jax.Array
+    ep_allreduce_calls: float | jax.Array
+    pp_p2p_bytes: float | jax.Array
+    pp_p2p_calls: float | jax.Array
+    tp_allreduce_chips: float | jax.Array = None
+    ep_allreduce_bytes: float | jax.Array = None
 
 
 def kv_shard_factor(m: Model, tp):
@@ -514,7 +513,7 @@ def kv_cache_split(m: Model, w: Workload):
     """Ways one replica's KV cache is divided over its ``tp`` chips (per pipeline stage).
 
     Attention-DP groups hold disjoint sequences (``attention_dp`` ways); inside a group
-    the cache is split as :func:`kv_shard_factor` of the group's chips. Without
+    the cache is split as `kv_shard_factor` of the group's chips. Without
     attention-DP this is ``kv_shard_factor(m, tp)``.
     """
     return kv_shard_factor(m, attention_group_chips(w)) * w.attention_dp
@@ -763,7 +762,7 @@ def weight_bytes_resident(m: Model, c: Compression, w: Workload):
 
 def kv_bytes_resident(m: Model, c: Compression, w: Workload):
     """KV-cache bytes held by one chip at the end of the request (prompt + output);
-    attention-DP groups hold disjoint sequences (:func:`kv_cache_split`)."""
+    attention-DP groups hold disjoint sequences (`kv_cache_split`)."""
     m, c = pruning.resolve(m, c)
     total = kv_cache_bytes(m, c, w.batch, w.prompt_len + w.output_len)
     return total / (kv_cache_split(m, w) * w.pp)

@@ -1,14 +1,14 @@
 """The design mapping that sweeps, sensitivities and calibration vary, and its result paths.
 
 A *design* is the mapping ``{system, model, workload, compression, efficiency, economics}``
-of :func:`hwgrad.evaluate`'s arguments (:data:`ROOTS`); :func:`design` fills the defaults
+of `hwgrad.evaluate`'s arguments (`ROOTS`); `design` fills the defaults
 (16-bit compression, the shipped calibration, the default economics). Every number in it is
-addressed by a dotted path of :mod:`hwgrad.paths` (``system.chip.tiers.0.bandwidth_bytes_per_s``,
+addressed by a dotted path of `hwgrad.paths` (``system.chip.tiers.0.bandwidth_bytes_per_s``,
 ``workload.batch``, ``compression.weight_bits.3``), and so is every number of the
-:class:`~hwgrad.Result` it evaluates to (``tpot_s``, ``decode.weights_s``,
-``capacity_margin_bytes.0``: :func:`result_index`). A point of a sweep or a sensitivity is
-the base design with a few leaves replaced (:func:`set_leaves` on the flattened leaves, so one
-compiled program serves every value); :func:`design_digest` hashes a design (structure and
+`Result` it evaluates to (``tpot_s``, ``decode.weights_s``,
+``capacity_margin_bytes.0``: `result_index`). A point of a sweep or a sensitivity is
+the base design with a few leaves replaced (`set_leaves` on the flattened leaves, so one
+compiled program serves every value); `design_digest` hashes a design (structure and
 every leaf's bytes) so compiled programs and resumable files can recognise it.
 """
 
@@ -64,12 +64,12 @@ INTEGER_FIELDS = frozenset(
 
 
 def design(system, model, workload, compression=None, efficiency=None, economics=None) -> dict:
-    """The design mapping a sweep varies, with the defaults of :func:`hwgrad.evaluate`.
+    """The design mapping a sweep varies, with the defaults of `hwgrad.evaluate`.
 
     Args:
       system, model, workload, compression: specs (``compression`` default: 16-bit).
-      efficiency: default :func:`hwgrad.calibrated_efficiency`.
-      economics: default :func:`hwgrad.presets.default_economics`.
+      efficiency: default `hwgrad.calibrated_efficiency`.
+      economics: default `hwgrad.presets.default_economics`.
 
     Returns:
       ``{"system", "model", "workload", "compression", "efficiency", "economics"}``.

@@ -1,4 +1,4 @@
-"""Named numeric formats -> :class:`~hwgrad.specs.Compression` fields.
+"""Named numeric formats -> `Compression` fields.
 
 Storage bits include group-quantisation metadata amortised per element:
 
@@ -62,7 +62,7 @@ def compression(
     sparsity: float = 0.0,
     pattern: str = "dense",
 ) -> Compression:
-    """A :class:`Compression` from format names (``kv`` defaults to 16-bit, activations
+    """A `Compression` from format names (``kv`` defaults to 16-bit, activations
     to the weight format's usual compute width)."""
     w_bits, w_over, w_act = lookup(weight_dtype, "weight_dtype")
     kv_bits, kv_over, _ = lookup("bf16" if kv_dtype is None else kv_dtype, "kv_dtype")

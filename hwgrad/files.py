@@ -74,7 +74,7 @@ def json_with_checksum(payload: dict) -> bytes:
 
 
 def read_checked_json(path: str | os.PathLike, what: str, fix: str) -> dict:
-    """A JSON object written by :func:`json_with_checksum`; a one-line ``ValueError`` naming
+    """A JSON object written by `json_with_checksum`; a one-line ``ValueError`` naming
     the file when it is unreadable, not JSON, not an object, or fails its checksum."""
     path = Path(path)
     try:

@@ -59,7 +59,7 @@ def _list(cfg: dict, key: str, where: str) -> list:
 
 
 def model_from_config(path: str | Path) -> Model:
-    """Build a :class:`~hwgrad.specs.Model` from a ``config.json`` file.
+    """Build a `Model` from a ``config.json`` file.
 
     Raises:
       ValueError: unreadable file, unsupported ``model_type`` or a missing/invalid field
@@ -82,7 +82,7 @@ def model_from_config(path: str | Path) -> Model:
 
 
 def model_from_dict(cfg: dict, where: str = "config") -> Model:
-    """:func:`model_from_config` for an already-parsed config dictionary."""
+    """`model_from_config` for an already-parsed config dictionary."""
     if not isinstance(cfg, dict):
         raise ValueError(f"{where}: a config.json is one JSON object {{...}}, not a {type(cfg).__name__}")
     kind = cfg.get("model_type")

@@ -2,7 +2,7 @@
 
 The schema is the one of ``presets/data/calibration.csv`` (see ``presets/data/README.md``):
 one measurement per row, with the model and hardware as preset slugs, the parallel layout,
-the static batch, the dtypes, a metric and its value. :func:`read_measurements` checks every
+the static batch, the dtypes, a metric and its value. `read_measurements` checks every
 cell at the edge and raises one ``ValueError`` naming the file, the line and the column:
 
     data.csv:7: column 'weight_dtype': 'int3' is not a known format: did you mean int4, int8?
@@ -65,9 +65,9 @@ class Measurement:
         the defaults above when blank).
       batch, input_len, output_len: static batch (sequences, prompt and output tokens).
       weight_dtype, kv_dtype: format names (``kv_dtype`` ``"bf16"`` when blank).
-      metric: one of :data:`METRICS`; value: the measurement in the metric's unit.
+      metric: one of `METRICS`; value: the measurement in the metric's unit.
       software: serving stack text ("" when absent).
-      batching: serving mode, one of :data:`BATCHING` (``static`` when blank or absent).
+      batching: serving mode, one of `BATCHING` (``static`` when blank or absent).
       defaulted: names of the columns that were blank and took a default.
     """
 
@@ -219,7 +219,7 @@ def read_measurements(path: str | Path, skip_unknown: bool = False) -> Measureme
         instead of raising.
 
     Returns:
-      A :class:`MeasurementSet` with the rows in file order.
+      A `MeasurementSet` with the rows in file order.
 
     Raises:
       ValueError: naming the file, line and column of the first bad cell (malformed CSV,

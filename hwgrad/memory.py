@@ -2,7 +2,7 @@
 placement, and compute inside a tier.
 
 **Effective bandwidth** of tier ``t`` for reads of tensor class ``c`` (contiguous chunks of
-``chunk_c`` bytes, :func:`hwgrad.counts.read_chunk_bytes`):
+``chunk_c`` bytes, `hwgrad.counts.read_chunk_bytes`):
 
     bw_eff[c, t] = bw_t * eta_bw * chunk_c / (g_t * ceil(chunk_c / g_t))        (granularity)
                           * min(1, prefetch_t / (latency_t * bw_t))             (Little's law)
@@ -17,9 +17,9 @@ C2C) are read concurrently, so the memory time of an op is the maximum over *gro
                            sum_{t in g} bytes_t / (bw_link_g * eta_bw) )
 
 where a group is one tier with its own interface (the second term is then absent), or all
-tiers behind one shared :class:`~hwgrad.specs.Channel` (CXL memory behind the PCIe link):
+tiers behind one shared `Channel` (CXL memory behind the PCIe link):
 their times add up and the link bounds their combined bytes. The value is the exact
-maximum; the gradient is that of the p-norm surrogate (:func:`hwgrad.smooth.roofline_max`),
+maximum; the gradient is that of the p-norm surrogate (`hwgrad.smooth.roofline_max`),
 so an optimiser splitting data over two tiers of bandwidths ``b1, b2`` is driven towards
 ``f1 / f2 = (b1 / b2)^(p / (p - 1))`` (the surrogate's stationary point), which tends to the
 bandwidth-proportional split ``b1 / b2`` of the exact model as ``p`` grows (p = 8: 2.21 for
@@ -49,7 +49,7 @@ and streams ``b / 8`` bytes per weight, i.e. ``2 x 8 / b`` FLOP per weight byte 
 2 for int8); dequantising the weight (scale multiply) runs in the weight-decode stage ahead of
 the MAC array at the weight rate and is counted inside that figure (the "~2 x 8 / bits FLOP per
 weight byte for dequant + MAC" rule of issue 11). Logic sized at fewer FLOP per internal byte
-is compute-bound at batch 1 (see :func:`hwgrad.presets.designs.pim_tier`).
+is compute-bound at batch 1 (see `hwgrad.presets.designs.pim_tier`).
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ _OP_KIND = ("gemv", "attention", "attention", "gemv", "gemv", "gemv", None)
 
 
 def stacked_tiers(system) -> MemoryTier:
-    """The chip's tiers as one :class:`MemoryTier` whose numeric leaves have shape ``(T,)``
+    """The chip's tiers as one `MemoryTier` whose numeric leaves have shape ``(T,)``
     (static fields, which may differ per tier, are dropped)."""
     numeric = [f.name for f in dataclasses.fields(MemoryTier) if not f.metadata.get("static")]
     tiers = system.chip.tiers
@@ -189,7 +189,7 @@ def channel_groups(chip) -> tuple[np.ndarray, tuple[int, ...]]:
 
 
 def group_link_bandwidth(chip, bandwidth_efficiency):
-    """``(K,)`` achievable bandwidth of the shared-channel groups of :func:`channel_groups`
+    """``(K,)`` achievable bandwidth of the shared-channel groups of `channel_groups`
     (the link's bandwidth x ``bandwidth_efficiency``)."""
     _, which = channel_groups(chip)
     ks = [k for k in which if k >= 0]
@@ -207,7 +207,7 @@ def parallel_memory_time(tier_time, tier_bytes, groups, n_channel_groups: int, l
     Args:
       tier_time: ``(T, ...)`` time each tier's interface needs (its bytes / its bandwidth).
       tier_bytes: ``(T, ...)`` bytes crossing each tier's interface.
-      groups: static ``(G, T)`` matrix of :func:`channel_groups`.
+      groups: static ``(G, T)`` matrix of `channel_groups`.
       n_channel_groups: how many of the last rows of ``groups`` are shared channels.
       link_bw: ``(n_channel_groups,)`` achievable bandwidth of those channels.
 
@@ -285,14 +285,14 @@ def near_memory_times(
     """Per-tier, per-op in-memory time and the quantities energy needs.
 
     Args:
-      tiers: stacked :class:`MemoryTier` (leaves of shape ``(T,)``).
+      tiers: stacked `MemoryTier` (leaves of shape ``(T,)``).
       mask: static ``(T, O)`` offload mask.
       driver_bytes: ``(O,)`` bytes of each op's driving class.
       driver_frac: ``(T, O)`` fraction of those bytes placed in each tier.
       driver_bw: ``(T, O)`` effective external bandwidth of each tier for that class.
       flops: ``(O,)`` FLOPs per op.
       out_bytes: ``(O,)`` output bytes per op.
-      unit_bytes: ``(O,)`` bytes of one output row's inputs (:func:`nmc_unit_bytes`).
+      unit_bytes: ``(O,)`` bytes of one output row's inputs (`nmc_unit_bytes`).
       act_bits: activation width (sets the logic's rate and energy per FLOP).
       flops_efficiency: achieved fraction of the logic's peak.
 
@@ -328,7 +328,7 @@ def near_memory_times(
 
 
 class OpCosts(NamedTuple):
-    """Per-op times and per-tier traffic of one pass on one chip (:func:`op_costs`).
+    """Per-op times and per-tier traffic of one pass on one chip (`op_costs`).
 
     Attributes:
       time: ``(O,)`` roofline time of each op (compute, memory groups, memory-side logic).
@@ -443,10 +443,10 @@ def op_costs(
     memory-side logic (module docstring).
 
     Args:
-      chip: the :class:`~hwgrad.specs.Chip` (static structure: channels, policies).
-      tiers: :func:`stacked_tiers` of it.
-      bw: ``(C, T)`` :func:`effective_bandwidth`.
-      frac: ``(C, T)`` :func:`class_fractions`.
+      chip: the `Chip` (static structure: channels, policies).
+      tiers: `stacked_tiers` of it.
+      bw: ``(C, T)`` `effective_bandwidth`.
+      frac: ``(C, T)`` `class_fractions`.
       class_bytes: ``(C, O)`` bytes of each class each op moves.
       flops, out_bytes, unit_bytes: ``(O,)`` per op.
       t_flop: host seconds per FLOP (1 / achieved peak at the activation width).

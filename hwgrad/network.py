@@ -8,10 +8,10 @@ it the collective library's kernel achieves and ``sync`` the library's per-call 
 synchronisation cost. ``n`` is the full vector per chip (the all-reduce buffer).
 
 Hardware and software are separate inputs. The **hardware** terms live on
-:class:`~hwgrad.specs.Network`: hop latency ``h``, per-message endpoint latency ``e``, link
+`Network`: hop latency ``h``, per-message endpoint latency ``e``, link
 bandwidth ``B``, the reduction throughput of a reducing switch ``B_sw`` and the size ``D`` of
 the scale-up domain. The **software** terms (``sync``, ``f`` per algorithm, which algorithms
-exist) are a named entry of :data:`COLLECTIVE_IMPLEMENTATIONS`; ``"ideal"`` (no sync cost,
+exist) are a named entry of `COLLECTIVE_IMPLEMENTATIONS`; ``"ideal"`` (no sync cost,
 ``f = 1``, every algorithm) is the hardware's speed of light.
 
 All-reduce algorithms (``s(p) = hops_d h + (p - 1) e`` is one signalling round: every rank
@@ -48,7 +48,7 @@ Anchors (``interconnect.csv``, measured rows; reproduced within 15 % by ``tests/
   (``ib-ndr`` row).
 * NVLink SHARP reduction throughput ``B_sw = 480 / (2 x 7/8) = 274 GB/s`` per port: the NVLS
   bus bandwidth on 8x H100 (``nccl-allreduce-8xh100-nvls``, bus bw = ``2(p-1)/p`` x algbw).
-* Implementations: see :data:`COLLECTIVE_IMPLEMENTATIONS` (each entry names its row).
+* Implementations: see `COLLECTIVE_IMPLEMENTATIONS` (each entry names its row).
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ COLLECTIVE_IMPLEMENTATIONS: dict[str, CollectiveImplementation] = {
 
 
 def implementation(name: str) -> CollectiveImplementation:
-    """The entry ``name`` of :data:`COLLECTIVE_IMPLEMENTATIONS` (``ValueError`` if unknown)."""
+    """The entry ``name`` of `COLLECTIVE_IMPLEMENTATIONS` (``ValueError`` if unknown)."""
     if name not in COLLECTIVE_IMPLEMENTATIONS:
         raise ValueError(
             f"collective implementation = {name!r}: unknown; use one of {', '.join(COLLECTIVE_IMPLEMENTATIONS)}"
@@ -225,7 +225,7 @@ def _impl(implementation):
 
 
 def _stack(net: Network, impl: CollectiveImplementation, sync, columns: dict, ref):
-    """``(..., 5)`` times in :data:`ALGORITHMS` order; ``inf`` where the fabric or the library
+    """``(..., 5)`` times in `ALGORITHMS` order; ``inf`` where the fabric or the library
     does not offer the algorithm."""
     available = {
         "ring": True,
@@ -248,13 +248,13 @@ def _sync(impl: CollectiveImplementation, sync_s):
 
 
 def allreduce_algorithms_s(net: Network, n_bytes, p, implementation="ideal", sync_s=None):
-    """All-reduce time of each algorithm in :data:`ALGORITHMS` (``inf`` if unavailable).
+    """All-reduce time of each algorithm in `ALGORITHMS` (``inf`` if unavailable).
 
     Args:
       net: the network (hardware terms).
       n_bytes: buffer per chip, bytes.
       p: chips in the group.
-      implementation: name (or entry) of :data:`COLLECTIVE_IMPLEMENTATIONS`.
+      implementation: name (or entry) of `COLLECTIVE_IMPLEMENTATIONS`.
       sync_s: per-call software cost, s; default the implementation's.
     """
     impl = _impl(implementation)
@@ -340,7 +340,7 @@ def allreduce_s(
 ):
     """All-reduce of ``n_bytes`` per chip over ``p`` chips with the cheapest algorithm.
 
-    Zero for ``p <= 1``; ``mode`` as in :func:`hwgrad.smooth.roofline_max`. With a
+    Zero for ``p <= 1``; ``mode`` as in `hwgrad.smooth.roofline_max`. With a
     ``scaleout`` network, groups larger than ``net.domain_size`` use the hierarchical
     all-reduce of the module docstring; without one the domain size is ignored.
     """

@@ -195,7 +195,7 @@ def replace(tree, path: str, value):
     """A copy of ``tree`` with the number, whole array or whole sub-spec at ``path`` replaced.
 
     Traceable: ``value`` may be a tracer. A group path (``system.chip``) takes a spec of the
-    same kind (a :class:`~hwgrad.specs.Chip`).
+    same kind (a `Chip`).
     """
     index = Index(tree)
     if path in index.position or any(path.startswith(p + ".") for p in index.position):

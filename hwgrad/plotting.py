@@ -1,14 +1,15 @@
 """One figure style for the CLI, the co-design report and ``experiments/``.
 
-Publication grade by default: every axis label carries its unit (:func:`axis_label`), log axes
-get plain-number ticks (:func:`readable_log_ticks`), legends sit outside the data
-(:func:`legend_outside`), and :func:`save` writes PNG (200 dpi), PDF and SVG side by side so a
+Publication grade by default: every axis label carries its unit (`axis_label`), log axes
+get plain-number ticks (`readable_log_ticks`), legends sit outside the data
+(`legend_outside`), and `save` writes PNG (200 dpi), PDF and SVG side by side so a
 figure can go straight into a paper. matplotlib is imported lazily: ``hwgrad eval`` never pays
 for it.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 __all__ = ["STYLE", "axis_label", "figure", "legend_outside", "readable_log_ticks", "save"]
@@ -69,7 +70,11 @@ def readable_log_ticks(ax, axis: str = "both") -> None:
         target = ax.xaxis if name == "x" else ax.yaxis
         if (ax.get_xscale() if name == "x" else ax.get_yscale()) != "log":
             continue
-        target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=8))
+        lo, hi = (ax.get_xlim() if name == "x" else ax.get_ylim())
+        decades = abs(math.log10(max(hi, 1e-300)) - math.log10(max(lo, 1e-300))) if lo > 0 and hi > 0 else 9
+        # 1-2-5 ticks over a few decades, decades only over a wide range (no overlapping labels)
+        subs = (1.0, 2.0, 5.0) if decades <= 3 else (1.0, 3.0) if decades <= 5 else (1.0,)
+        target.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
         target.set_major_formatter(FuncFormatter(fmt))
         target.set_minor_formatter(NullFormatter())
 

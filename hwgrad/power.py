@@ -13,7 +13,7 @@ pipeline occupancy ``m / slots``):
 
 so the average power ``E / t'`` never exceeds the TDP: when it would, the step slows (DVFS
 under a power cap). The maximum is exact in value with the smooth gradient of
-:func:`hwgrad.smooth.roofline_max`, like the other rooflines.
+`hwgrad.smooth.roofline_max`, like the other rooflines.
 
 Sources and choices:
 
@@ -23,14 +23,14 @@ Sources and choices:
   idle on HBM GPUs). It covers the board's own main memory (the measurement is board power).
 * ``P_idle,t`` (``MemoryTier.idle_power_w``): added tiers (HBF, CXL, HBM4 stacks of a design)
   idle at ``devices x power_per_device_W (memory_tech.csv) x idle share``; the idle share is an
-  ASSUMPTION argument of :func:`hwgrad.presets.memory_tier` (the data set gives none).
+  ASSUMPTION argument of `hwgrad.presets.memory_tier` (the data set gives none).
 * ``e_t``, ``e_nmc,t``: memory_tech.csv / energy_ops.csv pJ/bit (interface) and the
   near-memory designs' internal energies; ``e_k`` per shared channel (SerDes 5.5 pJ/bit).
 * ``e_flop``: the host's dynamic energy per bf16 FLOP. energy_ops.csv has Horowitz's 45 nm
   arithmetic (16-bit fp multiply 1.1 pJ + add 0.4 pJ = 0.75 pJ/FLOP), which exceeds what a
   4-5 nm chip can draw at its peak (H100: 0.71 pJ/FLOP would be the whole 700 W); no scaled
   per-node figure is cited. Presets therefore take the upper bound left by the TDP at peak
-  FLOPs once idle and peak memory power are paid (:func:`hwgrad.presets.energy_j_per_flop_from_tdp`).
+  FLOPs once idle and peak memory power are paid (`hwgrad.presets.energy_j_per_flop_from_tdp`).
 * ``a`` (``Chip.active_power_fraction``): power a busy GPU draws beyond idle that bytes and
   FLOPs do not explain (clocks up, SMs stalled on memory); range [0, 0.6], default 0 until it
   is fitted per vendor family on the energy rows of calibration.csv (A100, H100).
@@ -49,7 +49,7 @@ __all__ = ["PassPower", "tdp_known", "idle_power_w", "active_power_w", "pass_pow
 
 
 class PassPower(NamedTuple):
-    """Time and energy of one pass on one chip (:func:`pass_power`).
+    """Time and energy of one pass on one chip (`pass_power`).
 
     Attributes:
       time_s: wall time after the power roofline.
@@ -134,8 +134,8 @@ def pass_power(
     """Energy of one pass on one chip and its time under the TDP (module docstring).
 
     Args:
-      chip: the :class:`~hwgrad.specs.Chip`.
-      tiers: stacked tiers (:func:`hwgrad.memory.stacked_tiers`).
+      chip: the `Chip`.
+      tiers: stacked tiers (`hwgrad.memory.stacked_tiers`).
       act_bits: activation width (energy per FLOP scales with ``act_bits / 16``).
       host_flops: FLOPs on the host die.
       nmc_flops, interface_bytes, internal_bytes: ``(T,)`` per tier.

@@ -3,9 +3,9 @@
 Structured pruning removes whole rows, columns, heads or layers, so the pruned network is a
 smaller dense transformer: it needs no sparse format and no special kernels, and every count
 (parameters, bytes, FLOPs, KV cache, activations, collective messages) follows from the new
-shapes. :func:`apply` maps a :class:`~hwgrad.specs.Model` and the keep fractions of a
-:class:`~hwgrad.specs.Compression` to that smaller model, with relaxed (possibly
-fractional) shape leaves so that co-design can differentiate through them::
+shapes. `apply` maps a `Model` and the keep fractions of a
+`Compression` to that smaller model, with relaxed (possibly
+fractional) shape leaves so that co-design can differentiate through them:
 
     n_layers'     = sum(layer_keep_gates)          (or n_layers x layers_kept_fraction)
     d_model'      = d_model x hidden_kept_fraction (SliceGPT: the residual stream)
@@ -16,22 +16,22 @@ fractional) shape leaves so that co-design can differentiate through them::
 ``head_dim`` is unchanged (heads are removed whole). Dense-prefix layers of MoE models keep
 their identity: with gates, ``n_dense_layers' = sum(gates[:n_dense_layers])``; without, the
 dense and MoE layers shrink in proportion; sliding-window layers always shrink in proportion
-(which layers slide is not part of :class:`~hwgrad.specs.Model`).
+(which layers slide is not part of `Model`).
 
-The cost model calls :func:`resolve` once where it receives the model
-(:func:`hwgrad.cost.forward_pass`, :func:`hwgrad.cost.capacity_used_bytes`,
-:func:`hwgrad.cost.evaluate`); ``resolve`` returns the pruned model together with a
+The cost model calls `resolve` once where it receives the model
+(`hwgrad.cost.forward_pass`, `hwgrad.cost.capacity_used_bytes`,
+`hwgrad.cost.evaluate`); ``resolve`` returns the pruned model together with a
 compression whose keep fractions are reset to one, so applying it twice is harmless.
 
 Not counted: SliceGPT's residual "shortcut" matrices (``Q_l^T Q_(l+1)``, one
 ``d_model' x d_model'`` matrix per residual connection, two per layer; Ashkboos et al. 2024,
-sec. 3.3): :func:`slicing_shortcut_params` gives their size. With them, 30 % slicing of
+sec. 3.3): `slicing_shortcut_params` gives their size. With them, 30 % slicing of
 Llama-2-7B/13B removes 22 % of the parameters (BlockPruner reports 21.5 %); without, 30 %.
 
-:func:`round_to_legal` turns relaxed fractions into ones that give whole, legal shapes (at
+`round_to_legal` turns relaxed fractions into ones that give whole, legal shapes (at
 least one layer and one KV head, query heads a multiple of the KV heads, TP divisibility),
-like the other integers rounded at the end of co-design; :func:`check_shapes` raises the
-one-line errors that :func:`hwgrad.validate.validate` reports.
+like the other integers rounded at the end of co-design; `check_shapes` raises the
+one-line errors that `hwgrad.validate.validate` reports.
 
 References:
   Ashkboos et al., "SliceGPT: Compress Large Language Models by Deleting Rows and Columns",
@@ -94,7 +94,7 @@ def apply(m: Model, c: Compression) -> Model:
         ``(n_layers,)``, values in [0, 1]) are used.
 
     Returns:
-      A :class:`~hwgrad.specs.Model` with ``n_layers``, ``n_dense_layers``,
+      A `Model` with ``n_layers``, ``n_dense_layers``,
       ``n_sliding_layers``, ``d_model``, ``d_ff``, ``moe_d_ff``, ``n_heads`` and
       ``n_kv_heads`` scaled as in the module docstring.
     """
@@ -148,7 +148,7 @@ def params_removed_fraction(m: Model, c: Compression):
 
 
 def slicing_shortcut_params(m: Model, c: Compression, matrices_per_layer=2.0):
-    """Parameters of SliceGPT's residual shortcut matrices (not part of :func:`apply`).
+    """Parameters of SliceGPT's residual shortcut matrices (not part of `apply`).
 
     ``matrices_per_layer x n_layers' x d_model'^2``, zero without hidden slicing. SliceGPT
     rotates the residual stream at both RMSNorms of a block, so each of the two residual
@@ -181,7 +181,7 @@ def round_to_legal(
       replicated); GQA: query heads a whole multiple of the KV heads (whole groups) and
       divisible by ``tp``; MHA: query heads = KV heads, divisible by ``tp``;
     * sliced hidden size: a multiple of ``hidden_multiple`` (default: the kept query-head
-      count, the rule :func:`check_shapes` enforces); FFN width: a multiple of
+      count, the rule `check_shapes` enforces); FFN width: a multiple of
       ``ffn_multiple x tp``.
 
     Args:
@@ -274,10 +274,10 @@ def check_fractions(c: Compression) -> None:
 def check_shapes(m: Model, c: Compression, tp=1.0) -> None:
     """Raise a one-line ``ValueError`` when the pruned shapes are not legal.
 
-    Checks :func:`check_fractions`, a gate vector of length ``n_layers``, then that the
+    Checks `check_fractions`, a gate vector of length ``n_layers``, then that the
     pruned model has whole layer/head/width counts, at least one KV head, query heads a
     multiple of the KV heads, a sliced hidden size that is a whole multiple of the query
-    heads, and heads/FFN width divisible by ``tp``. The fix names :func:`round_to_legal`.
+    heads, and heads/FFN width divisible by ``tp``. The fix names `round_to_legal`.
     """
     check_fractions(c)
     if not is_pruned(c):

@@ -1,7 +1,7 @@
 """Sensitivity: which knob matters most, as elasticities ``d log(metric) / d log(knob)``.
 
 At one design point, ``E[i, j] = d log m_i / d log x_j`` for every metric ``m_i`` and every
-continuous positive leaf ``x_j`` of the design (:mod:`hwgrad.design` paths): ``-1`` means
+continuous positive leaf ``x_j`` of the design (`hwgrad.design` paths): ``-1`` means
 doubling the knob halves the metric (decode time against memory bandwidth when memory-bound),
 ``0`` means no effect. All elasticities come from one forward-mode linearisation
 (``jax.jacfwd`` of the log-metrics with respect to ``log x``, at ``x = x0 exp(s)``, ``s = 0``,
@@ -11,7 +11,7 @@ tangent only flows along the metric's own computation, whereas a reverse pass wo
 the zero cotangent of a NaN metric by NaN partials of shared inputs. An undefined metric gets a
 NaN row and a one-line cause naming the unknown input(s), found by probing the model with each
 unknown alone and all but one. With the default straight-through roofline the values are exact
-and the derivatives those of the smooth surrogate (:mod:`hwgrad.smooth`).
+and the derivatives those of the smooth surrogate (`hwgrad.smooth`).
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ class Sensitivity(NamedTuple):
     integer_knobs: frozenset = frozenset()
     undefined: Mapping = {}  # metric -> why it is undefined (one line)
 
-    def rows(self, metric: str | None = None, top: int | None = None) -> list[tuple[str, str, float]]:
+    def rows(
+        self, metric: str | None = None, top: int | None = None, zeros: bool = False
+    ) -> list[tuple[str, str, float]]:
         """``(metric, knob, elasticity)`` sorted by magnitude (largest first; NaN entries of
         a defined metric first, they need attention), exact zeros and undefined metrics
         dropped; one metric or all."""
@@ -67,7 +69,9 @@ class Sensitivity(NamedTuple):
             i = self.metrics.index(name)
             if name in self.undefined:
                 continue
-            row = [(name, k, float(e)) for k, e in zip(self.knobs, self.elasticity[i], strict=True) if e != 0]
+            row = [
+                (name, k, float(e)) for k, e in zip(self.knobs, self.elasticity[i], strict=True) if zeros or e != 0
+            ]
             row.sort(key=key)
             out += row[:top] if top is not None else row
         if metric is None:
@@ -76,7 +80,7 @@ class Sensitivity(NamedTuple):
                 out = out[:top]
         return out
 
-    def table(self, metric: str | None = None, top: int | None = 15) -> str:
+    def table(self, metric: str | None = None, top: int | None = 15, zeros: bool = False) -> str:
         """A text table per metric, knobs sorted by |elasticity|."""
         lines = []
         width = max((len(k) for k in self.knobs), default=10)
@@ -89,7 +93,7 @@ class Sensitivity(NamedTuple):
                 continue
             lines.append(f"{name} = {self.metric_values[i]:.4g}")
             lines.append(f"  {'knob':<{width}}  {'value':>11}  {'elasticity':>10}")
-            rows = self.rows(name, top)
+            rows = self.rows(name, top, zeros)
             for _, knob, e in rows:
                 j = self.knobs.index(knob)
                 mark = "  (whole number, relaxed)" if knob in self.integer_knobs else ""
@@ -97,12 +101,12 @@ class Sensitivity(NamedTuple):
                     mark = "  (derivative undefined at this point)" + mark
                 lines.append(f"  {knob:<{width}}  {self.knob_values[j]:>11.4g}  {e:>+10.4f}{mark}")
             n_zero = len(self.knobs) - len(self.rows(name))
-            if n_zero:
-                lines.append(f"  ({n_zero} other knobs: elasticity 0)")
+            if n_zero and not zeros:
+                lines.append(f"  ({n_zero} other knobs: elasticity 0; --all lists them)")
             lines.append("")
         return "\n".join(lines).rstrip() + "\n"
 
-    def to_dict(self) -> dict:
+    def to_dict(self, zeros: bool = False) -> dict:
         """JSON-ready: ``{metric: {"value": v, "elasticity": {knob: e, ...}}}`` (sorted); an
         undefined metric has ``value`` null, an empty ``elasticity`` and ``undefined`` (why);
         a NaN elasticity is null."""
@@ -111,7 +115,7 @@ class Sensitivity(NamedTuple):
             v = float(self.metric_values[i])
             entry = {
                 "value": v if math.isfinite(v) and name not in self.undefined else None,
-                "elasticity": {k: (None if math.isnan(e) else e) for _, k, e in self.rows(name)},
+                "elasticity": {k: (None if math.isnan(e) else e) for _, k, e in self.rows(name, zeros=zeros)},
             }
             if name in self.undefined:
                 entry["undefined"] = self.undefined[name]
@@ -201,7 +205,7 @@ def sensitivity(
     ``E[i, j] = d log m_i / d log x_j``, from ``jax.jacfwd`` of the log-metrics with
     respect to ``log x`` at the design point (one linearisation, one batched forward
     pass). With the default straight-through roofline the values are exact and the
-    derivatives are those of the smooth surrogate (see :mod:`hwgrad.smooth`);
+    derivatives are those of the smooth surrogate (see `hwgrad.smooth`);
     ``Options(roofline="smooth")`` makes both smooth.
 
     A metric that is undefined (NaN: an unknown TDP, price or die area) gets a NaN row and a
@@ -210,14 +214,14 @@ def sensitivity(
 
     Args:
       system, model, workload, compression, efficiency, economics: the design point.
-      metrics: result paths (default :data:`METRICS`).
+      metrics: result paths (default `METRICS`).
       knobs: leaf paths; default every leaf that is finite and > 0, less whole-number
         structure (layers, heads, batch, tp...) unless ``include_integers``.
       options: static evaluation options.
       label: name of the design point in the causes of undefined metrics (e.g. ``"h800"``).
 
     Returns:
-      A :class:`Sensitivity` (``.table()`` prints it sorted by magnitude).
+      A `Sensitivity` (``.table()`` prints it sorted by magnitude).
 
     Example: ``elasticity ~ -1`` of ``tpot_s`` in ``system.chip.tiers.0.bandwidth_bytes_per_s``
     means decode is memory-bound: twice the bandwidth, half the time per token.
@@ -307,6 +311,9 @@ def register_cli(subparsers) -> None:
         "--roofline", choices=("straight_through", "smooth"), default="straight_through",
         help="straight_through (exact values, surrogate gradients; default) or smooth (both smooth)",
     )  # fmt: skip
+    s.add_argument(
+        "--all", action="store_true", help="also list the knobs with elasticity 0 (in the table and in --json)"
+    )
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_sensitivity)
 
@@ -332,7 +339,7 @@ def cmd_sensitivity(args) -> int:
             json.dumps(
                 {
                     "knob_values": dict(zip(sens.knobs, sens.knob_values.tolist(), strict=True)),
-                    **sens.to_dict(),
+                    **sens.to_dict(zeros=args.all),
                 },
                 indent=2,
             )
@@ -346,5 +353,5 @@ def cmd_sensitivity(args) -> int:
     )
     print("elasticity = d log(metric) / d log(knob): -1 means doubling the knob halves the metric")
     print()
-    print(sens.table(top=args.top), end="")
+    print(sens.table(top=args.top, zeros=args.all), end="")
     return 0

@@ -89,7 +89,7 @@ def smooth_max(values, p: float = DEFAULT_P, axis: int = -1):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
 def straight_through_max(values, p: float = DEFAULT_P, axis: int = -1):
-    """Hard ``max`` along ``axis`` whose derivative is that of :func:`smooth_max`.
+    """Hard ``max`` along ``axis`` whose derivative is that of `smooth_max`.
 
     Same result as ``straight_through(max, smooth_max)`` but the forward pass computes
     only the hard max; the p-norm weights ``(v_i / smax)^(p - 1)`` appear only in the JVP.

@@ -3,11 +3,11 @@
 Every numeric field is a pytree leaf, so specs can be stacked, ``vmap``-ed and
 differentiated; only code-path switches (attention kind, sparsity pattern, topology kind)
 are static metadata, marked ``static=True`` below. Names carry no names: preset names are
-registry keys in :mod:`hwgrad.presets`, never fields.
+registry keys in `hwgrad.presets`, never fields.
 
 Units are SI and appear in each field name (``_bytes``, ``_s``, ``_w``, ``_j_per_byte``...).
 Integers such as layer counts, chip counts and parallel degrees are stored as floats so the
-model can relax them for gradient-based co-design; :func:`hwgrad.validate.validate` checks
+model can relax them for gradient-based co-design; `hwgrad.validate.validate` checks
 that they are whole where the physics needs it.
 """
 
@@ -75,7 +75,7 @@ NMC_POLICIES = ("memory", "host", "auto")
 
 #: board idle power of a datacenter GPU with a CUDA context (a loaded model, no work) as a
 #: fraction of TDP: economics.csv ``gpu_idle_with_context_power_w_v100_sxm2`` = 59.5 W of a
-#: 300 W V100-SXM2 (53-66 W observed, 18-22 %). :func:`hwgrad.presets.chip` reads it from
+#: 300 W V100-SXM2 (53-66 W observed, 18-22 %). `hwgrad.presets.chip` reads it from
 #: the data; this literal is the same number for hand-built chips.
 IDLE_POWER_FRACTION = 59.5 / 300.0
 
@@ -85,7 +85,7 @@ class MemoryTier:
     """One level of a chip's memory hierarchy (per chip), optionally with compute in it.
 
     Tiers are read in parallel, each through its own interface, unless ``channel`` names a
-    shared channel of the chip (:class:`Channel`, e.g. CXL memory behind the PCIe link):
+    shared channel of the chip (`Channel`, e.g. CXL memory behind the PCIe link):
     the tiers of one channel add up and the channel's bandwidth bounds their combined bytes.
 
     Attributes:
@@ -96,7 +96,7 @@ class MemoryTier:
         4 KiB); reads of contiguous chunks smaller than this waste bandwidth.
       prefetch_bytes: bytes the controller keeps in flight; sustained bandwidth is capped
         at ``prefetch_bytes / read_latency_s`` (Little's law). ``inf`` = never binds.
-        :func:`hwgrad.presets.memory_tier` sizes it to ``latency x bandwidth`` of the
+        `hwgrad.presets.memory_tier` sizes it to ``latency x bandwidth`` of the
         devices (just enough for the rated bandwidth at the rated latency).
       energy_j_per_byte: access energy across the external interface (pJ/bit x 8e-12).
       cost_usd_per_gb: price per decimal GB (``nan`` = unknown).
@@ -128,27 +128,27 @@ class MemoryTier:
       nmc_ops: static; which ops run in the tier: ``"gemv"`` (weight matrix ops) and/or
         ``"attention"`` (attention over the KV cache).
       nmc_decode / nmc_prefill: static; where those ops run in each phase, one of
-        :data:`NMC_POLICIES`. Default: decode GEMV/attention on the memory side, prefill
+        `NMC_POLICIES`. Default: decode GEMV/attention on the memory side, prefill
         (compute-bound GEMMs) on the host.
     """
 
-    capacity_bytes: Any
-    bandwidth_bytes_per_s: Any
-    read_latency_s: Any = 32e-9
-    access_granularity_bytes: Any = 32.0
-    prefetch_bytes: Any = INF
-    energy_j_per_byte: Any = 3.9e-12 * 8
-    cost_usd_per_gb: Any = NAN
-    embodied_kgco2e_per_gb: Any = NAN
-    write_endurance_cycles: Any = INF
-    idle_power_w: Any = 0.0
-    nmc_flops: Any = 0.0
-    nmc_bandwidth_multiplier: Any = 1.0
-    nmc_energy_j_per_byte: Any = 0.0
-    nmc_energy_j_per_flop: Any = 0.0
-    nmc_shard_bytes: Any = INF
-    nmc_power_cap_w: Any = INF
-    nmc_idle_power_w: Any = 0.0
+    capacity_bytes: float | jax.Array
+    bandwidth_bytes_per_s: float | jax.Array
+    read_latency_s: float | jax.Array = 32e-9
+    access_granularity_bytes: float | jax.Array = 32.0
+    prefetch_bytes: float | jax.Array = INF
+    energy_j_per_byte: float | jax.Array = 3.9e-12 * 8
+    cost_usd_per_gb: float | jax.Array = NAN
+    embodied_kgco2e_per_gb: float | jax.Array = NAN
+    write_endurance_cycles: float | jax.Array = INF
+    idle_power_w: float | jax.Array = 0.0
+    nmc_flops: float | jax.Array = 0.0
+    nmc_bandwidth_multiplier: float | jax.Array = 1.0
+    nmc_energy_j_per_byte: float | jax.Array = 0.0
+    nmc_energy_j_per_flop: float | jax.Array = 0.0
+    nmc_shard_bytes: float | jax.Array = INF
+    nmc_power_cap_w: float | jax.Array = INF
+    nmc_idle_power_w: float | jax.Array = 0.0
     # static: an index into the Python tuple Chip.channels; it decides which tiers share one
     # channel (their times add up), a grouping built with Python loops at trace time
     channel: int = static(-1)
@@ -172,18 +172,18 @@ class Channel:
         energy_ops.csv ``112G PAM4 SerDes``; NVLink-C2C 1.3 pJ/bit).
     """
 
-    bandwidth_bytes_per_s: Any
-    energy_j_per_byte: Any = 0.0
+    bandwidth_bytes_per_s: float | jax.Array
+    energy_j_per_byte: float | jax.Array = 0.0
 
 
 @spec
 class Chip:
     """An accelerator: compute peaks, memory tiers, power and price.
 
-    Power (see :mod:`hwgrad.power`) = idle + active + dynamic, capped at ``tdp_w``.
+    Power (see `hwgrad.power`) = idle + active + dynamic, capped at ``tdp_w``.
 
     Attributes:
-      tiers: tuple of :class:`MemoryTier`; tier 0 is the main memory by convention.
+      tiers: tuple of `MemoryTier`; tier 0 is the main memory by convention.
       peak_flops_bf16 / peak_flops_fp8 / peak_flops_fp4: dense tensor peaks, FLOP/s
         (``inf`` = unknown: compute time is then not modelled and outputs say so).
       sram_bytes: largest on-chip SRAM pool.
@@ -191,14 +191,14 @@ class Chip:
         step slows). ``0`` or non-finite: no cap, no host idle/active power.
       energy_j_per_flop_bf16: dynamic energy per bf16 FLOP on the host die; narrower
         operands scale by ``bits / 16``. Presets derive an upper bound from the TDP
-        (:func:`hwgrad.presets.energy_j_per_flop_from_tdp`).
+        (`hwgrad.presets.energy_j_per_flop_from_tdp`).
       price_usd: purchase price per chip (``nan`` = unknown).
       embodied_kgco2e: manufacturing carbon per chip (``nan`` = unknown).
       die_area_mm2: logic die area (``nan`` = unknown).
-      channels: tuple of :class:`Channel` that tiers may share (``MemoryTier.channel``).
+      channels: tuple of `Channel` that tiers may share (``MemoryTier.channel``).
       idle_power_fraction: board idle power (host die, board, its own main memory) with a
         model loaded and no work, as a fraction of ``tdp_w``; range [0, 1). Default
-        :data:`IDLE_POWER_FRACTION` = 0.198 (V100-SXM2, economics.csv
+        `IDLE_POWER_FRACTION` = 0.198 (V100-SXM2, economics.csv
         ``gpu_idle_with_context_power_w_v100_sxm2``; ``gpu_idle_context_power_increment_w_hbm``
         adds that a CUDA context costs +26-50 W over bare idle on HBM GPUs).
       active_power_fraction: clock/stall power of a busy chip not explained by bytes and
@@ -208,7 +208,7 @@ class Chip:
         H100, identify it per vendor family).
       bandwidth_efficiency: achievable / peak memory bandwidth of the chip family (memory
         controller, refresh, page policy), in (0, 1]; fitted per family
-        (:mod:`hwgrad.calibrate`), 1 for raw specs. Sustained-read microbenchmarks reach
+        (`hwgrad.calibrate`), 1 for raw specs. Sustained-read microbenchmarks reach
         ~0.85-0.93 of peak on HBM parts.
       flops_efficiency: achievable / peak dense tensor FLOP/s of the chip family, in (0, 1]
         (clock under load, issue limits); fitted per family, 1 for raw specs.
@@ -221,22 +221,22 @@ class Chip:
     """
 
     tiers: tuple
-    peak_flops_bf16: Any
-    peak_flops_fp8: Any
-    peak_flops_fp4: Any
-    sram_bytes: Any = 0.0
-    tdp_w: Any = NAN
-    energy_j_per_flop_bf16: Any = NAN
-    price_usd: Any = NAN
-    embodied_kgco2e: Any = NAN
-    die_area_mm2: Any = NAN
+    peak_flops_bf16: float | jax.Array
+    peak_flops_fp8: float | jax.Array
+    peak_flops_fp4: float | jax.Array
+    sram_bytes: float | jax.Array = 0.0
+    tdp_w: float | jax.Array = NAN
+    energy_j_per_flop_bf16: float | jax.Array = NAN
+    price_usd: float | jax.Array = NAN
+    embodied_kgco2e: float | jax.Array = NAN
+    die_area_mm2: float | jax.Array = NAN
     channels: tuple = ()
-    idle_power_fraction: Any = IDLE_POWER_FRACTION
-    active_power_fraction: Any = 0.0
-    bandwidth_efficiency: Any = 1.0
-    flops_efficiency: Any = 1.0
-    kernel_memory_latency_s: Any = 0.0
-    gemm_tile_tokens: Any = 1.0
+    idle_power_fraction: float | jax.Array = IDLE_POWER_FRACTION
+    active_power_fraction: float | jax.Array = 0.0
+    bandwidth_efficiency: float | jax.Array = 1.0
+    flops_efficiency: float | jax.Array = 1.0
+    kernel_memory_latency_s: float | jax.Array = 0.0
+    gemm_tile_tokens: float | jax.Array = 1.0
 
 
 TOPOLOGIES = ("switch", "fat_tree", "ring", "torus", "fully_connected", "dragonfly", "tree")
@@ -247,10 +247,10 @@ class Network:
     """An interconnect: the scale-up fabric of a chip (``System.network``) or the scale-out
     network between scale-up domains (``System.scaleout``).
 
-    Collectives are priced with an alpha-beta model (see :mod:`hwgrad.network`):
+    Collectives are priced with an alpha-beta model (see `hwgrad.network`):
     ``alpha = hops * hop_latency_s + endpoint_overhead_s`` per message step and
     ``beta = 1 / link_bandwidth_bytes_per_s``. These are hardware terms; the collective
-    library's per-call cost is a software input (:data:`hwgrad.network.COLLECTIVE_IMPLEMENTATIONS`).
+    library's per-call cost is a software input (`hwgrad.network.COLLECTIVE_IMPLEMENTATIONS`).
 
     Attributes:
       link_bandwidth_bytes_per_s: per-chip injection bandwidth, one direction (all of the
@@ -268,19 +268,19 @@ class Network:
         pod; hardware.csv ``scaleup_domain_size``) or, for a scale-out network, the most
         chips it can connect; ``inf`` = unbounded (groups never leave the domain). Whole
         number >= 1.
-      topology: static; one of :data:`TOPOLOGIES`.
+      topology: static; one of `TOPOLOGIES`.
       torus_dims: static; number of torus dimensions (``topology == "torus"``).
       in_network_reduction: static; switches reduce and multicast (NVLink SHARP, a
         reduction tree): an all-reduce is one pass up and one down.
     """
 
-    link_bandwidth_bytes_per_s: Any
-    hop_latency_s: Any = 300e-9
-    endpoint_overhead_s: Any = 0.3e-6
-    energy_j_per_byte: Any = 5.5e-12 * 8
-    in_network_bandwidth_bytes_per_s: Any = INF
-    switch_radix: Any = 64.0
-    domain_size: Any = INF
+    link_bandwidth_bytes_per_s: float | jax.Array
+    hop_latency_s: float | jax.Array = 300e-9
+    endpoint_overhead_s: float | jax.Array = 0.3e-6
+    energy_j_per_byte: float | jax.Array = 5.5e-12 * 8
+    in_network_bandwidth_bytes_per_s: float | jax.Array = INF
+    switch_radix: float | jax.Array = 64.0
+    domain_size: float | jax.Array = INF
     # static: the topology selects the hop and collective formulas (text, not a number)
     topology: str = static("switch")
     # static: a whole number of dimensions (the side p^(1/k) and k x hops); a relaxed k has no
@@ -295,14 +295,14 @@ class Placement:
     """Fractions of each tensor class held in each memory tier (each sums to one).
 
     Shapes are ``(n_tiers,)``. ``context`` is read-mostly data such as a RAG corpus
-    (``Workload.corpus_bytes``). :func:`Placement.main_memory` puts everything in tier 0;
-    :func:`Placement.from_logits` maps unconstrained logits through a softmax (co-design).
+    (``Workload.corpus_bytes``). `Placement.main_memory` puts everything in tier 0;
+    `Placement.from_logits` maps unconstrained logits through a softmax (co-design).
     """
 
-    weights: Any
-    kv_cache: Any
-    activations: Any
-    context: Any = None
+    weights: float | jax.Array
+    kv_cache: float | jax.Array
+    activations: float | jax.Array
+    context: float | jax.Array = None
 
     def __post_init__(self):
         if self.context is None:
@@ -328,7 +328,7 @@ class Placement:
 #: 400 Gb/s port = 50 GB/s per GPU per direction, 300 ns per switch (top of the cited
 #: 100-300 ns), 0.83 us per message at an endpoint (the row's ib_send_lat for 32 B), a
 #: two-level fat tree of 64-port QM9700 switches joining up to 64^2 / 2 = 2048 chips.
-#: :func:`hwgrad.presets.scaleout` builds the same from the data.
+#: `hwgrad.presets.scaleout` builds the same from the data.
 IB_NDR = Network(
     link_bandwidth_bytes_per_s=50e9,
     hop_latency_s=300e-9,
@@ -344,12 +344,12 @@ class System:
     """``n_chips`` identical chips joined by ``network``, holding one model replica.
 
     ``network`` is the scale-up fabric (``network.domain_size`` chips per domain);
-    parallel groups larger than a domain cross ``scaleout`` (default :data:`IB_NDR`).
+    parallel groups larger than a domain cross ``scaleout`` (default `IB_NDR`).
     ``placement=None`` means every tensor class lives in tier 0.
     """
 
     chip: Chip
-    n_chips: Any
+    n_chips: float | jax.Array
     network: Network
     placement: Placement | None = None
     scaleout: Network = IB_NDR
@@ -367,7 +367,7 @@ ATTENTION_KINDS = ("mha", "gqa", "mla")
 
 @spec
 class Model:
-    """Transformer architecture (shapes from ``config.json``). Counts live in :mod:`counts`.
+    """Transformer architecture (shapes from ``config.json``). Counts live in `counts`.
 
     Dense models have ``n_dense_layers == n_layers`` and ``n_experts == 0``. MoE models
     use ``n_experts`` routed experts (top-``n_experts_active``) of width ``moe_d_ff``, plus
@@ -377,25 +377,25 @@ class Model:
     elements per token per layer.
     """
 
-    n_layers: Any
-    d_model: Any
-    n_heads: Any
-    n_kv_heads: Any
-    head_dim: Any
-    vocab_size: Any
-    d_ff: Any = 0.0
-    n_experts: Any = 0.0
-    n_experts_active: Any = 0.0
-    n_shared_experts: Any = 0.0
-    moe_d_ff: Any = 0.0
-    n_dense_layers: Any = None  # None -> all layers dense (set in __post_init__)
-    kv_lora_rank: Any = 0.0
-    q_lora_rank: Any = 0.0
-    qk_rope_head_dim: Any = 0.0
-    qk_nope_head_dim: Any = 0.0
-    v_head_dim: Any = 0.0
-    sliding_window: Any = 0.0
-    n_sliding_layers: Any = 0.0
+    n_layers: float | jax.Array
+    d_model: float | jax.Array
+    n_heads: float | jax.Array
+    n_kv_heads: float | jax.Array
+    head_dim: float | jax.Array
+    vocab_size: float | jax.Array
+    d_ff: float | jax.Array = 0.0
+    n_experts: float | jax.Array = 0.0
+    n_experts_active: float | jax.Array = 0.0
+    n_shared_experts: float | jax.Array = 0.0
+    moe_d_ff: float | jax.Array = 0.0
+    n_dense_layers: float | jax.Array = None  # None -> all layers dense (set in __post_init__)
+    kv_lora_rank: float | jax.Array = 0.0
+    q_lora_rank: float | jax.Array = 0.0
+    qk_rope_head_dim: float | jax.Array = 0.0
+    qk_nope_head_dim: float | jax.Array = 0.0
+    v_head_dim: float | jax.Array = 0.0
+    sliding_window: float | jax.Array = 0.0
+    n_sliding_layers: float | jax.Array = 0.0
     # static: architecture switches that select count formulas (attention kind; 3 or 2 FFN
     # matrices; a separate LM head or not); they are not quantities to relax or differentiate
     attention: str = static("gqa")
@@ -424,9 +424,9 @@ class Compression:
         compute speed-up) or ``2:4`` (1 bit/element of metadata, 2x tensor-core rate).
 
     Structured (shape-changing) pruning, relaxed for co-design; applied by
-    :func:`hwgrad.pruning.apply`, rounded by :func:`hwgrad.pruning.round_to_legal`. All are
+    `hwgrad.pruning.apply`, rounded by `hwgrad.pruning.round_to_legal`. All are
     dimensionless keep fractions in (0, 1], default 1 = no pruning; quality cost fitted to
-    ``structured_pruning.csv`` (:func:`hwgrad.accuracy.structured_delta_loss`).
+    ``structured_pruning.csv`` (`hwgrad.accuracy.structured_delta_loss`).
 
       layers_kept_fraction: transformer layers kept (ShortGPT, SLEB, BlockPruner); ignored
         when ``layer_keep_gates`` is given.
@@ -441,18 +441,18 @@ class Compression:
         one shared latent).
     """
 
-    weight_bits: Any = 16.0
-    kv_bits: Any = 16.0
-    act_bits: Any = 16.0
-    weight_overhead_bits: Any = 0.0
-    kv_overhead_bits: Any = 0.0
-    sparsity: Any = 0.0
-    layers_kept_fraction: Any = 1.0
-    layer_keep_gates: Any = None
-    hidden_kept_fraction: Any = 1.0
-    ffn_kept_fraction: Any = 1.0
-    heads_kept_fraction: Any = 1.0
-    kv_heads_kept_fraction: Any = 1.0
+    weight_bits: float | jax.Array = 16.0
+    kv_bits: float | jax.Array = 16.0
+    act_bits: float | jax.Array = 16.0
+    weight_overhead_bits: float | jax.Array = 0.0
+    kv_overhead_bits: float | jax.Array = 0.0
+    sparsity: float | jax.Array = 0.0
+    layers_kept_fraction: float | jax.Array = 1.0
+    layer_keep_gates: float | jax.Array = None
+    hidden_kept_fraction: float | jax.Array = 1.0
+    ffn_kept_fraction: float | jax.Array = 1.0
+    heads_kept_fraction: float | jax.Array = 1.0
+    kv_heads_kept_fraction: float | jax.Array = 1.0
     # static: the sparse format selects the index-overhead formula (text, not a number)
     pattern: str = static("dense")
 
@@ -478,7 +478,7 @@ class Workload:
     experts stay expert-parallel over all ``tp`` chips (``ep`` ranks), reached by all-to-all
     dispatch and combine. Whole, divides ``tp``, only with ``ep > 1`` on an MoE model.
 
-    ``batching`` (static) is the serving mode (:mod:`hwgrad.serving`):
+    ``batching`` (static) is the serving mode (`hwgrad.serving`):
 
     * ``"static"``: one batch of ``batch`` sequences is prefilled together, then decoded
       together; when the KV cache of the whole batch does not fit, the engine admits as
@@ -491,18 +491,18 @@ class Workload:
       network from a prefill pool of the same chips.
     """
 
-    batch: Any = 1.0
-    prompt_len: Any = 512.0
-    output_len: Any = 128.0
-    tp: Any = 1.0
-    pp: Any = 1.0
-    ep: Any = 1.0
-    dp: Any = 1.0
-    microbatches: Any = 1.0
-    kv_block_tokens: Any = 16.0
-    corpus_bytes: Any = 0.0
-    corpus_read_bytes_per_sequence: Any = 0.0
-    attention_dp: Any = 1.0
+    batch: float | jax.Array = 1.0
+    prompt_len: float | jax.Array = 512.0
+    output_len: float | jax.Array = 128.0
+    tp: float | jax.Array = 1.0
+    pp: float | jax.Array = 1.0
+    ep: float | jax.Array = 1.0
+    dp: float | jax.Array = 1.0
+    microbatches: float | jax.Array = 1.0
+    kv_block_tokens: float | jax.Array = 16.0
+    corpus_bytes: float | jax.Array = 0.0
+    corpus_read_bytes_per_sequence: float | jax.Array = 0.0
+    attention_dp: float | jax.Array = 1.0
     # static: the serving mode selects the serving model (static / continuous / disaggregated)
     batching: str = static("static")
 
@@ -515,19 +515,19 @@ BATCHING_MODES = ("static", "continuous", "disaggregated")
 
 @spec
 class Economics:
-    """Prices and carbon. Defaults: :func:`hwgrad.presets.default_economics` (cited).
+    """Prices and carbon. Defaults: `hwgrad.presets.default_economics` (cited).
 
     Embodied carbon of a chip whose own figure is unknown is estimated from its logic die
     area (``embodied_kgco2e_per_cm2_logic``, 5 nm) plus its memory tiers (kgCO2e/GB).
     """
 
-    electricity_usd_per_kwh: Any = 0.0806
-    pue: Any = 1.10
-    grid_gco2e_per_kwh: Any = 369.0
-    lifetime_years: Any = 5.0
-    server_cost_multiplier: Any = 1.64
-    utilization: Any = 1.0
-    embodied_kgco2e_per_cm2_logic: Any = 2.78
+    electricity_usd_per_kwh: float | jax.Array = 0.0806
+    pue: float | jax.Array = 1.10
+    grid_gco2e_per_kwh: float | jax.Array = 369.0
+    lifetime_years: float | jax.Array = 5.0
+    server_cost_multiplier: float | jax.Array = 1.64
+    utilization: float | jax.Array = 1.0
+    embodied_kgco2e_per_cm2_logic: float | jax.Array = 2.78
 
 
 # ----------------------------------------------------------------------------- model knobs
@@ -538,14 +538,14 @@ class Stack:
     """A serving stack: what the software adds to the hardware's roofline.
 
     Hardware says what the silicon can do (peaks and the chip family's achievable fractions,
-    :class:`Chip`); a stack says what a serving engine adds on top: the quality of its
+    `Chip`); a stack says what a serving engine adds on top: the quality of its
     kernels (a fraction of the chip's achievable bandwidth and FLOPS), a launch/sync gap per
-    kernel (:data:`hwgrad.counts.KERNELS_PER_OP` kernels per layer and op), a fixed cost
+    kernel (`hwgrad.counts.KERNELS_PER_OP` kernels per layer and op), a fixed cost
     per forward pass (scheduling, sampling, input preparation), a software latency per
     collective call (the collective library's launch and flag synchronisation) and the
-    collective payload's data type. :meth:`ideal` is the stack with no software cost.
+    collective payload's data type. `ideal` is the stack with no software cost.
     Named presets (fitted to the measured rows of each stack family) are in
-    :func:`hwgrad.presets.stack`; ``"tuned"`` is the default of design studies.
+    `hwgrad.presets.stack`; ``"tuned"`` is the default of design studies.
 
     Attributes:
       bandwidth_efficiency: achieved / achievable memory bandwidth of the stack's GEMV and
@@ -570,19 +570,19 @@ class Stack:
         ``kv_cache_free_gpu_mem_fraction`` default to 0.9; the rest is the framework's
         workspace); it decides how many sequences of a static batch run at once.
       static_power_fraction: DEPRECATED, unused (power is idle + dynamic,
-        :mod:`hwgrad.power`); kept so old parameter files load.
+        `hwgrad.power`); kept so old parameter files load.
     """
 
-    bandwidth_efficiency: Any = 1.0
-    flops_efficiency: Any = 1.0
-    op_overhead_s: Any = 0.0
-    collective_overhead_s: Any = 0.0
-    comm_overlap: Any = 0.0
-    static_power_fraction: Any = 0.0
-    step_overhead_s: Any = 0.0
-    attention_efficiency: Any = 1.0
-    comm_bits: Any = 16.0
-    memory_fraction: Any = 1.0
+    bandwidth_efficiency: float | jax.Array = 1.0
+    flops_efficiency: float | jax.Array = 1.0
+    op_overhead_s: float | jax.Array = 0.0
+    collective_overhead_s: float | jax.Array = 0.0
+    comm_overlap: float | jax.Array = 0.0
+    static_power_fraction: float | jax.Array = 0.0
+    step_overhead_s: float | jax.Array = 0.0
+    attention_efficiency: float | jax.Array = 1.0
+    comm_bits: float | jax.Array = 16.0
+    memory_fraction: float | jax.Array = 1.0
 
     @staticmethod
     def ideal() -> Stack:
@@ -591,11 +591,11 @@ class Stack:
 
     @staticmethod
     def speed_of_light() -> Stack:
-        """Alias of :meth:`ideal` (the name of the first version)."""
+        """Alias of `ideal` (the name of the first version)."""
         return Stack()
 
 
-#: The first version's name for :class:`Stack` (kept: old code and files keep working).
+#: The first version's name for `Stack` (kept: old code and files keep working).
 Efficiency = Stack
 
 

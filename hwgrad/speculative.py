@@ -2,12 +2,12 @@
 
 A speculative decoder drafts ``k`` tokens cheaply and verifies them in one forward pass of
 the target model. With per-token acceptance ``alpha`` (independent across positions) a
-chain draft commits, per verification step, on average (Leviathan et al. 2023, eq. 1)::
+chain draft commits, per verification step, on average (Leviathan et al. 2023, eq. 1):
 
     E[tokens per step] = (1 - alpha^(k + 1)) / (1 - alpha)        (k + 1 at alpha = 1)
 
-bonus token included. :func:`expected_tokens_per_step` is this expression, differentiable in
-``alpha`` and ``k``; :func:`acceptance_from_tokens` inverts it. :func:`lookup` returns the
+bonus token included. `expected_tokens_per_step` is this expression, differentiable in
+``alpha`` and ``k``; `acceptance_from_tokens` inverts it. `lookup` returns the
 measured defaults of one (target model, draft method) pairing from
 ``hwgrad/presets/data/speculative_decoding.csv`` (EAGLE 1-3, Medusa, Hydra, draft models,
 prompt lookup, Lookahead, REST, n-gram, multi-token prediction), naming the sources.
@@ -17,7 +17,7 @@ tree draft and ``0-alpha`` for a chain draft with exact features. On the six MT-
 temperature-0 models the chain formula with that ``alpha`` and ``k = 5`` lies between the
 measured chain-draft ``tau`` (EAGLE's ablation) and the tree ``tau``; it under-predicts the
 tree by 2-29 % (median 10 %) over the 31 rows that carry both (tested in
-``tests/test_speculative.py``). Use ``mean_accepted_tokens`` of :func:`lookup` directly when the
+``tests/test_speculative.py``). Use ``mean_accepted_tokens`` of `lookup` directly when the
 serving model needs tokens per step; use ``acceptance_rate`` with the formula to vary ``k``.
 
 References:
@@ -102,7 +102,7 @@ def expected_tokens_per_step(alpha, k):
 
 
 def acceptance_from_tokens(mean_tokens: float, k: float) -> float:
-    """The ``alpha`` at which :func:`expected_tokens_per_step` equals ``mean_tokens``
+    """The ``alpha`` at which `expected_tokens_per_step` equals ``mean_tokens``
     (bisection; concrete numbers). Requires ``1 <= mean_tokens <= k + 1``."""
     if not 1.0 <= mean_tokens <= k + 1.0:
         raise ValueError(
@@ -120,7 +120,7 @@ def acceptance_from_tokens(mean_tokens: float, k: float) -> float:
 
 
 def method_of(draft_method: str) -> str:
-    """Canonical method key of a ``draft_method`` cell (see :data:`METHODS`)."""
+    """Canonical method key of a ``draft_method`` cell (see `METHODS`)."""
     for key, prefixes in METHODS.items():
         if draft_method.startswith(prefixes):
             return key
@@ -175,7 +175,7 @@ class AcceptanceDefault:
       mean_accepted_tokens: tokens committed per verification step, bonus included
         (``nan`` if no row gives it).
       acceptance_rate: per-draft-token acceptance ``alpha``; when no row states it and the
-        method drafts chains (:data:`CHAIN_METHODS`), derived from ``mean_accepted_tokens`` and
+        method drafts chains (`CHAIN_METHODS`), derived from ``mean_accepted_tokens`` and
         ``draft_tokens_k`` by inverting the chain formula (``alpha_derived`` is then True);
         otherwise ``nan``.
       draft_tokens_k: median draft length / tree size of the rows used.
@@ -212,12 +212,12 @@ def lookup(target_model: str, method: str, temperature: float | None = 0.0, data
 
     Args:
       target_model: slug as in the table (e.g. ``"llama-3.1-8b-instruct"``, ``"vicuna-7b-v1.3"``).
-      method: a key of :data:`METHODS` (``"eagle-3"``, ``"medusa"``, ``"draft-model"`` ...).
+      method: a key of `METHODS` (``"eagle-3"``, ``"medusa"``, ``"draft-model"`` ...).
       temperature: keep rows at this temperature when any exist (``None``: all rows).
       dataset: keep rows of this dataset (e.g. ``"MT-bench"``) when any exist.
 
     Returns:
-      :class:`AcceptanceDefault` (medians over the matching rows, sources named).
+      `AcceptanceDefault` (medians over the matching rows, sources named).
     """
     if method not in METHODS:
         raise _suggest(method, list(METHODS), "method")

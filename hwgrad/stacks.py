@@ -1,7 +1,7 @@
 """Serving stacks: what a serving engine adds to the hardware, per kernel, step and collective.
 
 The hardware roofline (peaks times the chip family's achievable fractions) is what the
-silicon can do; a :class:`~hwgrad.specs.Stack` adds what the software costs:
+silicon can do; a `Stack` adds what the software costs:
 
     t_op    = rmax(FLOPs / (peak eta_hw,F eta_sw,F), bytes / (bw eta_hw,B eta_sw,B))
               + layers_op * KERNELS_PER_OP[op] * op_overhead_s
@@ -9,10 +9,10 @@ silicon can do; a :class:`~hwgrad.specs.Stack` adds what the software costs:
               + step_overhead_s
 
 ``KERNELS_PER_OP`` counts the kernels a typical fused decode implementation launches per
-layer for each op of :data:`hwgrad.counts.OP_NAMES` (documented below); a stack's
+layer for each op of `hwgrad.counts.OP_NAMES` (documented below); a stack's
 ``op_overhead_s`` is the gap each launch costs (CUDA graphs remove most of the CPU launch
 cost but not the kernel tail and dependency wait). Presets are fitted per stack family to
-the measured rows of ``calibration.csv`` (:mod:`hwgrad.calibrate`) and shipped in
+the measured rows of ``calibration.csv`` (`hwgrad.calibrate`) and shipped in
 ``presets/data/calibration.toml``; ``ideal`` has no software cost and ``tuned`` - the
 default of design studies - is what the best stack in the data achieves on each vendor
 family (the lowest fitted overheads).
@@ -40,7 +40,7 @@ import numpy as np
 
 from .counts import OP_NAMES
 
-#: Kernels per layer for each op of :data:`hwgrad.counts.OP_NAMES` (see module docstring).
+#: Kernels per layer for each op of `hwgrad.counts.OP_NAMES` (see module docstring).
 KERNELS_PER_OP_BY_NAME = {
     "attn_proj": 4.0,
     "attn_core_full": 1.0,
@@ -53,7 +53,7 @@ KERNELS_PER_OP_BY_NAME = {
 
 
 def kernels_per_op() -> np.ndarray:
-    """``(len(OP_NAMES),)`` kernels per layer, aligned with :data:`hwgrad.counts.OP_NAMES`
+    """``(len(OP_NAMES),)`` kernels per layer, aligned with `hwgrad.counts.OP_NAMES`
     (ops added to ``counts`` without an entry count one kernel)."""
     return np.asarray([KERNELS_PER_OP_BY_NAME.get(name, 1.0) for name in OP_NAMES])
 

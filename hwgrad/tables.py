@@ -26,7 +26,7 @@ def _pandas():
 
 
 def result_record(result) -> dict:
-    """A flat dict of a :class:`hwgrad.cost.Result`: scalar metrics, per-tier capacity
+    """A flat dict of a `hwgrad.cost.Result`: scalar metrics, per-tier capacity
     columns (``capacity_used_bytes.0``...) and the decode step's component times."""
     from .cost import COMPONENTS
 

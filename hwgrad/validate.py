@@ -1,8 +1,8 @@
 """Validation at the edges: presets, config files, the CLI and the co-design entry.
 
 Never called inside ``jit``: inside the model, capacity and power margins are numbers.
-:func:`validate` raises ``ValueError`` with one actionable line naming the field, the value
-and the fix, e.g.::
+`validate` raises ``ValueError`` with one actionable line naming the field, the value
+and the fix, e.g.:
 
     workload.tp = 3: tp must divide n_heads = 64 (llama-3.1-70b); use one of 1, 2, 4, 8, 16, 32, 64
 """
@@ -116,7 +116,7 @@ def check_bound(path: str, value) -> float:
     """The range rule of the field at dotted ``path`` (a co-design bound, a sweep end): the
     value is a finite number, >= 0, and within the field's interval (bits in [1, 32],
     sparsity in [0, 1), achieved fractions in (0, 1], PUE >= 1...). Combination rules (tp |
-    heads) are left to :func:`validate` of the rounded design."""
+    heads) are left to `validate` of the rounded design."""
     parts = [p for p in str(path).split(".") if not p.isdigit()]
     field = parts[-1] if parts else str(path)
     x = _positive(value, path, allow_zero=True)

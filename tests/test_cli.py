@@ -213,3 +213,180 @@ def test_paper_designs_are_reachable_from_the_cli(capsys):
     assert rep["breakdown"]["capacity"][1]["used_bytes"] > rep["breakdown"]["capacity"][0]["used_bytes"]
     code, _, err = run(capsys, "eval", "--design", "hbm5")
     assert code == 2 and "use one of hbm4" in err
+
+
+# ----------------------------------------------------------------------------- --set and knob flags
+
+SMALL = ("eval", "--model", "llama-3.1-8b", "--hardware", "h100-sxm", "--chips", "1", "--batch", "16", "--json")
+
+
+@pytest.fixture(scope="module")
+def small_reports():
+    """One baseline and the same design with the HBM bandwidth doubled, three ways."""
+    import contextlib
+    import io
+
+    def rep(*extra):
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            assert cli.main([*SMALL, *extra]) == 0
+        return json.loads(buf.getvalue())
+
+    return {
+        "base": rep(),
+        "flag": rep("--hbm-bandwidth", "6.7"),
+        "flag_unit": rep("--hbm-bandwidth", "6700GB/s"),
+        "set": rep("--set", "system.chip.tiers.0.bandwidth_bytes_per_s=6.7e12"),
+    }
+
+
+def test_named_knob_flag_is_an_alias_of_set(small_reports):
+    r = small_reports
+    assert r["flag"]["tpot_s"] == r["set"]["tpot_s"] == r["flag_unit"]["tpot_s"]
+    # the h100-sxm preset has 3.35 TB/s: doubling it must shorten the memory-bound decode step
+    assert r["flag"]["breakdown"]["decode_step"]["component_time_s"]["weights"] == pytest.approx(
+        r["base"]["breakdown"]["decode_step"]["component_time_s"]["weights"] / 2, rel=1e-5
+    )
+    assert r["flag"]["tpot_s"] < r["base"]["tpot_s"]
+
+
+def test_json_integers_are_integers_and_pue_is_named(small_reports):
+    rep = small_reports["base"]
+    assert rep["workload"]["batch"] == 16 and isinstance(rep["workload"]["batch"], int)
+    assert isinstance(rep["compression"]["weight_bits"], int)
+    assert rep["energy_includes_pue"] is False
+    assert rep["energy_j_per_token_with_pue"] == pytest.approx(rep["energy_j_per_token"] * rep["pue"], rel=1e-6)
+    assert rep["pue"] == pytest.approx(1.10)
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--set", "system.chip.tiers.0.bandwith_bytes_per_s=1e12"], "did you mean system.chip.tiers.0.bandwidth_bytes_per_s"),
+        (["--set", "workload.batching=3"], "static switch, not a number"),
+        (["--set", "workload.batch"], "expected PATH=VALUE"),
+        (["--set", "system.chip=3"], "not a number but a group"),
+        (["--hbm-bandwidth", "4.8GB"], "unit 'GB' is not TB/s"),
+        (["--hop-latency", "fast"], "not a number"),
+        (["--set", "workload.batch=-4"], "workload.batch"),
+    ],
+)
+def test_bad_set_is_one_line(capsys, argv, needle):
+    code, _, err = run(capsys, "eval", *argv)
+    assert code == 2
+    assert needle in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_parse_quantity_units():
+    assert cli.parse_quantity("4.8", "TB/s", "x") == pytest.approx(4.8e12)
+    assert cli.parse_quantity("500ns", "us", "x") == pytest.approx(5e-7)
+    assert cli.parse_quantity("2.5us", "us", "x") == pytest.approx(2.5e-6)
+    assert cli.parse_quantity("1979TFLOPS", "TFLOP/s", "x") == pytest.approx(1.979e15)
+    assert cli.parse_assignment("system.chip.tiers.0.capacity_bytes=141GB") == (
+        "system.chip.tiers.0.capacity_bytes",
+        pytest.approx(141e9),
+    )
+
+
+def test_knob_groups_and_globs_expand_to_positive_numbers():
+    from hwgrad import compression
+    from hwgrad.specs import Workload
+
+    design = dict(
+        system=presets.system("h100-sxm", 8),
+        model=presets.model("llama-3.1-8b"),
+        workload=Workload(batch=8.0, tp=8.0),
+        compression=compression("bf16"),
+    )
+    bw = cli.expand_knobs(design, ["**bandwidth_bytes_per_s"])
+    assert "system.chip.tiers.0.bandwidth_bytes_per_s" in bw
+    assert "system.network.link_bandwidth_bytes_per_s" in bw
+    assert all(p.endswith("bandwidth_bytes_per_s") for p in bw)
+    net = cli.expand_knobs(design, ["system.network"])
+    assert "system.network.hop_latency_s" in net and len(set(net)) == len(net)
+    chip = cli.expand_knobs(design, ["system.chip.*_efficiency"])
+    assert set(chip) == {"system.chip.bandwidth_efficiency", "system.chip.flops_efficiency"}
+    with pytest.raises(ValueError, match="did you mean"):
+        cli.expand_knobs(design, ["system.chip.tiers.0.bandwith_bytes_per_s"])
+
+
+def test_version_and_presets_json_numbers(capsys):
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.startswith("hwgrad ")
+    code, out, _ = run(capsys, "presets", "hardware", "--json")
+    h100 = json.loads(out)["hardware"]["h100-sxm"]
+    assert h100["memory_capacity_GB"] == 80 and isinstance(h100["memory_capacity_GB"], int)
+    assert h100["memory_bandwidth_GBps"] == 3350
+    assert isinstance(h100["display_name"], str)
+
+
+def test_sensitivity_refuses_what_eval_refuses(capsys):
+    # llama-3.1-70b in bf16 needs ~141 GB of weights: it does not fit one 80 GB H100
+    argv = ["--model", "llama-3.1-70b", "--hardware", "h100-sxm", "--chips", "1", "--batch", "1"]
+    for command in ("eval", "sensitivity"):
+        code, out, err = run(capsys, command, *argv)
+        assert code == 2, (command, out)
+        assert "tier 0 capacity 80.0 GB <" in err and "raise tp/pp" in err
+
+
+@pytest.mark.slow
+def test_deepseek_v3_bf16_on_8_h200_is_refused_by_eval_and_sensitivity(capsys):
+    argv = ["--model", "deepseek-v3", "--hardware", "h200-sxm", "--chips", "8"]
+    for command in ("eval", "sensitivity"):
+        code, _, err = run(capsys, command, *argv)
+        assert code == 2 and "tier 0 capacity 141.0 GB < 173.9 GB" in err, err
+
+
+def test_parse_axis_takes_knob_names_units_and_value_lists():
+    assert cli.parse_axis("hbm-bandwidth=2:10:5") == dict(
+        path="system.chip.tiers.0.bandwidth_bytes_per_s", low=2e12, high=10e12, num=5, scale="linear", integer=False
+    )
+    ax = cli.parse_axis("hop-latency=0.5:5:4:log")
+    assert ax["path"] == "system.network.hop_latency_s" and ax["scale"] == "log"
+    assert ax["low"] == pytest.approx(5e-7) and ax["high"] == pytest.approx(5e-6)
+    assert cli.parse_axis("workload.batch=1,8,64") == dict(path="workload.batch", values=(1.0, 8.0, 64.0), integer=True)
+    assert cli.parse_axis("system.network.hop_latency_s=500ns:5us:3")["high"] == pytest.approx(5e-6)
+    with pytest.raises(ValueError, match="expected PATH=LO:HI:N"):
+        cli.parse_axis("hbm-bandwidth=2:10")
+
+
+def test_sweep_needs_a_space(capsys):
+    code, _, err = run(capsys, "sweep", "--out", "/tmp/x.csv")
+    assert code == 2 and "no space: pass --config FILE, or inline axes" in err
+    code, _, err = run(capsys, "sweep", "--space", "hbm-bandwidth=2:10", "--out", "/tmp/x.csv")
+    assert code == 2 and "expected PATH=LO:HI:N" in err
+
+
+@pytest.mark.slow
+def test_inline_sweep_answers_the_target_question(tmp_path, capsys):
+    """TPOT of Llama-3.1-70B, batch 16, 8 chips over HBM 2-10 TB/s x hop latency 0.5-5 us, no file."""
+    import csv
+
+    out = tmp_path / "tpot.csv"
+    code, _, err = run(
+        capsys, "sweep", "--model", "llama-3.1-70b", "--chips", "8", "--batch", "16",
+        "--space", "hbm-bandwidth=2:10:5", "--space", "hop-latency=0.5:5:4", "--metric", "tpot_s",
+        "--out", str(out), "--no-progress", "--cpu-devices", "1",
+    )  # fmt: skip
+    assert code == 0, err
+    with out.open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 20
+    bw = sorted({float(r["system.chip.tiers.0.bandwidth_bytes_per_s"]) for r in rows})
+    assert bw[0] == pytest.approx(2e12, rel=1e-6) and bw[-1] == pytest.approx(10e12, rel=1e-6)
+    tpot = {(float(r["system.chip.tiers.0.bandwidth_bytes_per_s"]), float(r["system.network.hop_latency_s"])): float(r["tpot_s"]) for r in rows}
+    lat = sorted({k[1] for k in tpot})
+    assert tpot[(bw[0], lat[0])] > tpot[(bw[-1], lat[0])]  # more bandwidth, less time per token
+    assert tpot[(bw[0], lat[-1])] > tpot[(bw[0], lat[0])]  # more hop latency, more time
+
+
+@pytest.mark.slow
+def test_sensitivity_all_lists_zero_elasticities(capsys):
+    argv = ["sensitivity", "--model", "llama-3.1-8b", "--chips", "1", "--metric", "tpot_s", "--knob", "economics", "--json"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert json.loads(out)["tpot_s"]["elasticity"] == {}  # prices do not change the time
+    code, out, err = run(capsys, *argv, "--all")
+    el = json.loads(out)["tpot_s"]["elasticity"]
+    assert "economics.pue" in el and el["economics.pue"] == 0

@@ -1,6 +1,6 @@
 """Calibration and validation of the cost model against measured decode performance.
 
-``validate`` predicts every row of a measurement file (:mod:`hwgrad.measurements`) and
+``validate`` predicts every row of a measurement file (`hwgrad.measurements`) and
 reports absolute percentage errors; ``fit`` finds the few physical parameters the data
 identify by gradient descent (Adam) through the jit-compiled, ``vmap``-ped model;
 ``cross_validate`` refits with a group of rows left out and predicts it (leave one
@@ -9,12 +9,12 @@ predicting the next generation of hardware on the same stacks).
 
 The package, by concept (each module's docstring explains its part):
 
-* :mod:`hwgrad.calibrate.parameters`: what is fitted, its ranges, calibration files;
-* :mod:`hwgrad.calibrate.cases`: measured rows -> evaluable cases, the batched evaluator;
-* :mod:`hwgrad.calibrate.report`: predictions, errors and reports (``hwgrad validate``);
-* :mod:`hwgrad.calibrate.fit`: the fit (Adam through the model, Cauchy loss, priors);
-* :mod:`hwgrad.calibrate.crossval`: leave-one-hardware-out and leave-one-generation-out;
-* :mod:`hwgrad.calibrate.cli`: ``hwgrad validate`` and ``hwgrad calibrate``.
+* `hwgrad.calibrate.parameters`: what is fitted, its ranges, calibration files;
+* `hwgrad.calibrate.cases`: measured rows -> evaluable cases, the batched evaluator;
+* `hwgrad.calibrate.report`: predictions, errors and reports (``hwgrad validate``);
+* `hwgrad.calibrate.fit`: the fit (Adam through the model, Cauchy loss, priors);
+* `hwgrad.calibrate.crossval`: leave-one-hardware-out and leave-one-generation-out;
+* `hwgrad.calibrate.cli`: ``hwgrad validate`` and ``hwgrad calibrate``.
 """
 
 from .cases import GIB_PER_GB as GIB_PER_GB

@@ -2,12 +2,12 @@
 
 How a row is modelled (interpretations made here, at the edge, and reported per row):
 
-* ``tpot_ms`` is the mean decode step (:attr:`Result.tpot_s`); ``e2e_latency_s`` the
-  request latency; ``output_tok_s`` :attr:`Result.tokens_per_s` (static: ``B O / e2e``;
+* ``tpot_ms`` is the mean decode step (`Result.tpot_s`); ``e2e_latency_s`` the
+  request latency; ``output_tok_s`` `Result.tokens_per_s` (static: ``B O / e2e``;
   continuous: Little's law); ``energy_j_per_token`` the energy of a replica per output
   token. The row's ``batching`` column selects the serving mode
-  (:func:`hwgrad.cost.serve`); static batches whose KV cache does not fit run in waves
-  (:func:`hwgrad.cost.static_waves`). Continuous rows use 0.9 x the nominal lengths when
+  (`hwgrad.cost.serve`); static batches whose KV cache does not fit run in waves
+  (`hwgrad.cost.static_waves`). Continuous rows use 0.9 x the nominal lengths when
   the row's source draws lengths from ``[0.8 L, L]`` (InferenceMAX).
 * Memory capacities printed as a whole number of "GB" are read as binary GiB (HBM/GDDR
   parts are sized in powers of two; NVIDIA's "80 GB" parts expose 80 GiB). A row where not
@@ -18,7 +18,7 @@ How a row is modelled (interpretations made here, at the edge, and reported per 
   ``k`` data-parallel replicas sharing ``batch``.
 
 A row that cannot be modelled is kept with its reason (never dropped silently). An
-:class:`Engine` evaluates every case in a few ``vmap`` calls, one per static structure.
+`Engine` evaluates every case in a few ``vmap`` calls, one per static structure.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ _UNIFORM_LENGTH_SOURCES = ("inferencemax", "inferencex")
 
 
 def _prepare_row(row: Measurement) -> Case | str:
-    """A :class:`Case` for ``row``, or the reason it cannot be modelled."""
+    """A `Case` for ``row``, or the reason it cannot be modelled."""
     notes: list[str] = []
     chips_needed = row.tp * row.pp
     if chips_needed > row.n_chips:
@@ -202,12 +202,12 @@ def _prepare_row(row: Measurement) -> Case | str:
 
 
 def prepare(data: MeasurementSet | Iterable[Measurement]) -> Prepared:
-    """Turn measurements into evaluable :class:`Case` s; rows that cannot be modelled are
+    """Turn measurements into evaluable `Case` s; rows that cannot be modelled are
     kept in ``skipped`` with the reason (never dropped silently).
 
     Args:
-      data: a :class:`MeasurementSet` (its ``unknown`` rows are carried into ``skipped``)
-        or an iterable of :class:`Measurement`.
+      data: a `MeasurementSet` (its ``unknown`` rows are carried into ``skipped``)
+        or an iterable of `Measurement`.
     """
     if isinstance(data, MeasurementSet):
         rows, skipped, path = data.rows, list(data.unknown), data.path
@@ -246,7 +246,7 @@ def _stack(trees):
 
 
 class Engine:
-    """Evaluates every row of a :class:`Prepared` set in a few ``vmap`` calls.
+    """Evaluates every row of a `Prepared` set in a few ``vmap`` calls.
 
     Rows are grouped by static structure (attention kind, FFN kind, sparsity pattern,
     topology, serving mode...) and stacked; one jit-compiled ``vmap`` per group. The fitted

@@ -2,8 +2,8 @@
 
 Leave one hardware out (LOHO) and leave one architecture generation out (LOGO, the honest
 proxy for predicting the next generation of hardware on the same stacks): each fold refits
-the parameters on the other rows (:mod:`hwgrad.calibrate.fit`) and reports the held-out rows'
-errors (:mod:`hwgrad.calibrate.report`).
+the parameters on the other rows (`hwgrad.calibrate.fit`) and reports the held-out rows'
+errors (`hwgrad.calibrate.report`).
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ def cross_validate(
     """Leave-one-group-out cross-validation.
 
     For each group (a hardware slug, an architecture generation, or a vendor line), refit
-    on the other rows and predict the held-out ones; the returned :class:`Report` holds
+    on the other rows and predict the held-out ones; the returned `Report` holds
     these out-of-sample predictions.
 
     Args:
-      group: a key of :data:`CV_GROUPS`.
+      group: a key of `CV_GROUPS`.
       only: hold out only these groups (e.g. ``["nvidia-hopper", "amd-cdna3"]``: predict
         H100 from the A100-era rows, MI300X from MI250).
     """

@@ -1,10 +1,10 @@
 """Fitting: the parameters the data identify, by gradient descent through the compiled model.
 
 Parameters live in an unconstrained space (a sigmoid maps each into its physical range:
-:mod:`hwgrad.calibrate.parameters`); the loss is a Cauchy loss of ``log(predicted / measured)``
+`hwgrad.calibrate.parameters`); the loss is a Cauchy loss of ``log(predicted / measured)``
 with each hardware's rows weighted equally, plus Gaussian priors on the shared values and on
 the offsets of lines, families and stacks (shrinkage), minimised by Adam (optax) through the
-``vmap``-ped, jit-compiled :class:`~hwgrad.calibrate.Engine`. The ``tuned`` stack design
+``vmap``-ped, jit-compiled `Engine`. The ``tuned`` stack design
 studies use by default is the best of the fitted stacks with enough rows.
 """
 
@@ -27,14 +27,14 @@ from .parameters import BASE_STACK, PARAMETERS, Calibration
 
 @dataclasses.dataclass(frozen=True)
 class FitSettings:
-    """Knobs of :func:`fit` (defaults are the ones used for the shipped parameters).
+    """Knobs of `fit` (defaults are the ones used for the shipped parameters).
 
     Attributes:
-      parameters: keys (``"chip.<field>"`` / ``"stack.<field>"``) of :data:`PARAMETERS` to
+      parameters: keys (``"chip.<field>"`` / ``"stack.<field>"``) of `PARAMETERS` to
         fit; the others stay at their starting value.
       levels: offset levels used (``hw_line``, ``hw_family``, ``stack``); an empty tuple
         fits one shared set.
-      priors: use the priors of :data:`PARAMETERS` on the shared values (offsets always
+      priors: use the priors of `PARAMETERS` on the shared values (offsets always
         have theirs).
       loss_scale: scale ``d`` of the Cauchy loss on ``log(pred / measured)``.
       steps, learning_rate: Adam iterations and step size.
@@ -72,7 +72,7 @@ _LEVEL_OF_CASE = {
 
 
 class Fitter:
-    """Compiled loss and Adam loop for one :class:`Engine` (reused across CV folds)."""
+    """Compiled loss and Adam loop for one `Engine` (reused across CV folds)."""
 
     def __init__(self, engine: Engine, settings: FitSettings):
         self.engine = engine
@@ -246,14 +246,14 @@ def _tuned(stacks: dict[str, Stack], rows: dict[str, int]) -> Stack:
 def fit(
     prepared: Prepared, settings: FitSettings = FitSettings(), engine: Engine | None = None
 ) -> tuple[Calibration, np.ndarray]:
-    """Fit the :data:`PARAMETERS` to the latency/throughput rows of ``prepared``.
+    """Fit the `PARAMETERS` to the latency/throughput rows of ``prepared``.
 
     Minimises ``sum_i w_i rho(log(pred_i / measured_i)) / sum_i w_i`` (Cauchy ``rho``)
     plus Gaussian priors on the shared values and on every family/stack offset, with Adam
     in the bounded unconstrained space, through the jit-compiled model.
 
     Returns:
-      ``(calibration, losses)``: the fitted :class:`Calibration` and the loss per step.
+      ``(calibration, losses)``: the fitted `Calibration` and the loss per step.
     """
     engine = engine or Engine(prepared.cases)
     fitter = Fitter(engine, settings)

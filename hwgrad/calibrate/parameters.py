@@ -2,27 +2,27 @@
 
 What is fitted is kept apart by what it belongs to:
 
-* **Hardware** (fields of :class:`~hwgrad.specs.Chip`): the achievable fraction of peak
+* **Hardware** (fields of `Chip`): the achievable fraction of peak
   memory bandwidth and of peak FLOPS, and the small-transfer ramp per kernel. Each value is
   ``shared + line offset + family offset`` (families are architecture generations, lines
-  the vendor product lines, :data:`hwgrad.presets.HARDWARE_FAMILIES`); offsets carry a
+  the vendor product lines, `hwgrad.presets.HARDWARE_FAMILIES`); offsets carry a
   Gaussian prior (shrinkage), so a family with few rows stays near its line and a family
   without rows (the next generation) takes its line's value.
-* **Software** (fields of :class:`~hwgrad.specs.Stack`): per-kernel launch gap, per-step
+* **Software** (fields of `Stack`): per-kernel launch gap, per-step
   engine cost and per-collective software latency, per stack family
-  (:func:`hwgrad.stacks.stack_family`), each an offset from the shared value with a prior.
+  (`hwgrad.stacks.stack_family`), each an offset from the shared value with a prior.
 
 Every parameter is fitted in a bounded space: ``lo + (hi - lo) sigmoid(u)`` for fractions
 and ``lo (hi / lo)^sigmoid(u)`` for times, so a fit can only choose values inside the
-documented physical range (:data:`PARAMETERS`). The loss is a Cauchy loss of
+documented physical range (`PARAMETERS`). The loss is a Cauchy loss of
 ``log(predicted / measured)`` (a few rows the model cannot explain do not drag the shared
 parameters), each hardware's rows weighted equally.
 
-A :class:`Calibration` holds resolved values (per hardware line / family, per stack family);
+A `Calibration` holds resolved values (per hardware line / family, per stack family);
 ``write_calibration`` / ``load_calibration`` write and read it as TOML, and
 ``default_calibration`` reads the shipped ``presets/data/calibration.toml``. Each parameter is
 named by its design path below the chip or the stack (``chip.bandwidth_efficiency``,
-``stack.op_overhead_s``: :attr:`Parameter.key`), the names :mod:`hwgrad.paths` gives those
+``stack.op_overhead_s``: `Parameter.key`), the names `hwgrad.paths` gives those
 fields under ``system.chip`` and ``efficiency``.
 """
 
@@ -47,7 +47,7 @@ class Parameter:
     levels at which it may differ (``hw_line``, ``hw_family``, ``stack``).
 
     Attributes:
-      target: ``"chip"`` (a :class:`Chip` field) or ``"stack"`` (a :class:`Stack` field).
+      target: ``"chip"`` (a `Chip` field) or ``"stack"`` (a `Stack` field).
       field: the field name.
       kind: ``"fraction"`` (linear in [lo, hi]) or ``"time"`` (logarithmic in [lo, hi]).
       lo, hi: the physical range (the fit cannot leave it).
@@ -256,7 +256,7 @@ _STACK_FIELDS = tuple(f.name for f in dataclasses.fields(Stack) if f.name != "st
 
 def write_calibration(path: str | Path, calibration: Calibration, header: Sequence[str] = ()) -> None:
     """Write ``[hardware."<family>"]`` and ``[stack."<name>"]`` tables (TOML) that
-    :func:`load_calibration`, :func:`hwgrad.presets.chip` and :func:`hwgrad.presets.stack`
+    `load_calibration`, `hwgrad.presets.chip` and `hwgrad.presets.stack`
     read."""
     lines = [f"# {h}" if h else "#" for h in header]
     for key, values in calibration.hardware.items():
@@ -267,7 +267,7 @@ def write_calibration(path: str | Path, calibration: Calibration, header: Sequen
 
 
 def load_calibration(path: str | Path) -> Calibration:
-    """Read a file written by :func:`write_calibration`."""
+    """Read a file written by `write_calibration`."""
     import tomllib
 
     path = Path(path)

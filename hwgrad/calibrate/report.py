@@ -1,8 +1,8 @@
 """Validation reports: predict every row and summarise the absolute percentage errors.
 
-``APE = 100 |predicted - measured| / measured`` per row; a :class:`Report` summarises it by
+``APE = 100 |predicted - measured| / measured`` per row; a `Report` summarises it by
 median, 90th percentile and max, overall, per stack x hardware family and for matched groups,
-and :func:`format_summary` prints the stable one-line summary
+and `format_summary` prints the stable one-line summary
 ``median APE x% | p90 APE y% | ... | rows N`` that ``hwgrad validate`` ends with.
 """
 
@@ -182,7 +182,7 @@ def predict(prepared: Prepared, calibration: Calibration, engine: Engine | None 
 def validate(
     prepared: Prepared, calibration: Calibration, label: str = "", engine: Engine | None = None
 ) -> Report:
-    """Predict every row and compare with the measurements (see :class:`Report`)."""
+    """Predict every row and compare with the measurements (see `Report`)."""
     engine = engine or Engine(prepared.cases)
     return Report(
         label=label,

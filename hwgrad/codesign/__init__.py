@@ -1,13 +1,13 @@
 """Gradient co-design of hardware and compression under service-level and accuracy budgets.
 
-A :class:`Problem` picks any subset of numeric spec leaves as design variables (dotted paths
+A `Problem` picks any subset of numeric spec leaves as design variables (dotted paths
 such as ``system.chip.tiers.0.bandwidth_bytes_per_s``), each with box bounds, and optimises
 them in a transformed space: ``log x`` for positive quantities, ``logit x`` for fractions,
 ``x`` otherwise. Box bounds are enforced by projection (clipping in the transformed space)
 after every optimiser step.
 
 The optimiser minimises an augmented Lagrangian (Powell-Hestenes-Rockafellar form) of the
-scalarised objective ``J`` and normalised inequality constraints ``g_i <= 0``::
+scalarised objective ``J`` and normalised inequality constraints ``g_i <= 0``:
 
     L(z; lam, mu) = J(z) + sum_i (max(0, lam_i + mu g_i(z))^2 - lam_i^2) / (2 mu)
 
@@ -23,12 +23,12 @@ nearest allowed value and repaired by a greedy one-step neighbourhood search, an
 design is re-evaluated with the hard roofline (``Options(roofline="hard")``).
 
 Per-layer mixed precision: a variable with ``per_layer=True`` holds one value per layer. The
-accuracy model (:mod:`hwgrad.accuracy`) sees the whole vector with a layer-sensitivity
+accuracy model (`hwgrad.accuracy`) sees the whole vector with a layer-sensitivity
 profile; the cost model, which has scalar bits, sees the parameter-weighted mean stored bits
 (exact for bytes moved and held, since every layer is read once per token).
 
 Starts run in parallel under ``vmap``; Pareto fronts are a ``vmap`` over budgets. Random
-search and CMA-ES on the same problem (:func:`random_search`, :func:`cma_es`) count model
+search and CMA-ES on the same problem (`random_search`, `cma_es`) count model
 evaluations for comparison.
 
 The package holds one idea per module: ``variables`` (design variables, constraints,

@@ -67,7 +67,7 @@ def cma_es(
 ):
     """(mu/mu_w, lambda)-CMA-ES (Hansen's tutorial, default parameters) on the box rescaled to
     [0, 1]^D, minimising ``J + penalty * sum max(0, g)``; infeasible boundary samples are
-    clipped. Returns ``(best_values, history)`` like :func:`random_search`.
+    clipped. Returns ``(best_values, history)`` like `random_search`.
     """
     rng = np.random.default_rng(seed)
     n = problem.dim

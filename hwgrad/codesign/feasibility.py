@@ -3,12 +3,12 @@ reports, baselines and benchmarks.
 
 Every constraint is normalised to ``g = (value - limit) / |limit|`` (upper limits; mirrored,
 ``(limit - value) / |limit|``, for lower limits; ``used / capacity - 1`` per memory tier), so
-``g`` is the relative overshoot. A design is **feasible** when every constraint satisfies::
+``g`` is the relative overshoot. A design is **feasible** when every constraint satisfies:
 
     g_i <= rtol,    rtol = FEASIBILITY_RTOL = 1e-3 (0.1 % of the limit) by default
 
 The tolerance absorbs float32 rounding of the model (a limit met to 2e-5 is met) and the
-bias of the smooth surrogate during descent; it is a property of the :class:`Problem`
+bias of the smooth surrogate during descent; it is a property of the `Problem`
 (``Problem(..., feasibility_rtol=...)``, ``[study] feasibility_rtol`` in a study file) so
 that every consumer applies the same number. A non-finite ``g`` is never feasible.
 

@@ -9,11 +9,11 @@ it is one:
    a looser one), for ``warm_steps`` more steps;
 3. **rounding and repair per budget** at that budget's limits (hard roofline);
 4. **cross-evaluation**: every rounded design is checked against every budget with the one
-   feasibility rule (:mod:`hwgrad.codesign.feasibility`); each budget keeps the cheapest
+   feasibility rule (`hwgrad.codesign.feasibility`); each budget keeps the cheapest
    design feasible at it. Since a design feasible at a tighter budget is feasible at a looser
    one, a looser budget is never worse (the front is monotone by construction);
 5. **dominance filter**: ``on_front`` marks the points not dominated in (achieved constraint
-   value, objective) by another point (:func:`hwgrad.pareto.pareto_mask`, the one dominance
+   value, objective) by another point (`hwgrad.pareto.pareto_mask`, the one dominance
    filter of hwgrad); a budget whose best design is that of a tighter one is not on the front.
 """
 
@@ -53,20 +53,20 @@ def pareto(
     """Sweep one constraint's limit over ``budgets`` (see the module docstring for the method).
 
     Args:
-      problem: the :class:`Problem`; ``constraint`` must be one of its constraints (a metric
+      problem: the `Problem`; ``constraint`` must be one of its constraints (a metric
         name such as ``tpot_s`` or a full constraint name such as ``tpot_s <= 0.03``).
       budgets: limits of that constraint (its unit), in any order.
       steps: descent steps of the independent pass.
       warm_steps: steps of the warm-started pass (default ``steps // 2``; 0 skips it).
-      **kw: passed to :func:`optimize` (``lr``, ``inner_steps``, ...).
+      **kw: passed to `optimize` (``lr``, ``inner_steps``, ...).
 
     Returns:
       One dict per budget, in the order given: ``budget``; ``relaxed_objective`` and
       ``relaxed_violation`` of the best relaxed solution at that budget; ``objective``,
       ``feasible``, ``achieved`` (the constrained metric of the design) and ``on_front`` of
       the chosen rounded, hard-roofline design; ``source`` (index of the budget whose descent
-      produced it; ``violation``, its worst normalised violation). :func:`pareto_designs`
-      also returns the chosen :class:`Design` objects.
+      produced it; ``violation``, its worst normalised violation). `pareto_designs`
+      also returns the chosen `Design` objects.
     """
     return [r for r, _ in pareto_designs(problem, constraint, budgets, steps, warm_steps=warm_steps, **kw)]
 
@@ -80,7 +80,7 @@ def pareto_designs(
     warm_steps: int | None = None,
     **kw,
 ) -> list[tuple[dict, object]]:
-    """Like :func:`pareto`, returning ``(row, Design)`` pairs."""
+    """Like `pareto`, returning ``(row, Design)`` pairs."""
     budgets = [float(b) for b in budgets]
     if not budgets:
         raise ValueError("pareto: no budgets; give at least one")

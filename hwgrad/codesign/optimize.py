@@ -21,7 +21,7 @@ from .problem import Problem
 
 @dataclasses.dataclass
 class RunResult:
-    """Outcome of :func:`optimize` (relaxed, continuous designs).
+    """Outcome of `optimize` (relaxed, continuous designs).
 
     Attributes:
       z: ``(S, D)`` final transformed variables, one row per start.
@@ -162,7 +162,7 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 
 def _load_checkpoint(path: Path) -> dict:
-    """A checkpoint written by :func:`_save_checkpoint`, or a one-line ``ValueError`` naming
+    """A checkpoint written by `_save_checkpoint`, or a one-line ``ValueError`` naming
     the file (truncated, empty, not a checkpoint, edited, or missing fields)."""
     fix = "delete it (or choose another --out) and rerun without --resume"
     try:
@@ -207,7 +207,7 @@ def optimize(
     """Augmented-Lagrangian Adam descent from ``starts`` points in parallel (``vmap``).
 
     Args:
-      problem: the :class:`Problem`.
+      problem: the `Problem`.
       steps: optimiser steps (rounded up to a multiple of ``inner_steps``).
       starts: parallel starts; start 0 is the base design, the others random in the box.
       lr: peak Adam learning rate in transformed units (0.05 = 5 % per step in log space),
@@ -222,7 +222,7 @@ def optimize(
         reaches the same result as an uninterrupted run.
       progress: show a tqdm bar (step, objective, violation).
       feasibility_tol: violation up to which a start counts as feasible (default: the
-        problem's ``feasibility_rtol``, the one rule of :mod:`hwgrad.codesign.feasibility`).
+        problem's ``feasibility_rtol``, the one rule of `hwgrad.codesign.feasibility`).
     """
     t_start = time.perf_counter()
     if feasibility_tol is None:

@@ -1,4 +1,4 @@
-"""The co-design :class:`Problem`: variables <-> transformed space, specs, metrics, objective and constraints."""
+"""The co-design `Problem`: variables <-> transformed space, specs, metrics, objective and constraints."""
 
 from __future__ import annotations
 
@@ -70,21 +70,21 @@ class Problem:
     Args:
       specs: dict with ``system``, ``model``, ``workload``, ``compression`` and optionally
         ``efficiency`` and ``economics`` (defaults: calibrated efficiency, default economics).
-      variables: sequence of :class:`Variable`.
-      objective: an :class:`Objective` or a metric name.
-      constraints: sequence of :class:`Constraint`.
-      accuracy: :class:`AccuracySettings` for ``delta_ppl`` / ``delta_loss``.
-      price_model: :class:`PriceModel` (chip price follows its memory) or ``None`` (fixed).
+      variables: sequence of `Variable`.
+      objective: an `Objective` or a metric name.
+      constraints: sequence of `Constraint`.
+      accuracy: `AccuracySettings` for ``delta_ppl`` / ``delta_loss``.
+      price_model: `PriceModel` (chip price follows its memory) or ``None`` (fixed).
       metric_fn: optional ``f(metrics, values) -> metrics`` hook that adds or replaces metrics
         (custom area or price models; tests use it to inject analytic functions).
       model_metrics: ``False`` skips the hwgrad model and starts ``metric_fn`` from an empty
         dict (pure analytic problems).
-      technology: a :class:`~hwgrad.codesign.technology.Technology`: the chip is built from
+      technology: a `Technology`: the chip is built from
         memory stacks, a logic die area and links (variables ``technology.memory_stacks``,
         ``technology.logic_die_area_mm2``, ``technology.links``), and its tier capacity and
         bandwidth, FLOPS, price and link bandwidth are derived (replaces ``price_model``).
       feasibility_rtol: the relative tolerance of the one feasibility rule
-        (:mod:`hwgrad.codesign.feasibility`; default 1e-3): ``g <= feasibility_rtol`` on every
+        (`hwgrad.codesign.feasibility`; default 1e-3): ``g <= feasibility_rtol`` on every
         normalised constraint is feasible, for the optimiser, rounding, fronts and reports.
     """
 
@@ -359,7 +359,7 @@ class Problem:
         return jnp.asarray(lim, dtype=float)
 
     def constraint_values(self, m: dict, limits):
-        """Normalised ``g`` (``<= 0`` is feasible), one entry per :attr:`constraint_names`."""
+        """Normalised ``g`` (``<= 0`` is feasible), one entry per `constraint_names`."""
         g, i = [], 0
         for con in self.constraints:
             if con.metric == "capacity":

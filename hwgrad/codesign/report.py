@@ -211,7 +211,7 @@ def _figure(
     path: Path, run: RunResult, front: list, problem: Problem, study: Study, design=None, comparison=()
 ):
     """Descent (left) and the Pareto front with the chosen design and today's systems (right);
-    PNG + PDF through :mod:`hwgrad.plotting`."""
+    PNG + PDF through `hwgrad.plotting`."""
     from .. import plotting
 
     fig, axes = plotting.figure(1, 2, width_in=11.0, height_in=4.2)

@@ -25,7 +25,7 @@ class Design:
     Attributes:
       values: design values (natural units; per-layer variables are arrays).
       metrics: hard-roofline metrics (floats; ``capacity`` per tier).
-      constraints: ``name ->`` :class:`~hwgrad.codesign.feasibility.ConstraintStatus`
+      constraints: ``name ->`` `ConstraintStatus`
         (value, limit, g, slack, status; unpacks as ``(value, limit, g)``).
       feasible: every ``g <= problem.feasibility_rtol`` (the one feasibility rule).
       binding: names of constraints that are violated or active (slack below 1 % of the limit).
@@ -92,7 +92,7 @@ def round_and_repair(
     most lowers the objective among moves that stay feasible; until no move helps.
     Continuous variables keep their relaxed values. ``tol``: the feasibility tolerance
     (default: the problem's ``feasibility_rtol``, the one rule of
-    :mod:`hwgrad.codesign.feasibility`).
+    `hwgrad.codesign.feasibility`).
     """
     tol = problem.feasibility_rtol if tol is None else float(tol)
     limits = problem.default_limits() if limits is None else jnp.asarray(limits, dtype=float)

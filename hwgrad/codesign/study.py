@@ -195,7 +195,7 @@ def _line_of(text: str | None, needle: str, occurrence: int = 0) -> str:
 def study_from_dict(
     doc: dict, where: str, text: str | None = None, root: Path | None = None, stack: str | None = None
 ) -> Study:
-    """Build a :class:`Study` from a parsed study file (errors name the table, field and line).
+    """Build a `Study` from a parsed study file (errors name the table, field and line).
 
     ``stack`` overrides ``[base] stack`` (a serving-stack preset name)."""
     known = {"study", "base", "variables", "constraints", "accuracy", "price_model", "pareto", "technology"}

@@ -1,6 +1,6 @@
 """Technology-based hardware: a chip built from memory stacks, a logic die and links.
 
-The paper's Table 3 (``memory_tech.csv``) made differentiable. With a :class:`Technology`,
+The paper's Table 3 (``memory_tech.csv``) made differentiable. With a `Technology`,
 a co-design problem's hardware variables are *technology choices*, and the quantities the
 cost model needs are derived from them, per chip:
 
@@ -22,7 +22,7 @@ counts (stacks, links) are continuous during descent; declare them ``integer = t
 round them. Bandwidth and capacity move together, so a design with 118 GB/s per GB of HBM
 cannot be reached: each stack brings its own ratio.
 
-The older :class:`PriceModel` prices a chip from free capacity and bandwidth variables.
+The older `PriceModel` prices a chip from free capacity and bandwidth variables.
 """
 
 from __future__ import annotations

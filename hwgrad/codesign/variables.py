@@ -249,13 +249,13 @@ def default_layer_sensitivity(n_layers: int) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class AccuracySettings:
-    """Settings of the accuracy model (:mod:`hwgrad.accuracy`) for ``delta_ppl`` / ``delta_loss``.
+    """Settings of the accuracy model (`hwgrad.accuracy`) for ``delta_ppl`` / ``delta_loss``.
 
     Attributes:
-      family, pruner, baseline_ppl, layer_sensitivity: as :func:`hwgrad.accuracy.delta_loss`.
+      family, pruner, baseline_ppl, layer_sensitivity: as `hwgrad.accuracy.delta_loss`.
       structured_finetuned: structured pruning followed by LoRA recovery fine-tuning (1) or
         not (0); used when the design prunes layers, width or heads
-        (:meth:`hwgrad.accuracy.Structured.from_compression`).
+        (`hwgrad.accuracy.Structured.from_compression`).
       structured_generation: ``llama-2`` or ``llama-3`` (15T-token models tolerate pruning
         worse); ``None`` = ``llama-3`` for models named ``llama-3*``, else ``llama-2``.
     """

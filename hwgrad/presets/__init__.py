@@ -7,7 +7,7 @@ them on demand; names are registry keys, never spec fields.
 Blank cells are unknown, never zero. Two conventions from the data README fill them:
 a blank dense peak is derived from the nearest given dtype at 2x per halving of operand
 width (bf16 = fp8/2 = fp4/4, int8 = fp8); a blank capacity becomes ``inf`` (capacity
-check skipped). Every derived or skipped value is recorded in :func:`chip_notes`.
+check skipped). Every derived or skipped value is recorded in `chip_notes`.
 """
 
 from __future__ import annotations
@@ -167,8 +167,8 @@ def memory_tier(
     idle_share``; the controller keeps ``latency x bandwidth`` bytes in flight
     (``prefetch_bytes``: exactly enough to stream at the rated bandwidth, so a longer latency
     or a higher bandwidth without a deeper queue is bounded by Little's law). Low-endurance
-    (flash) rows get :data:`FLASH_ENDURANCE_CYCLES`. ``cxl-ddr5``: DDR5 energy and latency +
-    :data:`CXL_ADDED_LATENCY_S` (the row gives neither); its link is a :func:`channel`.
+    (flash) rows get `FLASH_ENDURANCE_CYCLES`. ``cxl-ddr5``: DDR5 energy and latency +
+    `CXL_ADDED_LATENCY_S` (the row gives neither); its link is a `channel`.
 
     Args:
       name: memory technology slug (``hbm4``, ``hbf``, ``ddr5``, ``cxl-ddr5``, ...).
@@ -176,7 +176,7 @@ def memory_tier(
       bandwidth_bytes_per_s: per-chip total; default ``devices`` devices.
       devices: device count (default: bandwidth / per-device bandwidth when a bandwidth is
         given, else capacity / per-device capacity, else 1).
-      idle_share: idle power / device power (ASSUMPTION, :data:`MEMORY_IDLE_SHARE`).
+      idle_share: idle power / device power (ASSUMPTION, `MEMORY_IDLE_SHARE`).
       write_endurance_cycles: override of the program/erase cycles.
       prefetch_bytes: override of the queue depth (``math.inf``: Little's law never binds,
         e.g. for co-design studies that scale bandwidth without modelling the queue).
@@ -412,7 +412,7 @@ def energy_j_per_flop_from_tdp(
     tdp_w, peak_flops, bandwidth_bytes_per_s, energy_j_per_byte, idle_fraction=None
 ) -> float:
     """Dynamic energy per bf16 FLOP: the TDP less idle power (``idle_fraction x TDP``,
-    default :func:`idle_power_fraction`) and the memory power at peak bandwidth, spread over
+    default `idle_power_fraction`) and the memory power at peak bandwidth, spread over
     the bf16 peak (floored at 10 % of TDP): a chip at its peak FLOPs and bandwidth then
     draws exactly its TDP. An upper bound, like the "dense FLOP at TDP" rows of
     ``energy_ops.csv`` (Horowitz's 45 nm 0.75 pJ/FLOP for 16-bit fp does not transfer to
@@ -429,7 +429,7 @@ def chip(name: str, fitted: bool = True) -> Chip:
 
     With ``fitted`` (default) the chip carries its family's achievable fractions of peak
     (``bandwidth_efficiency``, ``flops_efficiency``), small-transfer ramp and GEMM tile
-    from ``calibration.toml`` (:func:`hardware_family`); ``fitted=False`` gives the raw
+    from ``calibration.toml`` (`hardware_family`); ``fitted=False`` gives the raw
     datasheet chip (speed of light).
     """
     c = _chip_and_notes(name)[0]
@@ -513,11 +513,11 @@ def stack_names() -> list[str]:
 
 
 def stack(name: str = "tuned") -> Stack:
-    """A serving-stack preset (:class:`~hwgrad.specs.Stack`).
+    """A serving-stack preset (`Stack`).
 
     ``ideal`` has no software cost; ``tuned`` (the default of design studies) is what the
     best stack in the data achieves; the others are fitted to the measured rows of that
-    stack family (``calibration.toml``, :mod:`hwgrad.calibrate`).
+    stack family (``calibration.toml``, `hwgrad.calibrate`).
     """
     if name == "ideal":
         return Stack.ideal()
@@ -624,7 +624,7 @@ def network(name: str) -> Network:
     xGMI, Gaudi integrated RoCE), 2-D torus (TPU v5e/v6e) or 3-D torus (TPU v4/v5p/v7), and
     PCIe 5 x16 through a switch for parts without a scale-up link. Bandwidth per direction
     and ``domain_size`` (``scaleup_domain_size``) from the chip's row; what was derived or
-    assumed is listed by :func:`network_notes`.
+    assumed is listed by `network_notes`.
     """
     return _network_and_notes(name)[0]
 
@@ -660,7 +660,7 @@ def scaleout(name: str = "ib-ndr", levels: int = 2) -> Network:
 
 def system(name: str, n_chips: int = 1, fitted: bool = True, scaleout_network: str = "ib-ndr") -> System:
     """``n_chips`` of the chip preset ``name`` on its scale-up fabric, domains joined by
-    ``scaleout_network`` (``fitted``: see :func:`chip`)."""
+    ``scaleout_network`` (``fitted``: see `chip`)."""
     return System(
         chip=chip(name, fitted),
         n_chips=float(n_chips),

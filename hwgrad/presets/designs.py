@@ -1,32 +1,32 @@
 """The designs Ma & Patterson (2026) argue for, built from the shipped data.
 
-Each function returns a :class:`~hwgrad.specs.System` (and documents where every number
+Each function returns a `System` (and documents where every number
 comes from). Numbers the paper or the data set give are used as printed; where the paper
 argues qualitatively, the scenario value is an explicit, named argument marked
 *ASSUMPTION* so studies can sweep it.
 
-* :func:`hbm4_accelerator` - a B200-class die (hardware.csv ``b200``: 2250 bf16 TFLOPS,
+* `hbm4_accelerator` - a B200-class die (hardware.csv ``b200``: 2250 bf16 TFLOPS,
   1000 W) with HBM4 stacks from Table 3 (48 GB, 1638 GB/s, 40 W, 3.05 pJ/bit each).
-* :func:`hbm4_hbf_accelerator` - half the stacks replaced by High Bandwidth Flash (Table 3:
+* `hbm4_hbf_accelerator` - half the stacks replaced by High Bandwidth Flash (Table 3:
   512 GB, 1638 GB/s, 4 KiB pages, ~3 us reads, low write endurance; 1.26 $/GB from
   economics.csv). Weights go to HBF, the KV cache stays in HBM.
-* :func:`base_die_compute` - logic on the HBM base die: same bandwidth, data-movement
+* `base_die_compute` - logic on the HBM base die: same bandwidth, data-movement
   energy 2-3x lower (the paper; 2.5x used), within the stack's thermal budget.
-* :func:`custom_3d` - custom 3D memory-logic stack: more bandwidth per area than HBM's
+* `custom_3d` - custom 3D memory-logic stack: more bandwidth per area than HBM's
   interface (``bandwidth_multiplier``), same thermal limit.
-* :func:`tree_network` - low-diameter switch tree with in-network reduction and multicast;
+* `tree_network` - low-diameter switch tree with in-network reduction and multicast;
   per-hop latency at the low end (100 ns) of the cited 100-300 ns switch latency.
-* :func:`mobile_soc` - a phone SoC on LPDDR5X (4 x16 channels, 8533 MT/s, memory_tech.csv),
+* `mobile_soc` - a phone SoC on LPDDR5X (4 x16 channels, 8533 MT/s, memory_tech.csv),
   optionally with processing-in-memory (Table 4: PIM 5-10x bandwidth/W, 32-64 MB bank
   shards; PNM 2-5x, 16-32 GB).
-* :func:`with_cxl_memory` - CXL DDR5 expanders behind the host's PCIe link (a shared
-  :class:`~hwgrad.specs.Channel`: the modules add up, the link bounds them).
+* `with_cxl_memory` - CXL DDR5 expanders behind the host's PCIe link (a shared
+  `Channel`: the modules add up, the link bounds them).
 
 Memory-side logic runs decode GEMV/attention and leaves prefill to the host by default
 (``decode_policy`` / ``prefill_policy``: ``"memory"``, ``"host"`` or ``"auto"``). The board idle
-fraction of the compute die (:func:`hwgrad.presets.idle_power_fraction`) covers the board's own
+fraction of the compute die (`hwgrad.presets.idle_power_fraction`) covers the board's own
 main memory, so a design's tier 0 carries no separate idle power; added tiers (HBF, CXL) idle
-at ``devices x W x`` :data:`hwgrad.presets.MEMORY_IDLE_SHARE` (ASSUMPTION).
+at ``devices x W x`` `hwgrad.presets.MEMORY_IDLE_SHARE` (ASSUMPTION).
 """
 
 from __future__ import annotations
@@ -231,7 +231,7 @@ def pim_tier(
     """Processing-in-memory on ``tier``: bank-level logic with Table 4's bandwidth/W gain
     (sqrt(5 x 10) = 7.07x), 45 MB shards (sqrt(32 x 64) MB) and weak logic sized for
     batch-1 GEMV: ``nmc_flops_per_byte`` FLOP per internal byte, default
-    :func:`gemv_flops_per_byte` of ``weight_bits`` (int4: 4; logic sized at 2 is
+    `gemv_flops_per_byte` of ``weight_bits`` (int4: 4; logic sized at 2 is
     compute-bound on int4 weights)."""
     fpb = gemv_flops_per_byte(weight_bits) if nmc_flops_per_byte is None else nmc_flops_per_byte
     return _near_memory(

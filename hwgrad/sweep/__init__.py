@@ -1,26 +1,26 @@
 """Sweeps over design leaves: grids and random samples, chunked, sharded, streamed, resumable.
 
-A sweep varies a few numbers of a *design* (:mod:`hwgrad.design`: the mapping of
-:func:`hwgrad.evaluate`'s arguments, every number named by a dotted :mod:`hwgrad.paths` path
-such as ``system.chip.tiers.0.bandwidth_bytes_per_s``) over a :class:`Space` of
-:class:`Axis` (a full grid or a seeded random sample; point ``i`` is a pure function of
+A sweep varies a few numbers of a *design* (`hwgrad.design`: the mapping of
+`hwgrad.evaluate`'s arguments, every number named by a dotted `hwgrad.paths` path
+such as ``system.chip.tiers.0.bandwidth_bytes_per_s``) over a `Space` of
+`Axis` (a full grid or a seeded random sample; point ``i`` is a pure function of
 ``(space, i)``), evaluates every point with one jitted program per design structure
 (``shard_map`` over all devices -> ``lax.map`` over cache-sized batches -> ``vmap`` of
-:func:`hwgrad.evaluate`; bitwise the same on any device count), chunk by chunk so that
+`hwgrad.evaluate`; bitwise the same on any device count), chunk by chunk so that
 1e8-point sweeps run in bounded memory, and keeps all rows, the feasible ones or only the Pareto
-set. :func:`run` returns columns in memory; :func:`run_to_file` streams CSV or Parquet with a
+set. `run` returns columns in memory; `run_to_file` streams CSV or Parquet with a
 checksummed manifest and resumes after the last finished chunk.
 
 The package, by concept:
 
-* :mod:`hwgrad.sweep.spaces`: axes, spaces and the validation of every point before compiling;
-* :mod:`hwgrad.sweep.evaluate`: the sharded evaluator, chunks, in-memory runs, CPU devices;
-* :mod:`hwgrad.sweep.pareto`: rows of evaluated points, feasibility and Pareto filters;
-* :mod:`hwgrad.sweep.files`: streaming to files, manifests and resume;
-* :mod:`hwgrad.sweep.cli`: ``hwgrad sweep``.
+* `hwgrad.sweep.spaces`: axes, spaces and the validation of every point before compiling;
+* `hwgrad.sweep.evaluate`: the sharded evaluator, chunks, in-memory runs, CPU devices;
+* `hwgrad.sweep.pareto`: rows of evaluated points, feasibility and Pareto filters;
+* `hwgrad.sweep.files`: streaming to files, manifests and resume;
+* `hwgrad.sweep.cli`: ``hwgrad sweep``.
 
-Sweep files are parsed by the one config loader (:func:`hwgrad.config.load_sweep`,
-re-exported here as ``load_config``); elasticities are :mod:`hwgrad.sensitivity` (re-exported
+Sweep files are parsed by the one config loader (`hwgrad.config.load_sweep`,
+re-exported here as ``load_config``); elasticities are `hwgrad.sensitivity` (re-exported
 here as ``sensitivity``). Multi-host: call ``jax.distributed.initialize`` first
 (``hwgrad sweep --coordinator``); the mesh then spans every process's devices, every process
 generates the same points, process 0 writes the output. See ``docs/sweep.md``.

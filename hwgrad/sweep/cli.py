@@ -1,11 +1,11 @@
 """The ``hwgrad sweep`` command: a sweep file in, a streamed, resumable output file out.
 
-``hwgrad sweep --config FILE`` reads a sweep file (:func:`hwgrad.config.load_sweep`: the design
+``hwgrad sweep --config FILE`` reads a sweep file (`hwgrad.config.load_sweep`: the design
 point as ``hwgrad eval`` flags, the space, metrics, an optional Pareto filter), checks every
 axis path, metric and point before anything compiles, splits the CPU into one device per core
-(:func:`~hwgrad.sweep.set_cpu_devices`), optionally joins a multi-host job
-(``jax.distributed``), and streams the sweep with :func:`~hwgrad.sweep.run_to_file`. The
-sibling ``hwgrad sensitivity`` lives in :mod:`hwgrad.sensitivity` and is registered with it.
+(`set_cpu_devices`), optionally joins a multi-host job
+(``jax.distributed``), and streams the sweep with `run_to_file`. The
+sibling ``hwgrad sensitivity`` lives in `hwgrad.sensitivity` and is registered with it.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ __all__ = ["register_cli", "cmd_sweep"]
 
 
 def register_cli(subparsers) -> None:
-    """Add ``hwgrad sweep`` and ``hwgrad sensitivity`` (:func:`hwgrad.sensitivity.register_cli`)."""
-    from ..cli import _positive_int  # one argparse type for every subcommand
+    """Add ``hwgrad sweep`` and ``hwgrad sensitivity`` (`hwgrad.sensitivity.register_cli`)."""
+    from ..cli import _positive_int, add_design_arguments  # one argparse type for every subcommand
 
     p = subparsers.add_parser(
         "sweep",
@@ -36,8 +36,17 @@ def register_cli(subparsers) -> None:
         "sharded over all devices, streamed chunk by chunk, resumable.",
     )
     p.add_argument(
-        "--config", required=True, metavar="FILE", help="sweep file (TOML: [design], [sweep], [[axis]])"
+        "--config", metavar="FILE", help="sweep file (TOML: [design], [sweep], [[axis]]); or give the space inline"
     )
+    p.add_argument(
+        "--space",
+        action="append",
+        metavar="PATH=LO:HI:N",
+        help="an axis of an inline grid (no file): PATH=LO:HI:N[:log] or PATH=V1,V2,...; PATH is a design "
+        "path (SI units, or give the unit: 2TB/s) or a knob flag name in its unit (hbm-bandwidth=2:10:5 in TB/s, "
+        "hop-latency=0.5:5:4 in us); repeatable; the design point comes from the flags below",
+    )
+    p.add_argument("--metric", action="append", metavar="NAME", help="inline sweeps: metric(s) to write (default: all)")
     p.add_argument("--out", metavar="FILE", help="output .csv or .parquet (default: [sweep].out)")
     p.add_argument(
         "--resume", action="store_true", help="continue an interrupted sweep (finished chunks are kept)"
@@ -70,7 +79,8 @@ def register_cli(subparsers) -> None:
     g.add_argument(
         "--distributed", action="store_true", help="jax.distributed.initialize() with cluster auto-detection"
     )
-    p.set_defaults(func=cmd_sweep)
+    add_design_arguments(p, config=False)
+    p.set_defaults(func=cmd_sweep, config_is_design=False)
     from .. import sensitivity
 
     sensitivity.register_cli(subparsers)
@@ -96,13 +106,41 @@ def _init_distributed(args) -> None:
             jax.distributed.initialize()
 
 
+def _inline_sweep(args) -> dict:
+    """The sweep of ``--space`` axes around the design point of the design flags (no file)."""
+    from ..cli import design_from_args, parse_axis
+    from ..design import DEFAULT_METRICS
+    from ..specs import Options
+    from .spaces import Axis, grid
+
+    design = design_from_args(args)
+    space = grid(*(Axis(**parse_axis(text)) for text in args.space))
+    return dict(
+        design=design, space=space, metrics=tuple(args.metric) if args.metric else DEFAULT_METRICS,
+        chunk_size=65536, batch_size=512, out=None, out_inside=True, pareto=None, feasible_only=False,
+        options=Options(),
+    )  # fmt: skip
+
+
 def cmd_sweep(args) -> int:
     from ..cli import enable_compile_cache
 
     set_cpu_devices(args.cpu_devices)
     _init_distributed(args)
     enable_compile_cache()
-    cfg = load_sweep(args.config)
+    from ..cli import apply_assignments, knob_assignments
+
+    if args.config:
+        if args.space:
+            raise ValueError("--space and --config both define the space: give one of them")
+        cfg = load_sweep(args.config)
+        cfg["design"] = apply_assignments(cfg["design"], knob_assignments(args))
+    elif args.space:
+        cfg = _inline_sweep(args)
+    else:
+        raise ValueError(
+            "no space: pass --config FILE, or inline axes such as --space hbm-bandwidth=2:10:5 --out out.csv"
+        )
     out = args.out or cfg["out"]
     if out is None:
         raise ValueError("no output file: pass --out FILE.csv or set [sweep].out in the config")
@@ -112,7 +150,7 @@ def cmd_sweep(args) -> int:
             "command line, or --allow-out-anywhere to accept the config's path"
         )
     validate_space(cfg["design"], cfg["space"])
-    _validate_names(cfg["design"], cfg, args.config)
+    _validate_names(cfg["design"], cfg, args.config or "--space")
     try:
         summary = run_to_file(
             cfg["design"], cfg["space"], out, cfg["metrics"], chunk_size=args.chunk_size or cfg["chunk_size"],

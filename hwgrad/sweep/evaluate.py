@@ -1,7 +1,7 @@
 """Sweep evaluation: one jitted, sharded program per design structure, chunk by chunk.
 
 Points are evaluated by one jitted program per design structure (the swept leaves are
-arguments, so new values never recompile)::
+arguments, so new values never recompile):
 
     shard_map over the "sweep" mesh axis (all devices, all hosts)
       -> lax.map over batches of ``batch_size`` points  (cache-sized working set)
@@ -11,8 +11,8 @@ Each device runs the same per-batch program on the same batch shape whatever the
 count, so results are identical (bitwise) to a single-device run. Chunks of ``chunk_size``
 points bound the memory of arbitrarily long (1e8-point) sweeps; the next chunk is dispatched
 before the current one is consumed, so host work (formatting, writing) overlaps device work.
-:func:`run` collects a whole space in memory (optionally only the feasible rows or the Pareto
-set); :mod:`hwgrad.sweep.files` streams it to disk. :func:`set_cpu_devices` splits the CPU
+`run` collects a whole space in memory (optionally only the feasible rows or the Pareto
+set); `hwgrad.sweep.files` streams it to disk. `set_cpu_devices` splits the CPU
 into one jax device per core, so that a CPU sweep uses every core.
 """
 
@@ -57,11 +57,11 @@ class Evaluator:
     """One jitted, sharded program evaluating points that change a few leaves of a design.
 
     Args:
-      design: the base design (see :func:`design`).
+      design: the base design (see `design`).
       paths: the swept leaves, one column of ``values`` each.
       metrics: result paths to return (``tpot_s``, ``decode.weights_s``,
         ``capacity_margin_bytes.0``...).
-      options: static :class:`~hwgrad.Options`.
+      options: static `Options`.
       devices: devices of the ``"sweep"`` mesh axis (default: ``jax.devices()``, every
         device of every process).
       batch_size: points per ``vmap`` batch inside ``lax.map`` (512 keeps the working
@@ -184,7 +184,7 @@ def cached_evaluator(
     batch_size: int = 512,
     gradient: bool = False,
 ) -> Evaluator:
-    """An :class:`Evaluator`, reused when the same design, paths, metrics, options, devices
+    """An `Evaluator`, reused when the same design, paths, metrics, options, devices
     batch size and ``gradient`` come again (its compiled programs with it)."""
     d = as_design(design)
     devs = tuple(jax.devices() if devices is None else devices)

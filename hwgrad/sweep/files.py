@@ -1,8 +1,8 @@
 """Sweeps streamed to files: CSV or Parquet, chunk by chunk, crash-safe and resumable.
 
-:func:`run_to_file` writes a sweep chunk by chunk. CSV: one header, then rows appended per
+`run_to_file` writes a sweep chunk by chunk. CSV: one header, then rows appended per
 chunk; Parquet: a directory of ``part-NNNNNN.parquet`` files, one per chunk; with a
-:class:`~hwgrad.sweep.Pareto` filter the file holds the current Pareto set, rewritten
+`Pareto` filter the file holds the current Pareto set, rewritten
 (atomically) after every chunk. After each chunk is on disk (``fsync``), a manifest beside the
 output (``out + ".manifest.json"``, itself checksummed) records the chunks done, the rows, the
 file length and the SHA-256 of the data. ``resume=True`` continues after the last recorded
@@ -224,7 +224,8 @@ def run_to_file(
         chunk size, options: checked by a fingerprint) after its last finished chunk.
       overwrite: replace an existing output instead of refusing.
       stop_after_chunks: stop after this many new chunks (tests, time-boxed jobs).
-      Others as in :func:`run`.
+
+    The other arguments are those of `run`.
 
     Returns:
       A summary: points, rows written, chunks done / skipped / total, seconds, points/s.

@@ -1,9 +1,9 @@
 """Rows of evaluated sweep points and the filters that keep some of them.
 
-A :class:`Block` holds evaluated points as three aligned arrays (point index in the space,
+A `Block` holds evaluated points as three aligned arrays (point index in the space,
 swept values, metrics). A sweep can keep only the feasible rows (``fits > 0``:
-:func:`feasible_rows`) and/or only its Pareto set over chosen metrics (:class:`Pareto`,
-:func:`pareto_filter`, using the one non-dominated filter :func:`hwgrad.pareto.pareto_mask`;
+`feasible_rows`) and/or only its Pareto set over chosen metrics (`Pareto`,
+`pareto_filter`, using the one non-dominated filter `hwgrad.pareto.pareto_mask`;
 rows with a non-finite objective are dropped first). Because the Pareto set of a union is the
 Pareto set of the union of the parts' Pareto sets, a streamed sweep keeps only the running
 front, chunk by chunk.

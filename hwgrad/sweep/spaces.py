@@ -1,13 +1,13 @@
 """Sweep spaces: which points a sweep evaluates, as a pure function of the point's index.
 
-An :class:`Axis` is one swept number: a design path (:mod:`hwgrad.paths`) and its values, a
+An `Axis` is one swept number: a design path (`hwgrad.paths`) and its values, a
 linear or log range or an explicit list, optionally rounded to whole numbers. A
-:class:`Space` combines axes as a full grid (point ``i`` is the C-order multi-index of ``i``)
+`Space` combines axes as a full grid (point ``i`` is the C-order multi-index of ``i``)
 or as a seeded random sample (point ``i`` is drawn by a counter-based SplitMix64 generator
 from ``(seed, i)``). Either way point ``i`` depends only on ``(space, i)``, so a sweep can be
 cut into chunks anywhere, sharded over devices and hosts, and resumed, always giving the same
-points. :func:`validate_space` checks, before anything compiles, that every point of a space
-is a valid design (:func:`hwgrad.validate`): the rules on one number are intervals, so the
+points. `validate_space` checks, before anything compiles, that every point of a space
+is a valid design (`hwgrad.validate`): the rules on one number are intervals, so the
 ends of each axis decide, except for whole-number fields coupled by divisibility (``tp``
 divides the heads...), whose every candidate is checked.
 """
@@ -34,7 +34,7 @@ class Axis:
     """One swept number: a path and its values.
 
     Attributes:
-      path: dotted path of a leaf (see :func:`paths`).
+      path: dotted path of a leaf (see `paths`).
       low, high: range ends (inclusive for grids); ``scale="log"`` needs ``low > 0``.
       num: grid points on ``[low, high]`` (grid sweeps only).
       scale: ``"linear"`` or ``"log"`` spacing (grids) / sampling density (random).
@@ -269,10 +269,10 @@ def _candidates(axis: Axis, mode: str) -> np.ndarray:
 
 
 def validate_space(d: Mapping, space: Space) -> None:
-    """Check that every point of ``space`` is a valid design (:func:`hwgrad.validate`), before
+    """Check that every point of ``space`` is a valid design (`hwgrad.validate`), before
     anything is evaluated; a ``ValueError`` naming the point's swept values and the rule.
 
-    Each axis is checked over its candidates (:func:`_candidates`); the axes that take part in
+    Each axis is checked over its candidates (`_candidates`); the axes that take part in
     combination rules (parallel degrees, batch and micro-batches, shapes, placement,
     sparsity) are checked over the product of their candidates. Whole-number fields must be
     swept with ``integer = true`` (or whole values): a sweep never truncates.
