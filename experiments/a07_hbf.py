@@ -112,6 +112,10 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
                 f"{mname}: fewest chips that hold the model, HBM4-only / HBM4+HBF",
                 "fewer with HBF",
                 f"{min_chips['HBM4 only']} / {min_chips['HBM4 + HBF']}",
+                verdict=c.verdict(
+                    (min_chips["HBM4 + HBF"] or 1e9) < (min_chips["HBM4 only"] or 1e9),
+                    "the smallest chip count of the grid already holds the model on both designs",
+                ),
             )
         )
         for t in c.TPOT_BUDGETS_S:
@@ -119,10 +123,21 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
             if a["feasible"] and b["feasible"]:
                 ratio = b["usd_per_million_tokens"] / a["usd_per_million_tokens"]
                 ours = f"{ratio:.2f}x ({b['chips']:.0f} vs {a['chips']:.0f} chips)"
+                v = c.verdict(
+                    ratio < 1.0,
+                    "at its own best point HBM-only is cheaper: half the HBF design's DRAM bandwidth "
+                    "serves the KV cache and flash reads pay page and latency costs",
+                )
             else:
                 ours = f"HBM-only {'ok' if a['feasible'] else 'infeasible'}, HBF {'ok' if b['feasible'] else 'infeasible'}"
+                v = c.verdict(bool(b["feasible"] and not a["feasible"]), "no HBF point meets this budget")
             records.append(
-                c.compare(f"{mname}: $/M tokens HBF / HBM-only at TPOT <= {t * 1e3:.0f} ms", "-", ours)
+                c.compare(
+                    f"{mname}: $/M tokens HBF / HBM-only at TPOT <= {t * 1e3:.0f} ms",
+                    "cheaper with HBF (fewer chips)",
+                    ours,
+                    verdict=v,
+                )
             )
 
     # sensitivity of the HBF design at its best point for a 50 ms budget (DeepSeek-V3)
@@ -173,11 +188,18 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
             f"{big}, 8 chips, batch 32: read-mostly context that fits per chip, HBM4-only / HBF (GB)",
             "~10x context memory",
             f"{corpus_hbm_gb:.0f} / {corpus_hbf_gb:.0f} ({corpus_hbf_gb / max(corpus_hbm_gb, 1e-9):.1f}x)",
+            verdict=c.verdict(
+                corpus_hbf_gb > 5 * corpus_hbm_gb,
+                "the weights and the KV cache use part of each tier, so the free room is not the raw 10x",
+            ),
         ),
         c.compare(
             f"{big}, 8 chips, batch 32: HBF lifetime with the KV cache on flash (years)",
             "KV must stay off flash (endurance)",
             life_years,
+            verdict=c.verdict(
+                life_years < 5.0, "the decode writes too little KV per second to wear flash out"
+            ),
         ),
         c.compare(
             "HBF TPOT sensitivity: 64 KiB / 4 KiB pages",
@@ -187,6 +209,7 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
                 / next(r["tpot_s"] for r in sens if r["value"] == 4096.0)
             ),
             "x",
+            verdict=c.verdict(records_page_ratio(sens) > 1.0, "page size does not bind at this point"),
         ),
     ]
     summary = {
@@ -214,6 +237,11 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
     }
     c.write_json(out_dir / f"{NAME}.json", summary)
     return summary
+
+
+def records_page_ratio(sens) -> float:
+    t = {r["value"]: r["tpot_s"] for r in sens if r["knob"] == "page_bytes"}
+    return float(t[65536.0] / t[4096.0])
 
 
 def plot(out_dir: Path) -> None:

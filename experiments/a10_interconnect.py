@@ -117,10 +117,20 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
         if a["feasible"] and b["feasible"]:
             iso_ratio[f"{t * 1e3:.0f} ms"] = b["usd_per_million_tokens"] / a["usd_per_million_tokens"]
             ours = f"{iso_ratio[f'{t * 1e3:.0f} ms']:.2f}x ({b['chips']:.0f} vs {a['chips']:.0f} chips)"
+            v = c.verdict(
+                iso_ratio[f"{t * 1e3:.0f} ms"] < 0.99,
+                "at this budget the best point uses few chips, where collectives are a small share",
+            )
         else:
             ours = f"switch {'ok' if a['feasible'] else 'infeasible'}, tree {'ok' if b['feasible'] else 'infeasible'}"
+            v = c.verdict(bool(b["feasible"] and not a["feasible"]), "neither fabric meets this budget")
         iso_recs.append(
-            c.compare(f"70B: $/M tree / switch at TPOT <= {t * 1e3:.0f} ms", "latency trumps bandwidth", ours)
+            c.compare(
+                f"70B: $/M tree / switch at TPOT <= {t * 1e3:.0f} ms",
+                "latency trumps bandwidth",
+                ours,
+                verdict=v,
+            )
         )
 
     small = {r["topology"]: r["allreduce_s_64_chips"] for r in topo_rows if r["message_bytes"] == sizes[0]}
@@ -128,7 +138,12 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
     summary = {
         "elasticity": {f"batch {b} {k}": el(b, k) for b in (1, 64) for k in ("latency", "bandwidth")},
         "records": [
-            c.compare("batch 1: d log TPOT / d log latency", "latency trumps bandwidth", el(1, "latency")),
+            c.compare(
+                "batch 1: d log TPOT / d log latency",
+                "latency trumps bandwidth",
+                el(1, "latency"),
+                verdict=c.verdict(el(1, "latency") > abs(el(1, "bandwidth")), "bandwidth matters more"),
+            ),
             c.compare("batch 1: d log TPOT / d log (1/bandwidth)", "(smaller)", -el(1, "bandwidth")),
             c.compare(
                 "1 KB all-reduce, 64 chips: ring / tree+in-network",

@@ -38,6 +38,7 @@ __all__ = [
     "save_fig",
     "figure",
     "caption",
+    "verdict",
     "plotting",
     "operating_grid",
     "best_under",
@@ -113,12 +114,27 @@ def caption(fig, text: str, y: float = -0.02) -> None:
     fig.text(0.0, y, text, ha="left", va="top", fontsize=8, wrap=True)
 
 
-def compare(label: str, paper, ours, unit: str = "") -> dict:
-    """Print the paper's number beside hwgrad's and return both as a record."""
+def compare(label: str, paper, ours, unit: str = "", verdict: str = "-") -> dict:
+    """Print the paper's number beside hwgrad's and return both as a record.
+
+    ``verdict``: ``"reproduced"``, ``"differs, because ..."`` (see :func:`verdict`), ``"input"``
+    for a table printed back, or ``"-"`` where the paper states no claim to check."""
+    if verdict == "-" and not isinstance(paper, str) and not isinstance(ours, str):
+        off = float(ours) / float(paper) - 1.0 if float(paper) else math.inf
+        verdict = (
+            "reproduced"
+            if abs(off) <= 0.15
+            else f"differs, because the data give {off:+.0%} (see the script's docstring for the sources)"
+        )
     paper_s = paper if isinstance(paper, str) else f"{paper:g}{unit}"
     ours_s = ours if isinstance(ours, str) else f"{ours:.3g}{unit}"
-    print(f"  {label:<58s} paper {paper_s:>12s}   hwgrad {ours_s:>12s}")
-    return {"quantity": label, "paper": paper, "hwgrad": ours, "unit": unit}
+    print(f"  {label:<58s} paper {paper_s:>12s}   hwgrad {ours_s:>12s}   {verdict}")
+    return {"quantity": label, "paper": paper, "hwgrad": ours, "unit": unit, "verdict": verdict}
+
+
+def verdict(holds: bool, because: str) -> str:
+    """``"reproduced"`` when the claim holds, else ``"differs, because <because>"``."""
+    return "reproduced" if holds else f"differs, because {because}"
 
 
 def num(x) -> float:
@@ -182,6 +198,7 @@ def operating_grid(
     moe: bool = False,
     efficiency=None,
     economics=None,
+    batching: str = "static",
 ) -> list[dict]:
     """Every (chips, batch) operating point of one design, in one vmapped evaluation.
 
@@ -199,6 +216,7 @@ def operating_grid(
                 batch=float(b),
                 tp=float(n),
                 ep=float(n) if moe else 1.0,
+                batching=batching,
                 **{k: float(v) for k, v in workload.items()},
             )
             points.append((system, model, w, compression))

@@ -162,3 +162,37 @@ def test_iso_slo_picks_the_cheapest_point_within_budget():
     assert c.best_under(rows, 0.005) is None
     iso = c.iso_slo({"d": rows}, budgets=(0.005, 0.05))
     assert [r["feasible"] for r in iso] == [0, 1] and iso[1]["usd_per_million_tokens"] == 1.0
+
+
+def test_sram_capacity(out):
+    s = run("a15_sram_capacity", out)
+    chips = s["chips_fp8"]
+    # 70B at fp8 is ~70 GB of weights: hundreds of 230 MB Groq chips, one 180 GB B200
+    assert 250 < chips["llama-3.1-70b"]["Groq LPU (230 MB SRAM)"] < 400
+    assert chips["llama-3.1-70b"]["B200 (180 GB HBM3e)"] == 1
+    assert chips["deepseek-v3"]["Cerebras WSE-3 (44 GB SRAM)"] > chips["deepseek-v3"]["H100 (80 GB HBM3)"]
+
+
+def test_readme_matches_results_json():
+    """experiments/README.md is exactly what run_all.py renders from experiments/results.json."""
+    run_all = importlib.import_module("run_all")
+    import json
+
+    results = json.loads(run_all.RESULTS.read_text(encoding="utf-8"))
+    assert set(results) <= set(run_all.SCRIPTS)
+    assert run_all.README.read_text(encoding="utf-8") == run_all.render_readme(results) + "\n", (
+        "experiments/README.md is stale: run `python experiments/run_all.py --readme`"
+    )
+    for name, res in results.items():
+        for r in res["records"]:
+            assert r.get("verdict", "-") == "-" or r["verdict"] in ("reproduced", "input") or r[
+                "verdict"
+            ].startswith("differs, because"), (name, r["verdict"])
+
+
+@pytest.mark.slow  # compiles the disaggregated serving mode (minutes on 2 shared cores)
+def test_decode_chip(out):
+    run("a16_decode_chip", out)
+    rows = importlib.import_module("common").read_csv(out / "a16_decode_chip.csv")
+    assert any(r["feasible"] == 1 for r in rows)
+    assert all(r["tpot_s"] <= r["tpot_budget_s"] * (1 + 1e-9) for r in rows if r["feasible"] == 1)
