@@ -121,12 +121,18 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
             else:
                 parts.append(f"{k} {'ok' if r['feasible'] else 'infeasible'}")
         both = bool(pnm["feasible"] and pim["feasible"])
-        v = c.verdict(
-            both and pnm["usd_per_million_tokens"] <= pim["usd_per_million_tokens"] * (1 + 1e-6),
-            "PIM is cheaper here: its 7x bandwidth/W outweighs its weak logic at this batch"
-            if both
-            else "a near-memory design has no feasible point",
-        )
+        gap = pnm["usd_per_million_tokens"] / pim["usd_per_million_tokens"] - 1.0 if both else 0.0
+        if not both:
+            why = "a near-memory design has no feasible point"
+        elif abs(gap) <= 0.02:
+            why = (
+                f"PNM and PIM cost the same within 2 % ({gap:+.1%}): decode ops run where faster and both "
+                "save only memory data-movement energy; the paper's case for PNM (shard size, logic, heat) "
+                "is not a cost difference here"
+            )
+        else:
+            why = f"PIM is {gap:.0%} cheaper here: its 7x bandwidth/W outweighs its weak logic at this batch"
+        v = c.verdict(both and gap < -0.02, why)
         records.append(
             c.compare(
                 f"{m0}: PNM, PIM vs no near-memory at TPOT <= {t * 1e3:.0f} ms",
