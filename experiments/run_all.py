@@ -95,6 +95,13 @@ def render_readme(results: dict) -> str:
         "...`, or `input` (a table printed back: the data, not a finding). `-` in the paper column:",
         "the paper gives an argument, no number.",
         "",
+        "Not reproduced, because the shipped data (`hwgrad/presets/data/`) lack a cited series:",
+        "the DRAM density slowdown and flash capacity doubling trend (no density-by-year table); Table 1's",
+        "dies per stack, GiB per die and stacks per GPU rows (`hbm_generations.csv` holds bandwidth,",
+        "capacity, bus width and pin rate only); a phone power budget (a12 reports memory watts instead).",
+        "The paper's Table 2 itself is not available to this project: a05 compares its autodiff matrix",
+        "with the design brief's one-paragraph summary of the paper, labelled as such.",
+        "",
     ]
     for name, (artifact, claim) in SCRIPTS.items():
         lines.append(f"## {artifact} (`{name}.py`)")
