@@ -98,10 +98,11 @@ def test_pnm_pim(out):
 def test_stacking(out):
     s = run("a09_stacking", out)
     rows = importlib.import_module("common").read_csv(out / "a09_stacking_dvfs.csv")
-    for cap in (10.0, 40.0):
-        pts = {r["clock_fraction"]: r for r in rows if r["cap_w_per_stack"] == cap}
-        # lower clock at f^2 energy per FLOP never costs more energy per token
-        assert pts[0.25]["energy_j_per_token"] <= pts[1.0]["energy_j_per_token"] * (1 + 1e-6)
+    pts = {r["clock_fraction"]: r for r in rows if r["cap_w_per_stack"] == 10.0}
+    # under a tight (10 W/stack) cap a lower clock at f^2 energy per FLOP is faster and leaner
+    assert pts[0.25]["decode_tokens_per_s"] > pts[1.0]["decode_tokens_per_s"]
+    assert pts[0.25]["energy_j_per_token"] < pts[1.0]["energy_j_per_token"]
+    assert s["best_clock_fraction"]["10 W"] < 1.0
     assert set(s["best_clock_fraction"]) == {"10 W", "40 W"}
 
 
@@ -185,9 +186,11 @@ def test_readme_matches_results_json():
     )
     for name, res in results.items():
         for r in res["records"]:
-            assert r.get("verdict", "-") == "-" or r["verdict"] in ("reproduced", "input") or r[
-                "verdict"
-            ].startswith("differs, because"), (name, r["verdict"])
+            assert (
+                r.get("verdict", "-") == "-"
+                or r["verdict"] in ("reproduced", "input")
+                or r["verdict"].startswith("differs, because")
+            ), (name, r["verdict"])
 
 
 @pytest.mark.slow  # compiles the disaggregated serving mode (minutes on 2 shared cores)
