@@ -2,9 +2,13 @@
 
 Llama-3.1-70B on 8 x H100 (TP 8), fp8 weights and KV, batch 32, prompt 2048, output 512;
 each design point draws its own memory bandwidth and capacity, peak FLOPS, link bandwidth
-and latency, batch, and weight / KV bits. Points are evaluated with ``jax.lax.map`` over
-``vmap``-ed chunks (512 forward, 128 gradient), the layout that keeps intermediates in cache. Prints points/s for forward evaluation and for the gradient of
-log TPOT + log $/M tokens with respect to every leaf, plus compile time, and ends with::
+and latency, batch, and weight / KV bits. Points are sharded over every local device (the CPU
+is split into one jax device per usable core, :func:`hwgrad.sweep.set_cpu_devices`) and, on each
+device, evaluated with ``jax.lax.map`` over ``vmap``-ed chunks (512 forward, 128 gradient), the
+layout that keeps intermediates in cache: the one layout of sweeps, forward and gradient
+(:func:`hwgrad.sweep.evaluate.sharded_map`). Prints points/s for forward evaluation and for the
+gradient of log TPOT + log $/M tokens with respect to every leaf, plus compile time, and ends
+with::
 
     forward 1.2e+06 points/s | gradient 3.4e+05 points/s | compile 1.10 s
 
@@ -20,36 +24,34 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import hwgrad as hg
+from hwgrad.sweep import set_cpu_devices
+
+set_cpu_devices()  # before jax starts: one CPU device per usable core (no-op if XLA_FLAGS sets it)
+
+import hwgrad as hg  # noqa: E402
+from hwgrad.sweep.evaluate import sharded_map  # noqa: E402
 
 
 def design_points(n: int, seed: int = 0):
     """Stacked (system, workload, compression) pytrees with ``n`` random design points."""
     rng = np.random.default_rng(seed)
-    base = hg.presets.system("h100-sxm", 8)
+    # every leaf gets a leading axis of n (specs carry more numbers than the ones drawn here)
+    stack = lambda tree: jax.tree_util.tree_map(
+        lambda x: jnp.broadcast_to(jnp.asarray(x, jnp.float32), (n, *jnp.shape(x))), tree
+    )
+    base = stack(hg.presets.system("h100-sxm", 8))
     u = lambda lo, hi: jnp.asarray(np.exp(rng.uniform(np.log(lo), np.log(hi), n)), jnp.float32)
     tier = hg.replace(base.chip.tiers[0], bandwidth_bytes_per_s=u(1e12, 1e13), capacity_bytes=u(40e9, 300e9))
-    tier = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(jnp.asarray(x, jnp.float32), (n,)), tier)
     peak = u(5e14, 5e15)
-    chip = jax.tree_util.tree_map(
-        lambda x: jnp.broadcast_to(jnp.asarray(x, jnp.float32), (n,)),
-        hg.replace(
-            base.chip, tiers=(tier,), peak_flops_bf16=peak, peak_flops_fp8=2 * peak, peak_flops_fp4=4 * peak
-        ),
+    chip = hg.replace(
+        base.chip, tiers=(tier,), peak_flops_bf16=peak, peak_flops_fp8=2 * peak, peak_flops_fp4=4 * peak
     )
-    net = jax.tree_util.tree_map(
-        lambda x: jnp.broadcast_to(jnp.asarray(x, jnp.float32), (n,)),
-        hg.replace(base.network, link_bandwidth_bytes_per_s=u(1e11, 2e12), hop_latency_s=u(5e-8, 2e-6)),
+    net = hg.replace(base.network, link_bandwidth_bytes_per_s=u(1e11, 2e12), hop_latency_s=u(5e-8, 2e-6))
+    system = hg.replace(base, chip=chip, network=net)
+    workload = hg.replace(
+        stack(hg.Workload(batch=1.0, prompt_len=2048.0, output_len=512.0, tp=8.0)), batch=jnp.round(u(1, 256))
     )
-    system = hg.System(chip=chip, n_chips=jnp.full((n,), 8.0), network=net)
-    workload = jax.tree_util.tree_map(
-        lambda x: jnp.broadcast_to(jnp.asarray(x, jnp.float32), (n,)),
-        hg.Workload(batch=jnp.round(u(1, 256)), prompt_len=2048.0, output_len=512.0, tp=8.0),
-    )
-    comp = jax.tree_util.tree_map(
-        lambda x: jnp.broadcast_to(jnp.asarray(x, jnp.float32), (n,)),
-        hg.replace(hg.compression("fp8", "fp8"), weight_bits=u(3, 16), kv_bits=u(3, 16)),
-    )
+    comp = hg.replace(stack(hg.compression("fp8", "fp8")), weight_bits=u(3, 16), kv_bits=u(3, 16))
     return system, workload, comp
 
 
@@ -90,9 +92,22 @@ def main():
     point_value = lambda s, w, c: hg.evaluate(s, model, w, c, eff, econ).tpot_s
     point_grad = jax.grad(objective, argnums=(0, 1, 2))
 
+    mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("sweep",))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("sweep"))
+
     def chunked(fn, chunk):
-        # vmap in cache-sized chunks: a 1e5-point vmap in one piece is memory-bound on CPU
-        return jax.jit(lambda *pts: jax.lax.map(lambda p: fn(*p), pts, batch_size=chunk))
+        # shard over the devices, then vmap in cache-sized chunks: a 1e5-point vmap in one piece
+        # is memory-bound on CPU; points are padded to a multiple of devices x chunk
+        mapped = sharded_map(fn, mesh, chunk)
+        step = mesh.size * chunk
+
+        def run(*pts):
+            n = jax.tree_util.tree_leaves(pts)[0].shape[0]
+            total = -(-n // step) * step
+            pad = lambda x: jax.device_put(jnp.concatenate([x, jnp.repeat(x[-1:], total - n, 0)]), sharding)
+            return mapped(*jax.tree_util.tree_map(pad, pts))
+
+        return run
 
     forward = chunked(point_value, args.forward_chunk)
     gradient = chunked(point_grad, args.gradient_chunk)
@@ -121,7 +136,7 @@ def main():
         print(f"{name}:")
         rate = 0.0
         for n in (1, 100, 10_000, args.points):
-            pts = design_points(n)
+            pts = design_points(n)  # timed calls include padding and the transfer to the devices
             jax.block_until_ready(fn(*pts))  # compile for this shape
             best = float("inf")
             for _ in range(args.repeats if n >= 10_000 else 20):

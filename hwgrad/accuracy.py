@@ -57,6 +57,10 @@ References:
   Data sources: see the ``source`` column of ``compression_accuracy.csv``.
 """
 
+# Longer than ~600 lines: two fitted models of one quantity (compression -> delta loss; quantisation
+# and unstructured sparsity, and structured pruning) that share fit-file loading and range checks;
+# they could become accuracy/{quantization,structured}.py.
+
 from __future__ import annotations
 
 import dataclasses
@@ -70,6 +74,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from .specs import static
 
 __all__ = [
     "AccuracyFit",
@@ -509,10 +515,6 @@ def structured_method_index(kind: str, method: str) -> int:
     return _static_index(table, f"{kind}_method", method, _STRUCT_HINTS[kind])
 
 
-def _static_field(default):
-    return dataclasses.field(default=default, metadata={"static": True})
-
-
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class Structured:
@@ -534,10 +536,12 @@ class Structured:
     width_removed: Any = 0.0
     mixed_removed: Any = 0.0
     finetuned: Any = 0.0
-    depth_method: str = _static_field("iterative")
-    width_method: str = _static_field("slicegpt")
-    mixed_method: str = _static_field("flap")
-    generation: str = _static_field("llama-2")
+    # static: the method names select rows of the fitted offset table (text, not numbers)
+    depth_method: str = static("iterative")
+    width_method: str = static("slicegpt")
+    mixed_method: str = static("flap")
+    # static: the model generation selects a fitted table (text, not a number)
+    generation: str = static("llama-2")
 
     @staticmethod
     def from_compression(model, compression, finetuned=0.0, layer_importance=None, **methods) -> Structured:

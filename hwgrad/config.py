@@ -29,13 +29,17 @@ Every table may start from a preset and override fields (SI units, field names a
     [compression]
     weight_dtype = "fp8"           # or weight_bits = 8.0 ...
 
-Errors name the file, the table and the field.
+Sweep files (``[design]`` as ``hwgrad eval`` flags, ``[sweep]``, ``[[axis]]``) are read here
+too, by :func:`load_sweep`: one loader for every file hwgrad reads. Errors name the file, the
+table and the field.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
+import os
 import tomllib
 from pathlib import Path
 
@@ -273,3 +277,184 @@ def load(path: str | Path) -> dict:
     if "efficiency" in doc:
         out["efficiency"] = efficiency_from_mapping(table(doc, "efficiency", w), where=f"{w}: [efficiency]")
     return out
+
+
+# ----------------------------------------------------------------------------- sweep files
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    def error(self, message):
+        raise ValueError(message)
+
+
+def _design_parser() -> argparse.ArgumentParser:
+    from .cli import add_design_arguments
+
+    p = _RaisingParser(prog="[design]", add_help=False, exit_on_error=False)
+    add_design_arguments(p)
+    return p
+
+
+def _design_from_table(entries: dict, where: str, base_dir: Path) -> dict:
+    """``[design]`` keys are the ``hwgrad eval`` flags (``prompt_len`` = ``--prompt-len``)."""
+    from .cli import design_from_args
+
+    parser = _design_parser()
+    flags = {a.dest: a for a in parser._actions if a.option_strings}
+    argv = []
+    for key, val in entries.items():
+        dest = key.replace("-", "_")
+        if dest not in flags:
+            close = difflib.get_close_matches(dest, list(flags), n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(flags))}"
+            raise ValueError(f"{where} [design].{key}: unknown field; {hint}")
+        action = flags[dest]
+        opt = action.option_strings[0]
+        if action.nargs == 0:  # store_true
+            if not isinstance(val, bool):
+                raise ValueError(f"{where} [design].{key} = {val!r}: expected true or false")
+            if val:
+                argv.append(opt)
+            continue
+        if isinstance(val, bool) or not isinstance(val, str | int | float):
+            raise ValueError(f"{where} [design].{key} = {val!r}: expected a number or text")
+        if dest in ("config", "params"):
+            val = str((base_dir / str(val)).resolve()) if not os.path.isabs(str(val)) else str(val)
+        argv += [opt, str(val)]
+    try:
+        args = parser.parse_args(argv)
+    except (ValueError, argparse.ArgumentError) as exc:
+        raise ValueError(f"{where} [design]: {exc}") from None
+    return design_from_args(args)
+
+
+_SWEEP_KEYS = {
+    "mode", "points", "seed", "chunk_size", "batch_size", "metrics", "out", "feasible_only", "pareto", "roofline",
+}  # fmt: skip
+
+
+def load_sweep(path: str | os.PathLike) -> dict:
+    """Parse a sweep file (TOML)::
+
+        [design]                      # the design point: `hwgrad eval` flags
+        model = "llama-3.1-70b"
+        hardware = "h100-sxm"
+        chips = 8
+        weight_dtype = "fp8"
+        # config = "design.toml"      # or a design file (custom chips, tiers, networks)
+
+        [sweep]
+        mode = "grid"                 # or "random" (with points = N, seed = 0)
+        metrics = ["tpot_s", "usd_per_million_tokens", "fits"]
+        chunk_size = 65536
+        out = "sweep.csv"             # default for --out
+
+        [sweep.pareto]                # optional: keep only the Pareto set
+        minimize = ["tpot_s", "usd_per_million_tokens"]
+
+        [[axis]]
+        path = "system.chip.tiers.0.bandwidth_bytes_per_s"
+        low = 1e12
+        high = 1e13
+        num = 10
+        scale = "log"
+
+        [[axis]]
+        path = "workload.batch"
+        values = [1, 8, 32, 128]
+
+    Returns:
+      dict with ``design``, ``space``, ``metrics``, ``chunk_size``, ``batch_size``,
+      ``out``, ``pareto``, ``feasible_only``, ``options``.
+    """
+    from .design import DEFAULT_METRICS
+    from .specs import ROOFLINE_MODES, Options
+    from .sweep.pareto import Pareto
+    from .sweep.spaces import Axis, Space
+
+    axis_keys = {f.name for f in dataclasses.fields(Axis)}
+    path = Path(path)
+    w = str(path)
+    doc = read_toml(path, "--config")
+    for key in doc:
+        if key not in ("design", "sweep", "axis"):
+            raise ValueError(f"{w}: unknown table [{key}]; use [design], [sweep] and [[axis]]")
+    d = _design_from_table(table(doc, "design", w), w, path.parent)
+    sw = table(doc, "sweep", w)
+    for key in sw:
+        if key not in _SWEEP_KEYS:
+            close = difflib.get_close_matches(key, list(_SWEEP_KEYS), n=2, cutoff=0.5)
+            hint = (
+                f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(_SWEEP_KEYS))}"
+            )
+            raise ValueError(f"{w} [sweep].{key}: unknown field; {hint}")
+
+    def whole(key, default, minimum=1):
+        v = sw.get(key, default)
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise ValueError(f"{w} [sweep].{key} = {v!r}: expected a whole number >= {minimum}")
+        return v
+
+    axes_t = doc.get("axis", [])
+    if not isinstance(axes_t, list) or not axes_t:
+        raise ValueError(f"{w}: no [[axis]] tables; add one with path, low, high (num for grids) or values")
+    axes = []
+    for n, t in enumerate(axes_t, 1):
+        aw = f"{w} [[axis]] {n}"
+        if not isinstance(t, dict):
+            raise ValueError(
+                f"{aw} = {t!r:.60}: each axis must be a table ([[axis]] with path, low, high...)"
+            )
+        for key in t:
+            if key not in axis_keys:
+                close = difflib.get_close_matches(key, list(axis_keys), n=2, cutoff=0.5)
+                hint = (
+                    f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(axis_keys))}"
+                )
+                raise ValueError(f"{aw}.{key}: unknown field; {hint}")
+        try:
+            axes.append(Axis(**t))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{aw}: {exc}") from None
+    mode = sw.get("mode", "grid")
+    try:
+        space = Space(axes=tuple(axes), mode=mode, n_points=whole("points", None), seed=whole("seed", 0, 0))
+    except ValueError as exc:
+        raise ValueError(f"{w} [sweep]: {exc}") from None
+    metrics = sw.get("metrics", list(DEFAULT_METRICS))
+    if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
+        raise ValueError(f'{w} [sweep].metrics = {metrics!r}: expected a list of names such as ["tpot_s"]')
+    pareto = None
+    if "pareto" in sw:
+        pt = table(sw, "pareto", f"{w} [sweep]")
+        unknown = set(pt) - {"minimize", "maximize", "feasible_only"}
+        if unknown:
+            raise ValueError(
+                f"{w} [sweep.pareto].{sorted(unknown)[0]}: unknown field; use minimize, maximize, feasible_only"
+            )
+        try:
+            pareto = Pareto(**pt)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{w} [sweep.pareto]: {exc}") from None
+    feasible_only = sw.get("feasible_only", False)
+    if not isinstance(feasible_only, bool):
+        raise ValueError(f"{w} [sweep].feasible_only = {feasible_only!r}: expected true or false")
+    roofline = sw.get("roofline", Options().roofline)
+    if roofline not in ROOFLINE_MODES:
+        raise ValueError(f"{w} [sweep].roofline = {roofline!r}: use one of {', '.join(ROOFLINE_MODES)}")
+    out = sw.get("out")
+    out_inside = True
+    if out is not None:
+        if not isinstance(out, str) or not out.strip():
+            raise ValueError(f'{w} [sweep].out = {out!r:.60}: expected a file name such as "sweep.csv"')
+        base_dir = path.parent.resolve()
+        resolved = (base_dir / out).resolve()  # relative to the config, never to the working directory
+        out_inside = resolved.is_relative_to(base_dir)
+        out = str(resolved)
+    return dict(
+        design=d, space=space, metrics=tuple(metrics), chunk_size=whole("chunk_size", 65536),
+        batch_size=whole("batch_size", 512), out=out, out_inside=out_inside, pareto=pareto,
+        feasible_only=feasible_only, options=Options(roofline=roofline),
+    )  # fmt: skip

@@ -30,6 +30,10 @@ Roofline after Williams, Waterman & Patterson, CACM 2009; the decode accounting 
 "How To Scale Your Model" (jax-ml/scaling-book), inference chapter.
 """
 
+# Longer than ~600 lines: the forward pass, the request-level serving modes (static waves,
+# continuous, disaggregated) and evaluate() share the PassCost / Result breakdowns. The serving
+# part is the candidate to move out (next to the serving model of hwgrad/service.py).
+
 from __future__ import annotations
 
 from typing import Any

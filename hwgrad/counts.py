@@ -42,6 +42,10 @@ Conventions (one multiply-add = 2 FLOP):
 * Biases, QK-norm vectors and attention sinks (< 0.01 % of any model here) are omitted.
 """
 
+# Longer than ~600 lines on purpose: one concept, the hardware-free arithmetic of every op for every
+# architecture kind (dense, MoE, MLA, sliding window; expected distinct experts, the busiest EP rank),
+# whose formulas are checked together against the same worked examples.
+
 from __future__ import annotations
 
 import functools

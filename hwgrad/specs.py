@@ -42,7 +42,14 @@ NAN = float("nan")
 
 
 def static(default: Any = dataclasses.MISSING):
-    """A dataclass field that is pytree metadata (static under ``jit``), not a leaf."""
+    """A dataclass field that is pytree metadata (static under ``jit``), not a leaf.
+
+    Static fields are the code-path switches only (text, booleans, structural integers);
+    each one's comment says why it is static. Changing one recompiles; changing a number never
+    does. (``jax.tree_util.register_dataclass`` reads ``metadata["static"]``; the equivalent of
+    ``flax.struct.field(pytree_node=False)``: see docs/architecture.md for why specs use
+    the core-JAX registration and not flax.)
+    """
     return dataclasses.field(default=default, metadata={"static": True})
 
 
@@ -142,9 +149,14 @@ class MemoryTier:
     nmc_shard_bytes: Any = INF
     nmc_power_cap_w: Any = INF
     nmc_idle_power_w: Any = 0.0
+    # static: an index into the Python tuple Chip.channels; it decides which tiers share one
+    # channel (their times add up), a grouping built with Python loops at trace time
     channel: int = static(-1)
+    # static: a placement rule (flash tiers never hold the KV cache), built into a constant mask
     low_write_endurance: bool = static(False)
+    # static: names of ops routed to the memory-side logic; choosing ops is a code path, not a number
     nmc_ops: tuple = static(())
+    # static: text switches (where each phase runs its near-memory ops), one program per choice
     nmc_decode: str = static("memory")
     nmc_prefill: str = static("host")
 
@@ -269,8 +281,12 @@ class Network:
     in_network_bandwidth_bytes_per_s: Any = INF
     switch_radix: Any = 64.0
     domain_size: Any = INF
+    # static: the topology selects the hop and collective formulas (text, not a number)
     topology: str = static("switch")
+    # static: a whole number of dimensions (the side p^(1/k) and k x hops); a relaxed k has no
+    # physical meaning, and co-design chooses topologies, not fractional dimensions
     torus_dims: int = static(2)
+    # static: switches the collective algorithm (reduce in the switch or at the endpoints)
     in_network_reduction: bool = static(False)
 
 
@@ -380,6 +396,8 @@ class Model:
     v_head_dim: Any = 0.0
     sliding_window: Any = 0.0
     n_sliding_layers: Any = 0.0
+    # static: architecture switches that select count formulas (attention kind; 3 or 2 FFN
+    # matrices; a separate LM head or not); they are not quantities to relax or differentiate
     attention: str = static("gqa")
     gated_ffn: bool = static(True)
     tied_embeddings: bool = static(False)
@@ -435,6 +453,7 @@ class Compression:
     ffn_kept_fraction: Any = 1.0
     heads_kept_fraction: Any = 1.0
     kv_heads_kept_fraction: Any = 1.0
+    # static: the sparse format selects the index-overhead formula (text, not a number)
     pattern: str = static("dense")
 
 
@@ -484,6 +503,7 @@ class Workload:
     corpus_bytes: Any = 0.0
     corpus_read_bytes_per_sequence: Any = 0.0
     attention_dp: Any = 1.0
+    # static: the serving mode selects the serving model (static / continuous / disaggregated)
     batching: str = static("static")
 
 

@@ -264,7 +264,7 @@ def test_shipped_parameters_are_inside_their_ranges():
     calib = cb.default_calibration()
     for values in calib.hardware.values():
         for field, v in values.items():
-            p = cb._PARAM_BY_KEY[f"chip.{field}"]
+            p = cb.PARAM_BY_KEY[f"chip.{field}"]
             assert p.lo <= v <= p.hi, (field, v)
     for name, st in calib.stacks.items():
         for p in cb.PARAMETERS:

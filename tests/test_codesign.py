@@ -69,6 +69,35 @@ def test_rounding_feasible_and_repaired():
     assert "delta_ppl <= 2.2" not in d.binding  # 10/6 = 1.67 is slack
 
 
+def test_one_feasibility_rule_tolerates_float_noise_and_flags_bounds():
+    # b = 6 misses 10/b <= limit by 1e-5 relative: feasible under the default rtol 1e-3
+    # (float32 noise), infeasible with rtol 0 (the repair then moves to b = 8)
+    var = cd.Variable("compression.weight_bits", 2.0, 8.0, values=(2, 3, 4, 6, 8))
+    limit = 10.0 / 6.0 / (1.0 + 1e-5)
+    p = _toy(_discrete_metric, [var], [cd.Constraint("delta_ppl", upper=limit)])
+    assert p.feasibility_rtol == cd.FEASIBILITY_RTOL == 1e-3
+    d = cd.round_and_repair(p, {"compression.weight_bits": jnp.asarray(6.0)})
+    c = d.constraints[f"delta_ppl <= {limit:g}"]
+    assert d.feasible and c.status == "binding" and 0 < c.g < 1e-4
+    assert math.isclose(c.slack, limit - 10.0 / 6.0, rel_tol=0.05)  # float32 difference
+    strict = cd.Problem(
+        _specs(),
+        [var],
+        "tpot_s",
+        [cd.Constraint("delta_ppl", upper=limit)],
+        metric_fn=_discrete_metric,
+        model_metrics=False,
+        feasibility_rtol=0.0,
+    )
+    d0 = cd.round_and_repair(strict, {"compression.weight_bits": jnp.asarray(6.0)})
+    assert d0.feasible and float(d0.values["compression.weight_bits"]) == 8.0
+    assert d0.at_bound == ["compression.weight_bits (upper)"]
+    with pytest.raises(ValueError, match="feasibility_rtol"):
+        cd.Problem(
+            _specs(), [var], "tpot_s", metric_fn=_discrete_metric, model_metrics=False, feasibility_rtol=-1
+        )
+
+
 def test_infeasible_budget_reports_binding_constraint():
     var = cd.Variable("compression.weight_bits", 2.0, 8.0, values=(2, 3, 4, 6, 8))
     p = _toy(_discrete_metric, [var], [cd.Constraint("delta_ppl", upper=1.0)])  # needs b >= 10 > 8

@@ -440,3 +440,44 @@ def test_two_process_sweep_equals_single_process(tmp_path):
     )
     assert single.returncode == 0, single.stderr[-3000:]
     assert filecmp.cmp(tmp_path / "multi.csv", tmp_path / "single.csv", shallow=False)
+
+
+GRADIENT_SHARDED = textwrap.dedent(
+    """
+    import os
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    import jax, numpy as np
+    import hwgrad as hg
+    from hwgrad import sweep as sw
+    d = sw.design(hg.presets.system("h100-sxm", 8), hg.presets.model("llama-3.1-8b"),
+                  hg.Workload(batch=8.0, prompt_len=512.0, output_len=128.0, tp=8.0), hg.compression("fp8", "fp8"))
+    paths = ["system.chip.tiers.0.bandwidth_bytes_per_s", "workload.batch"]
+    kw = dict(options=hg.Options(roofline="smooth"), batch_size=4)
+    x = np.array([[2e12, 4.0], [3.35e12, 8.0], [8e12, 64.0], [5e12, 16.0], [1.5e12, 1.0]])
+    one = sw.Evaluator(d, paths, ["tpot_s"], devices=jax.devices()[:1], gradient=True, **kw)(x)
+    four = sw.Evaluator(d, paths, ["tpot_s"], devices=jax.devices(), gradient=True, **kw)(x)
+    assert one.shape == (5, 1, 3), one.shape
+    np.testing.assert_allclose(four, one, rtol=1e-12, atol=0)  # the same up to rounding (XLA fusion)
+    fwd = sw.Evaluator(d, paths, ["tpot_s"], devices=jax.devices(), **kw)
+    assert np.array_equal(fwd(x)[:, 0], one[:, 0, 0])
+    h = 1e-3  # central differences of the smooth model, relative step
+    for j in range(2):
+        up, down = x.copy(), x.copy()
+        up[:, j] *= 1 + h
+        down[:, j] *= 1 - h
+        fd = (fwd(up)[:, 0] - fwd(down)[:, 0]) / (2 * h * x[:, j])
+        assert np.allclose(one[:, 0, 1 + j], fd, rtol=2e-2, atol=0), (j, one[:, 0, 1 + j], fd)
+    assert np.all(one[:, 0, 1] < 0)  # more bandwidth, less time per token
+    print("gradient sweep ok")
+    """
+)
+
+
+@pytest.mark.slow
+def test_gradient_sweep_sharded_matches_unsharded_and_finite_differences():
+    env = dict(os.environ, HWGRAD_CACHE_DIR="", JAX_ENABLE_X64="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", GRADIENT_SHARDED], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "gradient sweep ok" in proc.stdout

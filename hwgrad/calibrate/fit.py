@@ -1,0 +1,263 @@
+"""Fitting: the parameters the data identify, by gradient descent through the compiled model.
+
+Parameters live in an unconstrained space (a sigmoid maps each into its physical range:
+:mod:`hwgrad.calibrate.parameters`); the loss is a Cauchy loss of ``log(predicted / measured)``
+with each hardware's rows weighted equally, plus Gaussian priors on the shared values and on
+the offsets of lines, families and stacks (shrinkage), minimised by Adam (optax) through the
+``vmap``-ped, jit-compiled :class:`~hwgrad.calibrate.Engine`. The ``tuned`` stack design
+studies use by default is the best of the fitted stacks with enough rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .. import presets
+from ..specs import Stack, replace
+from .cases import Case, Engine, Prepared
+from .parameters import BASE_STACK, PARAMETERS, Calibration
+
+
+@dataclasses.dataclass(frozen=True)
+class FitSettings:
+    """Knobs of :func:`fit` (defaults are the ones used for the shipped parameters).
+
+    Attributes:
+      parameters: keys (``"chip.<field>"`` / ``"stack.<field>"``) of :data:`PARAMETERS` to
+        fit; the others stay at their starting value.
+      levels: offset levels used (``hw_line``, ``hw_family``, ``stack``); an empty tuple
+        fits one shared set.
+      priors: use the priors of :data:`PARAMETERS` on the shared values (offsets always
+        have theirs).
+      loss_scale: scale ``d`` of the Cauchy loss on ``log(pred / measured)``.
+      steps, learning_rate: Adam iterations and step size.
+      balance: ``"hardware"`` (each hardware's rows weigh as much as another's) or
+        ``"row"``.
+    """
+
+    parameters: tuple[str, ...] = tuple(p.key for p in PARAMETERS)
+    levels: tuple[str, ...] = ("hw_line", "hw_family", "stack")
+    priors: bool = True
+    loss_scale: float = 0.1
+    steps: int = 500
+    learning_rate: float = 0.05
+    balance: str = "hardware"
+
+
+def row_weights(cases: Sequence[Case], balance: str) -> np.ndarray:
+    if balance == "row":
+        return np.ones(len(cases))
+    if balance != "hardware":
+        raise ValueError(f"balance = {balance!r}: use 'row' or 'hardware'")
+    keys = [c.row.hardware for c in cases]
+    counts: dict[str, int] = {}
+    for k in keys:
+        counts[k] = counts.get(k, 0) + 1
+    # sqrt: a hardware with many rows still counts more, but not in proportion
+    return np.asarray([1.0 / math.sqrt(counts[k]) for k in keys])
+
+
+_LEVEL_OF_CASE = {
+    "hw_line": lambda c: c.hw_line,
+    "hw_family": lambda c: c.hw_family,
+    "stack": lambda c: c.family,
+}
+
+
+class Fitter:
+    """Compiled loss and Adam loop for one :class:`Engine` (reused across CV folds)."""
+
+    def __init__(self, engine: Engine, settings: FitSettings):
+        self.engine = engine
+        self.settings = settings
+        self.params = PARAMETERS
+        self.active = np.asarray([p.key in settings.parameters for p in self.params], np.float32)
+        self.stage_mask = {
+            st: np.asarray([p.stage == st for p in self.params], np.float32) for st in ("latency", "energy")
+        }
+        self.init_u = np.asarray([p.to_u(p.init) for p in self.params], np.float32)
+        self.members: dict[str, tuple[str, ...]] = {}
+        self.index: dict[str, np.ndarray] = {}
+        self.mask: dict[str, np.ndarray] = {}
+        for level in settings.levels:
+            names = tuple(sorted({_LEVEL_OF_CASE[level](c) for c in engine.cases} - {"", "shared"}))
+            pos = {n: i for i, n in enumerate(names)}
+            self.members[level] = names
+            # rows of an unrecognised member use the extra zero row at the end
+            self.index[level] = np.asarray(
+                [pos.get(_LEVEL_OF_CASE[level](c), len(names)) for c in engine.cases], np.int32
+            )
+            self.mask[level] = np.asarray(
+                [1.0 if level in p.levels and p.key in settings.parameters else 0.0 for p in self.params],
+                np.float32,
+            )
+        self.offset_sd = np.asarray([p.offset_sd for p in self.params], np.float32)
+        self.prior_sd = np.asarray([p.prior_sd for p in self.params], np.float32)
+        self.log_measured = np.log(engine.measured).astype(np.float32)
+        self._run = jax.jit(self._adam)
+
+    def row_u(self, theta, deltas):
+        u = jnp.broadcast_to(theta[None, :], (self.engine.n_rows, len(self.params)))
+        for level, d in deltas.items():
+            full = jnp.concatenate([d, jnp.zeros((1, d.shape[1]), d.dtype)], axis=0)
+            u = u + full[self.index[level]] * self.mask[level][None, :]
+        return u
+
+    def specs(self, theta, deltas) -> tuple[Stack, dict]:
+        u = self.row_u(theta, deltas)
+        chip_values, stack_values = {}, {}
+        for j, p in enumerate(self.params):
+            (chip_values if p.target == "chip" else stack_values)[p.field] = p.from_u(u[:, j])
+        n = self.engine.n_rows
+        base = BASE_STACK
+        fixed = {
+            f.name: jnp.full((n,), getattr(base, f.name), jnp.float32)
+            for f in dataclasses.fields(Stack)
+            if f.name not in stack_values
+        }
+        return Stack(**stack_values, **fixed), chip_values
+
+    def loss(self, params, weights, specs):
+        theta, deltas = params
+        pred = self.engine.row_predictions(*self.specs(theta, deltas), specs)
+        r = jnp.log(pred) - self.log_measured
+        d = self.settings.loss_scale
+        rho = 0.5 * d * d * jnp.log1p((r / d) ** 2)
+        data = jnp.sum(weights * rho) / jnp.maximum(jnp.sum(weights), 1e-12)
+        prior = 0.0
+        for level, dl in deltas.items():
+            prior = prior + 0.5 * jnp.sum((dl * self.mask[level][None, :] / self.offset_sd[None, :]) ** 2)
+        if self.settings.priors:
+            z = (theta - self.init_u) / self.prior_sd * self.active
+            prior = prior + 0.5 * jnp.sum(z**2)
+        return data + d * d * prior / jnp.maximum(jnp.sum(weights > 0), 1.0)
+
+    def _adam(self, params, weights, seen, stage_mask, specs):
+        opt = optax.adam(self.settings.learning_rate)
+        state = opt.init(params)
+        grad_fn = jax.value_and_grad(self.loss)
+
+        def step(carry, _):
+            params, state = carry
+            value, (g_theta, g_deltas) = grad_fn(params, weights, specs)
+            g_theta = g_theta * self.active * stage_mask
+            g_deltas = {k: v * seen[k][:, None] * stage_mask[None, :] for k, v in g_deltas.items()}
+            g = jax.tree_util.tree_map(lambda x: jnp.where(jnp.isfinite(x), x, 0.0), (g_theta, g_deltas))
+            updates, state = opt.update(g, state, params)
+            return (optax.apply_updates(params, updates), state), value
+
+        (params, _), losses = jax.lax.scan(step, (params, state), None, length=self.settings.steps)
+        return params, losses
+
+    def run(self, weights: np.ndarray) -> tuple[Calibration, np.ndarray]:
+        """Two stages: the latency parameters on the latency/throughput rows, then (those
+        frozen) the energy parameters on the energy rows."""
+        is_energy = np.asarray([c.row.is_energy for c in self.engine.cases])
+        theta = jnp.asarray(self.init_u)
+        deltas = {lv: jnp.zeros((len(m), len(self.params)), jnp.float32) for lv, m in self.members.items()}
+        losses = []
+        seen_all = {lv: np.zeros(len(m), np.float32) for lv, m in self.members.items()}
+        lat_w = np.where(is_energy, 0.0, weights).astype(np.float32)
+        for stage, rows in (("latency", ~is_energy), ("energy", is_energy)):
+            w = np.where(rows, weights, 0.0).astype(np.float32)
+            if w.sum() == 0:
+                continue
+            seen = {
+                lv: np.asarray(
+                    [float(np.any((w > 0) & (self.index[lv] == i))) for i in range(len(self.members[lv]))],
+                    np.float32,
+                )
+                for lv in self.members
+            }
+            for lv in seen:
+                seen_all[lv] = np.maximum(
+                    seen_all[lv], seen[lv] * (self.mask[lv] * self.stage_mask[stage]).max()
+                )
+            (theta, deltas), loss = self._run(
+                (theta, deltas), jnp.asarray(w), {k: jnp.asarray(v) for k, v in seen.items()},
+                jnp.asarray(self.stage_mask[stage]), self.engine.specs,
+            )  # fmt: skip
+            losses.append(np.asarray(loss))
+        calib = self._calibration(
+            np.asarray(theta), {k: np.asarray(v) for k, v in deltas.items()}, seen_all, lat_w
+        )
+        return calib, np.concatenate(losses) if losses else np.zeros(0)
+
+    def _calibration(self, theta, deltas, seen, weights) -> Calibration:
+        def values(u, target):
+            return {p.field: float(p.from_u(u[j])) for j, p in enumerate(self.params) if p.target == target}
+
+        def offset(level, name):
+            names = self.members.get(level, ())
+            if name not in names or not float(seen[level][names.index(name)]):
+                return np.zeros_like(theta)
+            return deltas[level][names.index(name)] * self.mask[level]
+
+        hardware = {"shared": values(theta, "chip")}
+        families = {fam for fam, _ in presets.HARDWARE_FAMILIES.values()}
+        lines = {line for _, line in presets.HARDWARE_FAMILIES.values()}
+        for line in sorted(lines):
+            hardware[line] = values(theta + offset("hw_line", line), "chip")
+        for fam in sorted(families):
+            line = presets.hardware_line(fam)
+            hardware[fam] = values(theta + offset("hw_line", line) + offset("hw_family", fam), "chip")
+        stacks = {"default": replace(BASE_STACK, **values(theta, "stack"))}
+        rows_per_stack: dict[str, int] = {}
+        for c, w in zip(self.engine.cases, weights, strict=True):
+            if w > 0 and c.family:
+                rows_per_stack[c.family] = rows_per_stack.get(c.family, 0) + 1
+        for name in self.members.get("stack", ()):
+            if name in rows_per_stack:
+                stacks[name] = replace(BASE_STACK, **values(theta + offset("stack", name), "stack"))
+        stacks["tuned"] = _tuned(stacks, rows_per_stack)
+        return Calibration(hardware=hardware, stacks=stacks)
+
+
+#: stacks eligible for "tuned": the production serving engines of datacenter parts
+_TUNED_CANDIDATES = (
+    "tensorrt-llm",
+    "sglang",
+    "sglang/rocm",
+    "vllm-0.13",
+    "vllm-0.6",
+    "vllm",
+    "vllm/rocm",
+    "nim",
+)
+
+
+def _tuned(stacks: dict[str, Stack], rows: dict[str, int]) -> Stack:
+    """The ``tuned`` stack: per software cost, the lowest value any production serving
+    engine with >= 10 rows achieves in the data (what a well-tuned deployment reaches)."""
+    pool = [stacks[n] for n in _TUNED_CANDIDATES if n in stacks and rows.get(n, 0) >= 10]
+    if not pool:
+        return stacks["default"]
+    fields = ("op_overhead_s", "step_overhead_s", "collective_overhead_s")
+    return replace(stacks["default"], **{f: min(float(getattr(s, f)) for s in pool) for f in fields})
+
+
+def fit(
+    prepared: Prepared, settings: FitSettings = FitSettings(), engine: Engine | None = None
+) -> tuple[Calibration, np.ndarray]:
+    """Fit the :data:`PARAMETERS` to the latency/throughput rows of ``prepared``.
+
+    Minimises ``sum_i w_i rho(log(pred_i / measured_i)) / sum_i w_i`` (Cauchy ``rho``)
+    plus Gaussian priors on the shared values and on every family/stack offset, with Adam
+    in the bounded unconstrained space, through the jit-compiled model.
+
+    Returns:
+      ``(calibration, losses)``: the fitted :class:`Calibration` and the loss per step.
+    """
+    engine = engine or Engine(prepared.cases)
+    fitter = Fitter(engine, settings)
+    return fitter.run(row_weights(prepared.cases, settings.balance))
+
+
+#: cross-validation groupings: what a fold holds out

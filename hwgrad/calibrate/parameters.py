@@ -1,0 +1,314 @@
+"""The fitted parameters of the calibration, their physical ranges, and calibration files.
+
+What is fitted is kept apart by what it belongs to:
+
+* **Hardware** (fields of :class:`~hwgrad.specs.Chip`): the achievable fraction of peak
+  memory bandwidth and of peak FLOPS, and the small-transfer ramp per kernel. Each value is
+  ``shared + line offset + family offset`` (families are architecture generations, lines
+  the vendor product lines, :data:`hwgrad.presets.HARDWARE_FAMILIES`); offsets carry a
+  Gaussian prior (shrinkage), so a family with few rows stays near its line and a family
+  without rows (the next generation) takes its line's value.
+* **Software** (fields of :class:`~hwgrad.specs.Stack`): per-kernel launch gap, per-step
+  engine cost and per-collective software latency, per stack family
+  (:func:`hwgrad.stacks.stack_family`), each an offset from the shared value with a prior.
+
+Every parameter is fitted in a bounded space: ``lo + (hi - lo) sigmoid(u)`` for fractions
+and ``lo (hi / lo)^sigmoid(u)`` for times, so a fit can only choose values inside the
+documented physical range (:data:`PARAMETERS`). The loss is a Cauchy loss of
+``log(predicted / measured)`` (a few rows the model cannot explain do not drag the shared
+parameters), each hardware's rows weighted equally.
+
+A :class:`Calibration` holds resolved values (per hardware line / family, per stack family);
+``write_calibration`` / ``load_calibration`` write and read it as TOML, and
+``default_calibration`` reads the shipped ``presets/data/calibration.toml``. Each parameter is
+named by its design path below the chip or the stack (``chip.bandwidth_efficiency``,
+``stack.op_overhead_s``: :attr:`Parameter.key`), the names :mod:`hwgrad.paths` gives those
+fields under ``system.chip`` and ``efficiency``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from .. import presets
+from ..specs import Stack
+from ..stacks import stack_family
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameter:
+    """A fitted quantity: where it lives, its unit, physical range, starting value, and the
+    levels at which it may differ (``hw_line``, ``hw_family``, ``stack``).
+
+    Attributes:
+      target: ``"chip"`` (a :class:`Chip` field) or ``"stack"`` (a :class:`Stack` field).
+      field: the field name.
+      kind: ``"fraction"`` (linear in [lo, hi]) or ``"time"`` (logarithmic in [lo, hi]).
+      lo, hi: the physical range (the fit cannot leave it).
+      init: starting value and centre of the shared prior.
+      prior_sd: sd of the shared value's prior around ``init`` in unconstrained units
+        (``inf``: flat).
+      levels: where offsets are fitted; ``offset_sd`` their prior sd (unconstrained units).
+      why: the reason for the range (shown in the report and docs).
+    """
+
+    target: str
+    field: str
+    unit: str
+    kind: str
+    lo: float
+    hi: float
+    init: float
+    prior_sd: float
+    levels: tuple[str, ...]
+    offset_sd: float
+    why: str
+    stage: str = "latency"
+
+    @property
+    def key(self) -> str:
+        return f"{self.target}.{self.field}"
+
+    def to_u(self, value: float) -> float:
+        frac = (
+            (math.log(value) - math.log(self.lo)) / (math.log(self.hi) - math.log(self.lo))
+            if (self.kind == "time")
+            else (value - self.lo) / (self.hi - self.lo)
+        )
+        frac = min(max(frac, 1e-6), 1 - 1e-6)
+        return math.log(frac / (1 - frac))
+
+    def from_u(self, u):
+        s = jax.nn.sigmoid(u)
+        if self.kind == "time":
+            return jnp.exp(math.log(self.lo) + (math.log(self.hi) - math.log(self.lo)) * s)
+        return self.lo + (self.hi - self.lo) * s
+
+
+#: The fitted parameters (at most ~40 numbers: shared values plus the offsets of the
+#: families and stacks that have rows).
+PARAMETERS: tuple[Parameter, ...] = (
+    Parameter(
+        "chip",
+        "bandwidth_efficiency",
+        "1",
+        "fraction",
+        0.3,
+        1.0,
+        0.85,
+        1.0,
+        ("hw_line", "hw_family"),
+        0.5,
+        "sustained / peak DRAM read bandwidth: 0.85-0.93 in STREAM-like GPU microbenchmarks; "
+        "LPDDR SoCs lower",
+    ),
+    Parameter(
+        "chip",
+        "flops_efficiency",
+        "1",
+        "fraction",
+        0.1,
+        1.0,
+        0.6,
+        0.5,
+        ("hw_line",),
+        0.5,
+        "achieved / peak dense tensor FLOP/s of large GEMMs (0.6-0.8 on A100/H100 in cuBLAS); "
+        "few compute-bound rows identify it",
+    ),
+    Parameter(
+        "chip",
+        "kernel_memory_latency_s",
+        "s",
+        "time",
+        1e-8,
+        5e-6,
+        5e-7,
+        1.0,
+        (),
+        1.0,
+        "DRAM load latency + pipeline fill before a kernel streams at full bandwidth "
+        "(GPU microbenchmarks: ~0.5-1 us)",
+    ),
+    Parameter(
+        "stack",
+        "op_overhead_s",
+        "s",
+        "time",
+        1e-8,
+        5e-5,
+        3e-6,
+        2.0,
+        ("stack",),
+        1.5,
+        "gap per kernel launch: ~1-3 us under CUDA graphs, ~5-10 us eager PyTorch, more for unfused engines",
+    ),
+    Parameter(
+        "stack",
+        "step_overhead_s",
+        "s",
+        "time",
+        1e-7,
+        2e-2,
+        1e-4,
+        3.0,
+        ("stack",),
+        2.0,
+        "engine cost per forward pass not hidden by the device (scheduler, sampling, inputs)",
+    ),
+    Parameter(
+        "stack",
+        "collective_overhead_s",
+        "s",
+        "time",
+        1e-8,
+        5e-5,
+        3e-6,
+        1.0,
+        ("stack",),
+        1.0,
+        "software latency per collective call: custom all-reduce implementations differ by "
+        "~3.6 us on 8x H100 (interconnect.csv)",
+    ),
+    Parameter(
+        "chip",
+        "active_power_fraction",
+        "1",
+        "fraction",
+        0.0,
+        0.6,
+        0.3,
+        1.0,
+        ("hw_line",),
+        0.5,
+        "clock/stall power of a busy GPU beyond bytes and FLOPs, as a share of TDP above idle "
+        "(energy rows: A100, H100); the rest of the power is physics (hwgrad.power)",
+        "energy",
+    ),
+)
+
+PARAM_BY_KEY = {p.key: p for p in PARAMETERS}
+
+#: the stack fields that are not fitted: ideal kernels, bf16 collectives, and the 0.9 memory
+#: share that vLLM (``gpu_memory_utilization``) and TensorRT-LLM
+#: (``kv_cache_free_gpu_mem_fraction``) default to
+BASE_STACK = Stack(memory_fraction=0.9)
+
+
+def software_family(software: str) -> str:
+    """The serving-stack family of a ``software`` cell (``""`` if not recognised)."""
+    return stack_family(software)
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """A fitted parameter set.
+
+    Attributes:
+      hardware: ``{"shared" | line | family: {chip field: value}}``: resolved values
+        (a family's entry already includes its line's and the shared values).
+      stacks: ``{stack family: Stack}`` (``"default"``: the shared values, used for rows
+        whose software is not recognised; ``"tuned"``: the best of the fitted stacks).
+      ideal: speed of light (raw chips, no software cost), ignoring the tables.
+    """
+
+    hardware: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    stacks: dict[str, Stack] = dataclasses.field(default_factory=dict)
+    ideal: bool = False
+
+    def chip_values(self, hardware_slug: str) -> dict[str, float]:
+        if self.ideal:
+            return {
+                p.field: (1.0 if p.kind == "fraction" else 0.0)
+                for p in PARAMETERS
+                if p.target == "chip" and p.stage == "latency"
+            }
+        family = presets.hardware_family(hardware_slug)
+        out: dict[str, float] = {}
+        for key in ("shared", presets.hardware_line(family), family):
+            out.update(self.hardware.get(key, {}))
+        return out
+
+    def stack_for(self, family: str) -> Stack:
+        if self.ideal:
+            return Stack.ideal()
+        if family in self.stacks:
+            return self.stacks[family]
+        return self.stacks.get("default", Stack.ideal())
+
+    @staticmethod
+    def speed_of_light() -> Calibration:
+        return Calibration(ideal=True)
+
+
+def _fmt_value(x: float) -> str:
+    return repr(float(f"{x:.6g}"))
+
+
+_STACK_FIELDS = tuple(f.name for f in dataclasses.fields(Stack) if f.name != "static_power_fraction")
+
+
+def write_calibration(path: str | Path, calibration: Calibration, header: Sequence[str] = ()) -> None:
+    """Write ``[hardware."<family>"]`` and ``[stack."<name>"]`` tables (TOML) that
+    :func:`load_calibration`, :func:`hwgrad.presets.chip` and :func:`hwgrad.presets.stack`
+    read."""
+    lines = [f"# {h}" if h else "#" for h in header]
+    for key, values in calibration.hardware.items():
+        lines += ["", f'[hardware."{key}"]'] + [f"{k} = {_fmt_value(v)}" for k, v in values.items()]
+    for name, st in sorted(calibration.stacks.items()):
+        lines += ["", f'[stack."{name}"]'] + [f"{f} = {_fmt_value(getattr(st, f))}" for f in _STACK_FIELDS]
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def load_calibration(path: str | Path) -> Calibration:
+    """Read a file written by :func:`write_calibration`."""
+    import tomllib
+
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read calibration parameters ({exc})") from None
+    chip_fields = {p.field for p in PARAMETERS if p.target == "chip"}
+    hardware = {}
+    for key, values in doc.get("hardware", {}).items():
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: [hardware.{key}] must be a table of numbers")
+        bad = sorted(set(values) - chip_fields)
+        if bad:
+            raise ValueError(
+                f"{path}: [hardware.{key}] has unknown field(s) {bad}; known: {sorted(chip_fields)}"
+            )
+        hardware[key] = {k: _number(v, f"{path} [hardware.{key}] {k}") for k, v in values.items()}
+    stacks = {}
+    for name, values in doc.get("stack", {}).items():
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: [stack.{name}] must be a table of numbers")
+        bad = sorted(set(values) - set(_STACK_FIELDS) - {"static_power_fraction"})
+        if bad:
+            raise ValueError(
+                f"{path}: [stack.{name}] has unknown field(s) {bad}; known: {list(_STACK_FIELDS)}"
+            )
+        stacks[name] = Stack(**{k: _number(v, f"{path} [stack.{name}] {k}") for k, v in values.items()})
+    if not hardware and not stacks:
+        raise ValueError(f"{path}: no [hardware.*] or [stack.*] tables: not a calibration file")
+    return Calibration(hardware=hardware, stacks=stacks)
+
+
+def _number(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{where} = {value!r} is not a finite number")
+    return float(value)
+
+
+def default_calibration() -> Calibration:
+    """The shipped parameters (``presets/data/calibration.toml``)."""
+    from importlib import resources
+
+    return load_calibration(Path(str(resources.files("hwgrad.presets") / "data" / "calibration.toml")))

@@ -1,0 +1,204 @@
+"""Rounding and greedy repair of discrete variables, re-evaluated with the hard roofline."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .feasibility import (
+    constraint_status,
+    infeasibility_report,
+    is_feasible,
+    variables_at_bound,
+)
+from .problem import Problem
+from .variables import HARD, set_path
+
+
+@dataclasses.dataclass
+class Design:
+    """A rounded, repaired design re-evaluated with the hard roofline.
+
+    Attributes:
+      values: design values (natural units; per-layer variables are arrays).
+      metrics: hard-roofline metrics (floats; ``capacity`` per tier).
+      constraints: ``name ->`` :class:`~hwgrad.codesign.feasibility.ConstraintStatus`
+        (value, limit, g, slack, status; unpacks as ``(value, limit, g)``).
+      feasible: every ``g <= problem.feasibility_rtol`` (the one feasibility rule).
+      binding: names of constraints that are violated or active (slack below 1 % of the limit).
+      at_bound: variables that sit on a bound (binding too: widening it may help).
+      report: one line: feasible, or the violated constraints and how far off they are.
+    """
+
+    values: dict
+    metrics: dict
+    constraints: dict
+    feasible: bool
+    binding: list
+    report: str
+    objective: float
+    evaluations: int = 0
+    at_bound: list = dataclasses.field(default_factory=list)
+
+
+def _flat_discrete(problem: Problem):
+    """``(index in z, allowed values in z space)`` for every discrete coordinate."""
+    out = []
+    for v, a, n in zip(problem.variables, problem.offsets[:-1], problem.sizes, strict=True):
+        allowed = v.allowed()
+        if allowed is None:
+            continue
+        zs = np.asarray(v.to_z(allowed))
+        out += [(a + k, zs) for k in range(n)]
+    return out
+
+
+def describe_constraints(problem: Problem, m: dict, g: np.ndarray, limits: np.ndarray) -> dict:
+    """``name -> ConstraintStatus`` (value, limit, g, slack, status) for every constraint."""
+    out, i = {}, 0
+    rtol = problem.feasibility_rtol
+    for con in problem.constraints:
+        if con.metric == "capacity":
+            for t, u in enumerate(np.atleast_1d(m["capacity"])):
+                out[f"capacity[tier {t}]"] = constraint_status(u, 1.0, g[i], True, rtol)
+                i += 1
+            continue
+        for side, upper in ((con.upper, True), (con.lower, False)):
+            if side is not None:
+                out[problem.constraint_names[i]] = constraint_status(
+                    float(m[con.metric]), float(limits[i]), g[i], upper, rtol
+                )
+                i += 1
+    return out
+
+
+def round_and_repair(
+    problem: Problem,
+    values: dict,
+    limits=None,
+    *,
+    max_passes: int = 60,
+    tol: float | None = None,
+    batch: int = 256,
+) -> Design:
+    """Round discrete variables, repair greedily, and re-evaluate with the hard roofline.
+
+    Rounding takes the nearest allowed value in the variable's transformed space. The repair
+    then moves one discrete coordinate by one allowed level at a time: while infeasible, the
+    move that most reduces the total violation ``sum max(0, g)``; once feasible, the move that
+    most lowers the objective among moves that stay feasible; until no move helps.
+    Continuous variables keep their relaxed values. ``tol``: the feasibility tolerance
+    (default: the problem's ``feasibility_rtol``, the one rule of
+    :mod:`hwgrad.codesign.feasibility`).
+    """
+    tol = problem.feasibility_rtol if tol is None else float(tol)
+    limits = problem.default_limits() if limits is None else jnp.asarray(limits, dtype=float)
+    z = np.asarray(problem.to_z(values), dtype=float)
+    disc = _flat_discrete(problem)
+    for idx, zs in disc:
+        z[idx] = zs[np.argmin(np.abs(zs - z[idx]))]
+
+    key = ("score", tol, batch)
+    if key not in problem._cache:
+
+        def one(zz, lim):
+            m = problem.metrics_z(zz, HARD)
+            g = problem.constraint_values(m, lim)
+            J = problem.objective_value(m)
+            sv = jnp.sum(jnp.maximum(g - tol, 0.0))
+            return jnp.where(jnp.isfinite(J), J, jnp.inf), jnp.where(jnp.isnan(sv), jnp.inf, sv)
+
+        problem._cache[key] = jax.jit(
+            lambda zb, lim: jax.lax.map(lambda q: one(q, lim), zb, batch_size=batch)
+        )
+    score_fn = problem._cache[key]
+
+    def score(zb):
+        return score_fn(zb, limits)
+
+    evaluations = 1
+    J, sv = (float(x[0]) for x in score(jnp.asarray(np.repeat(z[None], batch, 0))))
+    for _ in range(max_passes if disc else 0):
+        cands = []
+        for idx, zs in disc:
+            k = int(np.argmin(np.abs(zs - z[idx])))
+            for j in (k - 1, k + 1):
+                if 0 <= j < len(zs):
+                    c = z.copy()
+                    c[idx] = zs[j]
+                    cands.append(c)
+        if not cands:
+            break
+        cz = np.stack(cands)
+        # pad to a fixed batch multiple so the compiled program is reused
+        n = len(cz)
+        pad = (-n) % batch
+        cJ, cs = score(jnp.asarray(np.concatenate([cz, np.repeat(cz[-1:], pad, 0)])))
+        cJ, cs = np.asarray(cJ)[:n], np.asarray(cs)[:n]
+        evaluations += n
+        if sv > 0:
+            order = np.lexsort((cJ, cs))
+            k = order[0]
+            if cs[k] >= sv - 1e-12:
+                break
+        else:
+            ok = np.where(cs <= 0, cJ, np.inf)
+            k = int(np.argmin(ok))
+            if not ok[k] < J - 1e-9:
+                break
+        z, J, sv = cz[k], float(cJ[k]), float(cs[k])
+    vals = problem.from_z(jnp.asarray(z))
+    m = jax.tree_util.tree_map(lambda a: a[0], problem.batch_metrics(z[None], HARD))
+    g = np.asarray(problem.constraint_values(m, limits))
+    cons = describe_constraints(problem, m, g, np.asarray(limits))
+    feasible = bool(is_feasible(g, tol))
+    binding = [n for n, c in cons.items() if c.status != "slack"]
+    first = problem.objective.weights[0][0]
+    return Design(
+        values={k: np.asarray(v) for k, v in vals.items()},
+        metrics=m,
+        constraints=cons,
+        feasible=feasible,
+        binding=binding,
+        report=infeasibility_report(problem, cons, tol),
+        objective=float(m[first]),
+        evaluations=evaluations,
+        at_bound=variables_at_bound(problem, vals, problem.feasibility_rtol),
+    )
+
+
+def fix_discrete(problem: Problem, design: Design) -> Problem | None:
+    """A problem over the continuous variables only, with the discrete ones fixed at ``design``."""
+    specs = problem.specs
+    keep = []
+    for v in problem.variables:
+        if v.discrete and not v.per_layer:
+            for p in v.paths:
+                specs = set_path(specs, p, jnp.asarray(float(design.values[v.name])))
+        elif not v.discrete:
+            keep.append(v)
+    if not keep or any(v.per_layer and v.discrete for v in problem.variables):
+        return None
+    for v in keep:
+        specs = set_path(specs, v.paths[0], jnp.asarray(np.clip(design.values[v.name], v.lower, v.upper)))
+    sub = Problem(
+        specs,
+        keep,
+        problem.objective,
+        problem.constraints,
+        problem.accuracy,
+        None,
+        problem.metric_fn,
+        feasibility_rtol=problem.feasibility_rtol,
+    )
+    # derive the chip the same way as the full problem (the technology values are in specs);
+    # programs traced before this point did not, so drop them
+    sub.price_model = problem.price_model
+    sub.technology = problem.technology
+    sub.technology_constants = getattr(problem, "technology_constants", None)
+    sub.reference = problem.reference
+    sub._cache.clear()
+    return sub

@@ -1,0 +1,150 @@
+"""The design mapping that sweeps, sensitivities and calibration vary, and its result paths.
+
+A *design* is the mapping ``{system, model, workload, compression, efficiency, economics}``
+of :func:`hwgrad.evaluate`'s arguments (:data:`ROOTS`); :func:`design` fills the defaults
+(16-bit compression, the shipped calibration, the default economics). Every number in it is
+addressed by a dotted path of :mod:`hwgrad.paths` (``system.chip.tiers.0.bandwidth_bytes_per_s``,
+``workload.batch``, ``compression.weight_bits.3``), and so is every number of the
+:class:`~hwgrad.Result` it evaluates to (``tpot_s``, ``decode.weights_s``,
+``capacity_margin_bytes.0``: :func:`result_index`). A point of a sweep or a sensitivity is
+the base design with a few leaves replaced (:func:`set_leaves` on the flattened leaves, so one
+compiled program serves every value); :func:`design_digest` hashes a design (structure and
+every leaf's bytes) so compiled programs and resumable files can recognise it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import paths as _paths
+from .paths import Index
+from .specs import Compression, Options
+
+__all__ = [
+    "ROOTS", "METRICS", "DEFAULT_METRICS", "MAXIMIZE_BY_DEFAULT", "INTEGER_FIELDS", "design", "as_design",
+    "paths", "get", "with_value", "set_leaves", "float_dtype", "design_digest", "result_index",
+]  # fmt: skip
+
+ROOTS = ("system", "model", "workload", "compression", "efficiency", "economics")
+
+METRICS = (
+    "tpot_s",
+    "ttft_s",
+    "e2e_latency_s",
+    "tokens_per_s",
+    "energy_j_per_token",
+    "usd_per_million_tokens",
+    "gco2e_per_token",
+)
+"""The headline metrics (sensitivity reports all of them)."""
+
+DEFAULT_METRICS = METRICS + ("fits",)
+"""Columns a sweep writes unless told otherwise."""
+
+MAXIMIZE_BY_DEFAULT = frozenset({"tokens_per_s", "tokens_per_s_per_user", "decode_tokens_per_s", "fits"})
+
+# Fields documented as whole numbers (relaxed to reals only for gradients).
+INTEGER_FIELDS = frozenset(
+    {
+        "n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "vocab_size", "d_ff",
+        "n_experts", "n_experts_active", "n_shared_experts", "moe_d_ff", "n_dense_layers",
+        "kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim",
+        "sliding_window", "n_sliding_layers", "batch", "prompt_len", "output_len", "tp", "pp",
+        "ep", "dp", "microbatches", "kv_block_tokens", "n_chips", "switch_radix",
+    }
+)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- designs and paths
+
+
+def design(system, model, workload, compression=None, efficiency=None, economics=None) -> dict:
+    """The design mapping a sweep varies, with the defaults of :func:`hwgrad.evaluate`.
+
+    Args:
+      system, model, workload, compression: specs (``compression`` default: 16-bit).
+      efficiency: default :func:`hwgrad.calibrated_efficiency`.
+      economics: default :func:`hwgrad.presets.default_economics`.
+
+    Returns:
+      ``{"system", "model", "workload", "compression", "efficiency", "economics"}``.
+    """
+    if efficiency is None:
+        from .calibrated import calibrated_efficiency
+
+        efficiency = calibrated_efficiency()
+    if economics is None:
+        from .presets import default_economics
+
+        economics = default_economics()
+    return dict(
+        system=system,
+        model=model,
+        workload=workload,
+        compression=Compression() if compression is None else compression,
+        efficiency=efficiency,
+        economics=economics,
+    )
+
+
+def as_design(d: Mapping) -> dict:
+    """Complete a mapping (e.g. ``hwgrad.cli.design_from_args``'s, which has extra keys)."""
+    if not isinstance(d, Mapping):
+        raise ValueError(f"design = {type(d).__name__}: expected a mapping with keys {', '.join(ROOTS)}")
+    missing = [r for r in ("system", "model", "workload") if d.get(r) is None]
+    if missing:
+        raise ValueError(f"design is missing {', '.join(missing)}: build it with hwgrad.sweep.design(...)")
+    return design(*(d.get(r) for r in ROOTS))
+
+
+def paths(d: Mapping) -> dict[str, float]:
+    """Every numeric leaf of a design (array elements too) by dotted path, with its value."""
+    return _paths.numbers(as_design(d))
+
+
+def get(d: Mapping, path: str) -> float:
+    """The number at ``path`` in a design."""
+    index = Index(as_design(d))
+    return index.value(*index.resolve(path, "path"))
+
+
+def with_value(d: Mapping, path: str, value) -> dict:
+    """A copy of the design with the number at ``path`` replaced by ``value``."""
+    index = Index(as_design(d))
+    index.resolve(path, "path")  # one number, not a whole array
+    return index.replace({path: value})
+
+
+def set_leaves(leaves: list, targets: Sequence[tuple[int, tuple]], x) -> list:
+    leaves = list(leaves)
+    for j, (i, elem) in enumerate(targets):
+        leaves[i] = x[j] if elem == () else jnp.asarray(leaves[i]).at[elem].set(x[j])
+    return leaves
+
+
+def float_dtype():
+    return jnp.result_type(float)
+
+
+def design_digest(d: Mapping) -> str:
+    """A stable hash of a design: its structure (static fields included) and every leaf's bytes."""
+    leaves, treedef = jax.tree_util.tree_flatten({r: d[r] for r in ROOTS})
+    h = hashlib.sha256(str(treedef).encode())
+    for leaf in leaves:
+        arr = np.asarray(leaf)
+        arr = arr.astype(np.float64) if arr.dtype.kind in "biuf" else arr
+        h.update(str(arr.shape).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def result_index(d: dict, options: Options) -> Index:
+    from .cost import evaluate
+
+    shapes = jax.eval_shape(lambda dd: evaluate(**dd, options=options), d)
+    return Index(shapes)
