@@ -43,3 +43,4 @@ clean:
 
 figures: $(BIN)/.installed
 	$(BIN)/python experiments/run_all.py
+	$(BIN)/python experiments/run_all.py --readme

@@ -46,6 +46,7 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
                 2048.0,
                 last["bandwidth_from_width_x_rate_GBps"],
                 " GB/s",
+                verdict="input",
             ),
             c.compare("HBM -> HBM4 bandwidth growth", 2048.0 / 128.0, bw_x, "x"),
             c.compare("HBM -> HBM4 capacity growth", 64.0 / 4.0, cap_x, "x"),

@@ -90,10 +90,22 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
     summary = {
         "ratios_in_catalogue_notes": ratios,
         "records": [
-            c.compare("HBM $/GB 2023->2025", PAPER["hbm_usd_per_gb"], ratios["hbm_usd_per_gb"], "x"),
-            c.compare("DDR4 $/GB 2022->2025", PAPER["ddr4_usd_per_gb"], ratios["ddr4_usd_per_gb"], "x"),
             c.compare(
-                "DDR4 $/(GB/s) 2022->2025", PAPER["ddr4_usd_per_gbps"], ratios["ddr4_usd_per_gbps"], "x"
+                "HBM $/GB 2023->2025", PAPER["hbm_usd_per_gb"], ratios["hbm_usd_per_gb"], "x", verdict="input"
+            ),
+            c.compare(
+                "DDR4 $/GB 2022->2025",
+                PAPER["ddr4_usd_per_gb"],
+                ratios["ddr4_usd_per_gb"],
+                "x",
+                verdict="input",
+            ),
+            c.compare(
+                "DDR4 $/(GB/s) 2022->2025",
+                PAPER["ddr4_usd_per_gbps"],
+                ratios["ddr4_usd_per_gbps"],
+                "x",
+                verdict="input",
             ),
             c.compare("catalogue HBM3->HBM3E $/GB (analyst prices)", PAPER["hbm_usd_per_gb"], cat_gb, "x"),
             c.compare("catalogue HBM3->HBM3E $/(GB/s)", PAPER["hbm_usd_per_gbps"], cat_gbps, "x"),

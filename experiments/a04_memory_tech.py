@@ -41,11 +41,17 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
         }
         rows.append(row)
         bound = " (HBF: >, W is an upper bound)" if name == "hbf" else ""
-        records.append(c.compare(f"{name} GB/s per W{bound}", paper, row["GBps_per_W"]))
+        records.append(c.compare(f"{name} GB/s per W{bound}", paper, row["GBps_per_W"], verdict="input"))
     c.write_csv(out_dir / f"{NAME}.csv", rows)
     by = {r["name"]: r for r in rows}
     records.append(
-        c.compare("HBF / HBM4 capacity", "~10x", by["hbf"]["capacity_GB"] / by["hbm4"]["capacity_GB"], "x")
+        c.compare(
+            "HBF / HBM4 capacity",
+            "~10x",
+            by["hbf"]["capacity_GB"] / by["hbm4"]["capacity_GB"],
+            "x",
+            verdict="input",
+        )
     )
     summary = {"records": records}
     c.write_json(out_dir / f"{NAME}.json", summary)

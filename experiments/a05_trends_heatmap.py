@@ -10,8 +10,19 @@ trend is capacity-bound exactly when its KV cache / corpus caps the batch.
 Per request: ``T = t_prefill + O * t_decode(context = P + O/2)``; ``$/M = (capex rate x T +
 energy x price) / (B x O)``. Diffusion (parallel denoising; hwgrad has no such workload) is
 composed from ``forward_pass``: each block of ``N`` tokens costs ``S`` passes of ``N`` new
-tokens. A trend "stresses" a bottleneck when its |elasticity| exceeds the dense baseline's
-by more than ``MARGIN``; that mark is compared with the paper's matrix.
+tokens. A trend "stresses" a bottleneck when the absolute elasticity of TPOT or $/M tokens
+to it is at least ``THRESHOLD`` = 0.1 (a 10 % better knob buys >= 1 % - an absolute
+threshold, not one relative to the dense baseline). System sizes: 8 chips (TP=8), except the
+MoE trend, whose DeepSeek-V3 runs on 16 chips (TP = EP = 16: it crosses the 8-GPU NVLink
+domain, where interconnect latency is largest).
+
+What the marks are compared with: the paper's Table 2 itself is NOT available to this
+project - neither its text nor a transcription is in the repository or in the shipped data
+(``hwgrad/presets/data``). The reference matrix below is the one-paragraph summary of the
+paper's argument in the project's design brief (MoE, reasoning, long context, RAG and
+multimodal stress capacity, bandwidth and interconnect latency; diffusion adds mainly
+compute). It is labelled "brief" everywhere; no cell of the paper's table is invented here.
+Someone with the paper should replace ``BRIEF`` cell by cell.
 
     python experiments/a05_trends_heatmap.py [--quick] [--out DIR]
 """
@@ -30,14 +41,13 @@ from hwgrad import counts, units
 
 NAME = "a05_trends_heatmap"
 KNOBS = ("capacity", "bandwidth", "interconnect latency", "compute")
-MARGIN = 0.05
+THRESHOLD = 0.1  # |d log metric / d log knob| that counts as "stresses" (absolute)
 B_TARGET = 512.0  # serving batch: as large as memory allows, up to 512
 FILL = 0.9  # usable share of memory (allocator slack)
 DIFFUSION_BLOCK, DIFFUSION_STEPS = 256.0, 32.0  # ASSUMPTION: 256-token blocks, 32 denoising steps
-# The paper's Table 2 is not in the data set; this is its summary in DESIGN.md sec. 1: MoE,
-# reasoning, long context, RAG and multimodal stress capacity, bandwidth and interconnect
-# latency; diffusion adds mainly compute.
-PAPER = {
+# NOT the paper's Table 2 (its text is not available to this project): the design brief's
+# summary of the paper's argument (DESIGN.md sec. 1), see the module docstring.
+BRIEF = {
     "MoE": (1, 1, 1, 0),
     "reasoning": (1, 1, 1, 0),
     "long context": (1, 1, 1, 0),
@@ -52,7 +62,7 @@ def _trends():
     w = dict(tp=8.0, prompt_len=2048.0, output_len=512.0)
     return [
         ("dense baseline", llama, hg.Workload(**w), 1.0, 1.0),
-        ("MoE", ds, hg.Workload(**w, ep=8.0), 1.0, 1.0),
+        ("MoE", ds, hg.Workload(**{**w, "tp": 16.0}, ep=16.0), 1.0, 1.0),
         ("reasoning", llama, hg.Workload(**{**w, "prompt_len": 1024.0, "output_len": 16384.0}), 1.0, 1.0),
         ("long context", llama, hg.Workload(**{**w, "prompt_len": 131072.0}), 1.0, 1.0),
         # ASSUMPTION: 40 GB of read-mostly corpus per chip, 100 MB read per request
@@ -122,13 +132,13 @@ _jac = jax.jit(jax.jacfwd(_metrics, has_aux=True))
 
 
 def compute(out_dir: Path, quick: bool = False) -> dict:
-    system = hg.presets.system("h200-sxm", 8)
     comp = hg.compression("fp8", "fp8")
     rows = []
     trends = _trends()
     if quick:  # one model structure only (one compilation)
         trends = [t for t in trends if t[0] in ("dense baseline", "long context", "diffusion")]
     for trend, model, work, n_new, steps in trends:
+        system = hg.presets.system("h200-sxm", int(work.tp))
         jac, aux = _jac(jnp.zeros(4), system, model, work, comp, n_new, steps, B_TARGET)
         jac, aux = np.asarray(jac), np.asarray(aux)
         for metric, i in (("tpot", 0), ("usd_per_m", 1)):
@@ -143,32 +153,31 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
                 }
             )
     c.write_csv(out_dir / f"{NAME}.csv", rows)
-    # agreement with the paper's matrix, on the $/M-token elasticities
+    # agreement with the brief's matrix (not the paper's Table 2: see the docstring)
     usd = {r["trend"]: np.abs([r[k] for k in KNOBS]) for r in rows if r["metric"] == "usd_per_m"}
     tpot = {r["trend"]: np.abs([r[k] for k in KNOBS]) for r in rows if r["metric"] == "tpot"}
-    base_u, base_t = usd["dense baseline"], tpot["dense baseline"]
     agree, cells = 0, []
-    for trend, marks in PAPER.items():
+    for trend, marks in BRIEF.items():
         if trend not in usd:
             continue
-        stress = (usd[trend] > base_u + MARGIN) | (tpot[trend] > base_t + MARGIN)
+        stress = (usd[trend] >= THRESHOLD) | (tpot[trend] >= THRESHOLD)
         for j, knob in enumerate(KNOBS):
             ok = bool(stress[j]) == bool(marks[j])
             agree += ok
             cells.append(
-                {"trend": trend, "bottleneck": knob, "paper": marks[j], "hwgrad": int(stress[j]), "agree": ok}
+                {"trend": trend, "bottleneck": knob, "brief": marks[j], "hwgrad": int(stress[j]), "agree": ok}
             )
     c.write_csv(out_dir / f"{NAME}_agreement.csv", cells)
     summary = {
         "records": [
             c.compare(
-                "Table 2 cells where hwgrad agrees with the paper",
+                "Table 2 cells (|elasticity| >= 0.1) agreeing with the brief's summary (paper's table not available)",
                 f"{len(cells)}/{len(cells)}",
                 f"{agree}/{len(cells)}",
             )
         ],
         "disagreements": [
-            f"{x['trend']} x {x['bottleneck']}: paper {x['paper']}, hwgrad {x['hwgrad']}"
+            f"{x['trend']} x {x['bottleneck']}: brief {x['brief']}, hwgrad {x['hwgrad']}"
             for x in cells
             if not x["agree"]
         ],
@@ -183,10 +192,10 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
 def plot(out_dir: Path) -> None:
     rows = c.read_csv(out_dir / f"{NAME}.csv")
     cells = {(x["trend"], x["bottleneck"]): x for x in c.read_csv(out_dir / f"{NAME}_agreement.csv")}
-    fig, axes = c.plt.subplots(1, 2, figsize=(13, 5.2))
+    fig, axes = c.figure(1, 2, width_in=13.0, height_in=5.2)
     for ax, (metric, title) in zip(
         axes,
-        (("tpot", "d log TPOT / d log knob"), ("usd_per_m", "d log $/M tokens / d log knob")),
+        (("tpot", "d log TPOT / d log knob"), ("usd_per_m", "d log (USD per M tokens) / d log knob")),
         strict=True,
     ):
         sel = [r for r in rows if r["metric"] == metric]
@@ -196,7 +205,7 @@ def plot(out_dir: Path) -> None:
         for i, t in enumerate(trends):
             for j, k in enumerate(KNOBS):
                 cell = cells.get((t, k))
-                mark = "" if cell is None else (" P" if cell["paper"] == 1 else "")
+                mark = "" if cell is None else (" B" if cell["brief"] == 1 else "")
                 ax.text(j, i, f"{mat[i, j]:+.2f}{mark}", ha="center", va="center", fontsize=8)
         ax.set_xticks(range(len(KNOBS)), [k.replace(" ", "\n") for k in KNOBS])
         ax.set_yticks(
@@ -205,7 +214,15 @@ def plot(out_dir: Path) -> None:
         ax.set_xlabel("knob scaled (log multiplier)")
         ax.set_title(title)
         fig.colorbar(im, ax=ax, label="elasticity (dimensionless)")
-    fig.suptitle("Table 2 from autodiff: 8x H200, TP=8, fp8 (P = marked by the paper)")
+    ax.grid(False)
+    axes[0].grid(False)
+    c.caption(
+        fig,
+        "Elasticities by forward-mode autodiff; H200, TP=8 (MoE: DeepSeek-V3 on 16 chips, TP=EP=16), fp8, "
+        "batch as large as memory allows up to 512. B = marked in the design brief's summary of the paper's "
+        "argument (the paper's Table 2 itself is not available to this project); a cell stresses a bottleneck "
+        "when |elasticity| >= 0.1.",
+    )
     c.save_fig(fig, out_dir / f"{NAME}.png")
 
 

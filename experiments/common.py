@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import hwgrad as hg  # noqa: E402
+from hwgrad import plotting  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 
@@ -35,6 +36,15 @@ __all__ = [
     "write_json",
     "read_json",
     "save_fig",
+    "figure",
+    "caption",
+    "verdict",
+    "plotting",
+    "operating_grid",
+    "best_under",
+    "iso_slo",
+    "TPOT_BUDGETS_S",
+    "plot_iso_slo",
     "compare",
     "evaluate_many",
     "stack",
@@ -90,20 +100,41 @@ def read_json(path: Path):
 
 
 def save_fig(fig, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    """Save through :func:`hwgrad.plotting.save` (the one figure style): PNG + PDF + SVG."""
+    return plotting.save(fig, path)[0]
 
 
-def compare(label: str, paper, ours, unit: str = "") -> dict:
-    """Print the paper's number beside hwgrad's and return both as a record."""
+def figure(nrows: int = 1, ncols: int = 1, width_in: float = 6.4, height_in: float = 4.0, **kwargs):
+    """:func:`hwgrad.plotting.figure` (the house style)."""
+    return plotting.figure(nrows, ncols, width_in, height_in, **kwargs)
+
+
+def caption(fig, text: str, y: float = -0.02) -> None:
+    """A figure caption (the assumptions) under the axes, wrapped to the figure width."""
+    fig.text(0.0, y, text, ha="left", va="top", fontsize=8, wrap=True)
+
+
+def compare(label: str, paper, ours, unit: str = "", verdict: str = "-") -> dict:
+    """Print the paper's number beside hwgrad's and return both as a record.
+
+    ``verdict``: ``"reproduced"``, ``"differs, because ..."`` (see :func:`verdict`), ``"input"``
+    for a table printed back, or ``"-"`` where the paper states no claim to check."""
+    if verdict == "-" and not isinstance(paper, str) and not isinstance(ours, str):
+        off = float(ours) / float(paper) - 1.0 if float(paper) else math.inf
+        verdict = (
+            "reproduced"
+            if abs(off) <= 0.15
+            else f"differs, because the data give {off:+.0%} (see the script's docstring for the sources)"
+        )
     paper_s = paper if isinstance(paper, str) else f"{paper:g}{unit}"
     ours_s = ours if isinstance(ours, str) else f"{ours:.3g}{unit}"
-    print(f"  {label:<58s} paper {paper_s:>12s}   hwgrad {ours_s:>12s}")
-    return {"quantity": label, "paper": paper, "hwgrad": ours, "unit": unit}
+    print(f"  {label:<58s} paper {paper_s:>12s}   hwgrad {ours_s:>12s}   {verdict}")
+    return {"quantity": label, "paper": paper, "hwgrad": ours, "unit": unit, "verdict": verdict}
+
+
+def verdict(holds: bool, because: str) -> str:
+    """``"reproduced"`` when the claim holds, else ``"differs, because <because>"``."""
+    return "reproduced" if holds else f"differs, because {because}"
 
 
 def num(x) -> float:
@@ -146,6 +177,119 @@ def evaluate_many(points, efficiency=None, economics=None):
         cols = [stack([p[i] for p in chunk]) for i in range(4)]
         parts.append(jax.device_get(_evaluate_batch(*cols, eff, eco)))
     return jax.tree_util.tree_map(lambda *v: np.concatenate(v)[:n], *parts)
+
+
+# ----------------------------------------------------------------------------- iso-SLO search
+
+#: TPOT budgets of the direction studies (s): interactive (10 ms) to relaxed batch (100 ms)
+TPOT_BUDGETS_S = (0.010, 0.015, 0.020, 0.030, 0.050, 0.070, 0.100)
+#: the operating-point grid every design is searched over (batch x chips)
+BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+CHIPS = (1, 2, 4, 8, 16, 32)
+
+
+def operating_grid(
+    build,
+    model,
+    compression,
+    workload: dict,
+    chips=CHIPS,
+    batches=BATCHES,
+    moe: bool = False,
+    efficiency=None,
+    economics=None,
+    batching: str = "static",
+) -> list[dict]:
+    """Every (chips, batch) operating point of one design, in one vmapped evaluation.
+
+    ``build(n_chips) -> System``; one replica spans all ``n_chips`` (TP = chips, and EP =
+    chips for an MoE). Data parallelism is left out on purpose: ``dp`` replicas of a point
+    have the same TPOT, $/M tokens and J/token, so they add throughput, not a better point.
+    Returns one row per point with the figures of merit and ``ok`` = fits in memory and no
+    KV cache on a low-endurance tier.
+    """
+    meta, points = [], []
+    for n in chips:
+        system = build(n)
+        for b in batches:
+            w = hg.Workload(
+                batch=float(b),
+                tp=float(n),
+                ep=float(n) if moe else 1.0,
+                batching=batching,
+                **{k: float(v) for k, v in workload.items()},
+            )
+            points.append((system, model, w, compression))
+            meta.append({"chips": n, "batch": b})
+    res = evaluate_many(points, efficiency, economics)
+    rows = []
+    for i, m in enumerate(meta):
+        fits = float(res.fits[i]) == 1.0 and float(res.kv_on_low_endurance[i]) == 0.0
+        rows.append(
+            {
+                **m,
+                "tpot_s": float(res.tpot_s[i]),
+                "ttft_s": float(res.ttft_s[i]),
+                "usd_per_million_tokens": float(res.usd_per_million_tokens[i]),
+                "energy_j_per_token": float(res.energy_j_per_token[i]),
+                "gco2e_per_token": float(res.gco2e_per_token[i]),
+                "tokens_per_s": float(res.tokens_per_s[i]),
+                "power_w": float(res.power_w[i]),
+                "ok": int(fits and math.isfinite(float(res.tpot_s[i]))),
+            }
+        )
+    return rows
+
+
+def best_under(rows: list[dict], tpot_budget_s: float, metric: str = "usd_per_million_tokens"):
+    """The feasible row with the lowest ``metric`` whose TPOT meets the budget (None if none)."""
+    ok = [r for r in rows if r["ok"] and r["tpot_s"] <= tpot_budget_s * (1 + 1e-9)]
+    return min(ok, key=lambda r: r[metric]) if ok else None
+
+
+def iso_slo(designs: dict, budgets=TPOT_BUDGETS_S, metric: str = "usd_per_million_tokens") -> list[dict]:
+    """``designs``: name -> grid rows. One row per (design, budget): the best point, or a row
+    with ``feasible`` 0 when no point of the design meets the budget."""
+    out = []
+    for name, rows in designs.items():
+        for t in budgets:
+            best = best_under(rows, t, metric)
+            row = {"design": name, "tpot_budget_s": t, "feasible": int(best is not None)}
+            keys = (
+                "chips",
+                "batch",
+                "tpot_s",
+                "usd_per_million_tokens",
+                "energy_j_per_token",
+                "gco2e_per_token",
+            )
+            row.update({k: (best[k] if best else float("nan")) for k in keys})
+            out.append(row)
+    return out
+
+
+def plot_iso_slo(axes, rows: list[dict], designs=None) -> None:
+    """$/M tokens, J/token and chips of each design's best point vs the TPOT budget."""
+    names = designs or list(dict.fromkeys(r["design"] for r in rows))
+    markers = "osD^v<>"
+    for j, name in enumerate(names):
+        pts = [r for r in rows if r["design"] == name and r["feasible"] == 1]
+        if not pts:
+            continue
+        x = [r["tpot_budget_s"] * 1e3 for r in pts]
+        for ax, col in zip(axes, ("usd_per_million_tokens", "energy_j_per_token", "chips"), strict=False):
+            ax.plot(x, [r[col] for r in pts], marker=markers[j % len(markers)], color=f"C{j}", label=name)
+    labels = (
+        ("cost per million output tokens", "USD"),
+        ("energy per output token", "J"),
+        ("chips of the best point", "-"),
+    )
+    for ax, (q, u) in zip(axes, labels, strict=False):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(plotting.axis_label("TPOT budget", "ms"))
+        ax.set_ylabel(plotting.axis_label(q, u))
+        plotting.readable_log_ticks(ax)
 
 
 # ----------------------------------------------------------------------------- command line
