@@ -246,6 +246,7 @@ def shipped_reports():
     return calibrated, sol
 
 
+@pytest.mark.slow  # ~200 s: 8 row structures compiled twice (calibrated, speed of light)
 def test_validate_shipped_file_within_measured_bounds(shipped_reports):
     calibrated, sol = shipped_reports
     lat = calibrated.summary(False)
@@ -341,6 +342,7 @@ def synthetic_file(tmp_path, calibration) -> Path:
     return path
 
 
+@pytest.mark.slow  # ~110 s: an 800-step fit
 def test_calibrate_recovers_known_parameters(tmp_path, capsys):
     data = synthetic_file(tmp_path, TRUE)
     out = tmp_path / "params.toml"

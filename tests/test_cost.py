@@ -306,6 +306,7 @@ _GRAD_MODELS = {
 }
 
 
+@pytest.mark.slow  # ~45 s: hypothesis; test_fuzz and the per-module gradient tests cover the default suite
 @given(
     st.fixed_dictionaries({k: st.floats(lo, hi) for k, (lo, hi) in LEAVES.items()}),
     st.sampled_from(sorted(_GRAD_MODELS)),

@@ -66,7 +66,7 @@ def write_outputs(text: str, runs) -> str:
 
 
 #: pages that evaluate many designs (minutes on 2 shared cores): the slow set
-SLOW_PAGES = {"questions"}
+SLOW_PAGES = {"questions", "calibrate", "codesign", "sweep", "serving"}
 #: pages whose outputs are not generated yet (their code still runs): regenerate them with
 #: HWGRAD_UPDATE_DOCS=1 (tens of minutes on 2 shared cores) and drop them from this set
 OUTPUTS_PENDING = {"calibrate", "codesign", "paper", "sweep", "questions"}

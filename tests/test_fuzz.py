@@ -290,7 +290,7 @@ def _count_non_finite(hardware: str, n: int, seed: int) -> tuple[int, int]:
 
 @pytest.mark.parametrize(
     "hardware, n",
-    [("h800", 4), pytest.param("h800", 12, marks=pytest.mark.slow), pytest.param("h100-sxm", 12, marks=pytest.mark.slow)],
+    [pytest.param("h800", 4, marks=pytest.mark.slow), pytest.param("h800", 12, marks=pytest.mark.slow), pytest.param("h100-sxm", 12, marks=pytest.mark.slow)],
 )
 def test_elasticities_of_defined_metrics_are_finite(hardware, n):
     bad, total = _count_non_finite(hardware, n, seed=1)

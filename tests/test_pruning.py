@@ -179,6 +179,7 @@ def test_gradients_through_gates_and_fractions_are_finite_and_signed():
     assert np.isfinite(g_hidden) and float(g_hidden) > 0
 
 
+@pytest.mark.slow  # ~50 s: hypothesis over model shapes, one compile each
 @settings(max_examples=15, deadline=None)
 @given(
     st.floats(0.05, 1.0),
@@ -205,6 +206,7 @@ def test_no_nan_gradients_over_the_range(layers, hidden, ffn, heads, kv):
     assert np.all(np.isfinite(g))
 
 
+@pytest.mark.slow  # ~40 s: one compile per loop point
 def test_vmap_over_keep_fractions_equals_a_loop():
     system, model, workload = _setup()
     fr = jnp.array([0.5, 0.75, 1.0])

@@ -285,6 +285,7 @@ KNOBS = (BW, "system.chip.peak_flops_fp8", "system.network.link_bandwidth_bytes_
 SENS_METRICS = ("tpot_s", "ttft_s", "usd_per_million_tokens", "energy_j_per_token", "gco2e_per_token")
 
 
+@pytest.mark.slow  # ~35 s; test_sensitivity_nan checks elasticities in the default suite
 def test_elasticities_match_finite_differences(design, tmp_path, capsys):
     # through the CLI (JSON), smooth roofline so central differences are meaningful
     argv = ["sensitivity", "--weight-dtype", "fp8", "--kv-dtype", "fp8", "--roofline", "smooth", "--json"]
