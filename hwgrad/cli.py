@@ -6,6 +6,8 @@ design (the dotted paths of [`hwgrad.paths`][hwgrad.paths], e.g.
 hardware knobs (``--hbm-bandwidth 4.8`` in TB/s, ``--hop-latency 0.5`` in us, ...; see
 [`KNOB_FLAGS`][hwgrad.cli.KNOB_FLAGS]). Every error a user can cause ends in one line on stderr
 naming the field, the value and the fix, and exit code 2; never a traceback.
+
+Over 600 lines because it holds the one design-argument layer every subcommand shares (flags, ``--set``, units, the capacity check, JSON output) beside the ``eval`` and ``presets`` handlers; the next split is that layer into its own module.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Serving under a request rate: a steady-state model of a continuous-batching engine.
 
-:func:`hwgrad.cost.serve` prices one engine at a *given* concurrency. Here the load is an
-open stream of requests (:class:`Service`: Poisson arrivals at ``arrival_rate_rps``, mean
+`hwgrad.cost.serve` prices one engine at a *given* concurrency. Here the load is an
+open stream of requests (`Service`: Poisson arrivals at ``arrival_rate_rps``, mean
 input ``I`` and output ``O`` tokens, SLOs on TTFT and TPOT at a percentile) and the
 concurrency follows from it. Per replica (the rate is split evenly over ``workload.dp``):
 
 **Decode: a fixed point (Little's law).** Each engine step decodes every running sequence
 (``k + 1`` tokens each under speculative decoding, committing ``E = (1 - a^(k+1)) / (1 - a)``
-of them, :func:`hwgrad.speculative.expected_tokens_per_step`) and carries the queued prompts'
+of them, `hwgrad.speculative.expected_tokens_per_step`) and carries the queued prompts'
 prefill chunks, up to ``Engine.max_batched_tokens`` tokens (chunked prefill). With step time
 ``tau``, a request decodes for ``(O - 1) tau / E`` seconds, so (Little) ``n = lam (O - 1) tau / E``
 sequences are decoding on average and ``p = lam I tau`` prompt tokens ride in each step. A
@@ -16,30 +16,30 @@ others' number is independent of the tagged one), so its step is
 
     tau = T(1 + n, (1 + n)(k + 1) + p) (1 + k c)                          (*)
 
-where ``T(sequences, tokens)`` is :func:`hwgrad.cost.forward_pass` (weights read once for
+where ``T(sequences, tokens)`` is `hwgrad.cost.forward_pass` (weights read once for
 all tokens, KV of every sequence at the mean context ``I + O / 2``, as in
-:func:`hwgrad.cost.serve`) and ``c`` is the draft's cost per drafted token relative to the
+`hwgrad.cost.serve`) and ``c`` is the draft's cost per drafted token relative to the
 target's step (Leviathan et al. 2023, Theorem 3.8). Both arguments of ``T`` are affine in
 ``tau``, so (*) is a scalar fixed point ``tau = g(tau)`` with ``g`` convex (a roofline is a
 maximum of affine functions): it is started at the chord solution between no load and the
-capacity point and refined by :data:`NEWTON_STEPS` Newton steps; the gradient is that of the
+capacity point and refined by `NEWTON_STEPS` Newton steps; the gradient is that of the
 implicit function, ``d tau / d theta = (d g / d theta) / (1 - g')`` (one Newton step outside
 ``stop_gradient``). TPOT is ``tau / E``.
 
 **Capacity.** Concurrency is bounded by the KV cache (sequences at the mean context that fit
-in the capacity the engine may use, :attr:`hwgrad.specs.Stack.memory_fraction`), by
+in the capacity the engine may use, `hwgrad.specs.Stack.memory_fraction`), by
 ``Engine.max_num_seqs`` and by the token budget (``n (k + 1) + p <= max_batched_tokens``);
 at the smallest bound ``n_max`` the engine serves ``lam_max = n_max E / ((O - 1) T_max)``
 requests/s. The prefill budget left in a step, ``b = max_batched_tokens - n (k + 1)``, serves
 prompt tokens at ``b / tau_b`` tokens/s (``tau_b``: a step with a full chunk), so the prefill
 capacity is ``b / (I tau_b)``. A rate above capacity is evaluated at the capacity edge
-(``rho <=`` :data:`RHO_MAX`), reported as a margin (``capacity_rps - arrival_rate_rps``) and
-a message (:func:`saturation_message`), and its goodput is zero: never a NaN.
+(``rho <=`` `RHO_MAX`), reported as a margin (``capacity_rps - arrival_rate_rps``) and
+a message (`saturation_message`), and its goodput is zero: never a NaN.
 
 **TTFT (a queue for prefill).** A request waits for the step in flight (mean residual
 ``tau / 2`` when the engine is busy), then for the prompts ahead of it: the prefill budget is
 an M/G/1 token server (Pollaczek-Khinchine) with service time ``S = I tau_b / b`` and
-``rho_p = lam S``::
+``rho_p = lam S``:
 
     W = lam E[S^2] / (2 (1 - rho_p)),   E[W^2] = 2 W^2 + lam E[S^3] / (3 (1 - rho_p))  (Takacs)
 
@@ -56,7 +56,7 @@ its mean and variance (Wilson-Hilferty: ``x_q = mu (1 - 1/(9k) + z_q / sqrt(9k))
 for M/M/1 waits in the limit of a heavy queue only to that accuracy). **Goodput** is
 ``throughput x P(TTFT <= slo) x P(TPOT <= slo)`` (independence assumed).
 
-**Disaggregated pools** (:func:`evaluate_disaggregated`): prefill replicas form an M/G/c
+**Disaggregated pools** (`evaluate_disaggregated`): prefill replicas form an M/G/c
 queue (Sakasegawa's approximation, exact M/G/1 at ``c = 1``; smooth in the relaxed replica
 count), each request's KV cache crosses ``link`` once (each prefill chip sends its shard; the
 link's utilisation is a capacity), and the decode pool is the fixed point above with no
@@ -76,6 +76,8 @@ References:
   Management for LLM Serving with PagedAttention" (vLLM), SOSP 2023; Agrawal et al.,
   "Sarathi-Serve" (chunked prefill), OSDI 2024; Zhong et al., "DistServe", OSDI 2024
   (goodput under SLOs, disaggregation). Leviathan, Kalman & Matias, ICML 2023.
+
+Over 600 lines because the steady-state model, its disaggregated variant, the queueing helpers they share and their CLI are one concept; the queueing formulas are the natural first split.
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ NEWTON_STEPS = 2
 #: enough that goodput is ~0); the reported margin carries the excess
 RHO_MAX = 0.98
 
-#: resources whose utilisation :class:`ServiceResult` reports, in this order
+#: resources whose utilisation `ServiceResult` reports, in this order
 RESOURCES = ("kv_memory", "max_num_seqs", "token_budget", "prefill", "network")
 
 
@@ -161,7 +163,7 @@ class Engine:
       max_num_seqs: most sequences decoding at once (vLLM ``--max-num-seqs``, default 256
         in vLLM's EngineArgs).
       spec_acceptance: per-token acceptance ``alpha`` of speculative decoding, in [0, 1)
-        (:func:`hwgrad.speculative.lookup` gives measured values per pairing; e.g. EAGLE-3).
+        (`hwgrad.speculative.lookup` gives measured values per pairing; e.g. EAGLE-3).
       spec_draft_tokens: draft length ``k`` (0 = no speculative decoding); the target
         verifies ``k + 1`` tokens per sequence per step.
       draft_cost_ratio: ``c`` of Leviathan et al.: time of one draft forward per drafted
@@ -183,11 +185,11 @@ class Engine:
 
 @spec
 class ServiceResult:
-    """What :func:`evaluate_service` reports (whole system unless "per replica"; SI units).
+    """What `evaluate_service` reports (whole system unless "per replica"; SI units).
 
     ``ttft_pct_s`` / ``tpot_pct_s`` are at ``percentile``; ``goodput_rps`` counts requests
     meeting both SLOs; ``utilisation`` is ``arrival / capacity`` (> 1: saturated), and
-    ``utilisations`` the load of each of :data:`RESOURCES` at the operating point, and
+    ``utilisations`` the load of each of `RESOURCES` at the operating point, and
     ``binding`` indexes the one that sets the capacity.
     ``concurrency`` is the mean number of sequences decoding per replica; ``step_s`` the
     engine step seen by a decoding request; ``decode_step`` that step by component.
@@ -231,7 +233,7 @@ class ServiceResult:
 
 @spec
 class DisaggregatedResult:
-    """:class:`ServiceResult` of the whole deployment plus each pool.
+    """`ServiceResult` of the whole deployment plus each pool.
 
     ``service`` is the end-to-end result (TTFT from the prefill pool and the KV transfer,
     TPOT from the decode pool, capacity the smaller pool's); ``prefill_utilisation`` the
@@ -262,7 +264,7 @@ def _smooth_min(a, b, sharpness=200.0):
 
 
 def _clip_rho(rho):
-    """``rho`` kept below :data:`RHO_MAX` (soft, so the gradient survives up to the edge)."""
+    """``rho`` kept below `RHO_MAX` (soft, so the gradient survives up to the edge)."""
     return _smooth_min(jnp.maximum(rho, 0.0), RHO_MAX)
 
 
@@ -271,7 +273,7 @@ def pk_wait_s(arrival_rate, mean_service_s, service_cv):
 
     ``W = lam E[S^2] / (2 (1 - rho))`` with ``E[S^2] = S^2 (1 + cv^2)``: M/M/1 (``cv = 1``)
     gives ``rho S / (1 - rho)``, M/D/1 (``cv = 0``) half of it. ``rho`` is clipped below
-    :data:`RHO_MAX`.
+    `RHO_MAX`.
     """
     rho = _clip_rho(arrival_rate * mean_service_s)
     return arrival_rate * mean_service_s**2 * (1.0 + service_cv**2) / (2.0 * (1.0 - rho))
@@ -314,7 +316,7 @@ def gamma_quantile(mean, var, q):
 
 
 def gamma_cdf(x, mean, var):
-    """``P(X <= x)`` of the same gamma (Wilson-Hilferty, consistent with :func:`gamma_quantile`)."""
+    """``P(X <= x)`` of the same gamma (Wilson-Hilferty, consistent with `gamma_quantile`)."""
     mean, k = _gamma_shape(mean, var)
     c = 1.0 / (9.0 * k)
     r = jnp.maximum(x, 0.0) / mean
@@ -353,8 +355,8 @@ def steady_state(step_fn, service: Service, engine: Engine, arrival_rate, max_se
 
     Args:
       step_fn: ``(sequences, tokens) -> (step time in s, aux)`` for arrays of equal shape
-        (vectorised; ``aux`` any pytree batched alike, e.g. the :class:`PassCost`, or ``None``;
-        :func:`evaluate_service` passes the cost model, tests a numpy-checkable roofline).
+        (vectorised; ``aux`` any pytree batched alike, e.g. the `PassCost`, or ``None``;
+        `evaluate_service` passes the cost model, tests a numpy-checkable roofline).
       service: the request stream (``arrival_rate_rps`` is ignored: ``arrival_rate`` is this
         replica's).
       engine: engine knobs.
@@ -363,7 +365,7 @@ def steady_state(step_fn, service: Service, engine: Engine, arrival_rate, max_se
       prefill: ``False`` for a decode pool (prompts arrive as KV caches, no prefill queue).
 
     Returns:
-      :class:`SteadyState`.
+      `SteadyState`.
     """
     i_len = service.input_tokens if prefill else 0.0
     o_dec = jnp.maximum(service.output_tokens - 1.0, 1e-6)  # the first token comes with the prefill
@@ -681,7 +683,7 @@ def evaluate_service(
       options: static evaluation options.
 
     Returns:
-      :class:`ServiceResult` (jit- and vmap-able; differentiable in every numeric leaf).
+      `ServiceResult` (jit- and vmap-able; differentiable in every numeric leaf).
     """
     efficiency = _defaults(efficiency)
     model, compression = pruning.resolve(model, compression)
@@ -718,11 +720,11 @@ def evaluate_disaggregated(
       decode_system / decode_workload: one decode replica; ``decode_workload.dp`` replicas.
       link: the network the KV caches cross (e.g. ``hg.presets.scaleout("ib-ndr")``); each
         prefill chip sends its shard of a request's KV cache over one link.
-      model, compression, service, engine, efficiency, options: as :func:`evaluate_service`
+      model, compression, service, engine, efficiency, options: as `evaluate_service`
         (the engine's token budget applies to the decode pool; prefill runs one prompt at a time).
 
     Returns:
-      :class:`DisaggregatedResult`.
+      `DisaggregatedResult`.
     """
     if link is None:
         raise ValueError(
@@ -815,7 +817,7 @@ def _check(ok: bool, where: str, value: float, fix: str) -> None:
 def validate_service(
     service: Service, engine: Engine | None = None, system: System | None = None, name: str = "service"
 ) -> None:
-    """Check a :class:`Service` (and :class:`Engine`, against ``system``'s tiers); raise a
+    """Check a `Service` (and `Engine`, against ``system``'s tiers); raise a
     one-line ``ValueError`` naming the field, the value and the fix. Call at the edges
     (CLI, files, before a study), never inside ``jit``."""
     if not isinstance(service, Service):
@@ -946,7 +948,7 @@ def summary(result: ServiceResult) -> dict:
 
 def register_cli(subparsers) -> None:
     """``hwgrad serve``: goodput, TTFT/TPOT at the percentile, utilisation and the binding
-    resource of one design under a request rate (``--json`` for the keys of :func:`summary`)."""
+    resource of one design under a request rate (``--json`` for the keys of `summary`)."""
     from .cli import add_design_arguments
 
     p = subparsers.add_parser(

@@ -8,6 +8,8 @@ Blank cells are unknown, never zero. Two conventions from the data README fill t
 a blank dense peak is derived from the nearest given dtype at 2x per halving of operand
 width (bf16 = fp8/2 = fp4/4, int8 = fp8); a blank capacity becomes ``inf`` (capacity
 check skipped). Every derived or skipped value is recorded in `chip_notes`.
+
+Over 600 lines because the catalogue builds chips, fabrics, memory tiers and stacks from the CSV rows with one documented fill rule each; the fabric builders are the first candidate to move out.
 """
 
 from __future__ import annotations
