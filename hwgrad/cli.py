@@ -56,8 +56,12 @@ def _nonneg_int(text: str) -> int:
     return _parse(text, int, "whole number", lambda x: x >= 0, "be >= 0")
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """The argparse type of every whole-number >= 1 flag of every subcommand."""
     return _parse(text, int, "whole number", lambda x: x >= 1, "be >= 1")
+
+
+_positive_int = positive_int
 
 
 def _fraction(text: str) -> float:

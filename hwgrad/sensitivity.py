@@ -286,7 +286,7 @@ def sensitivity(
 
 def register_cli(subparsers) -> None:
     """Add ``hwgrad sensitivity``."""
-    from .cli import _positive_int, add_design_arguments  # one argparse type for every subcommand
+    from .cli import add_design_arguments, positive_int  # one argparse type for every subcommand
 
     s = subparsers.add_parser(
         "sensitivity",
@@ -306,7 +306,7 @@ def register_cli(subparsers) -> None:
     s.add_argument(
         "--include-integers", action="store_true", help="also whole-number knobs (batch, tp, layers...)"
     )
-    s.add_argument("--top", type=_positive_int, default=15, help="knobs shown per metric (default 15)")
+    s.add_argument("--top", type=positive_int, default=15, help="knobs shown per metric (default 15)")
     s.add_argument(
         "--roofline", choices=("straight_through", "smooth"), default="straight_through",
         help="straight_through (exact values, surrogate gradients; default) or smooth (both smooth)",

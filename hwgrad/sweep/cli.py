@@ -27,7 +27,7 @@ __all__ = ["register_cli", "cmd_sweep"]
 
 def register_cli(subparsers) -> None:
     """Add ``hwgrad sweep`` and ``hwgrad sensitivity`` (`hwgrad.sensitivity.register_cli`)."""
-    from ..cli import _positive_int, add_design_arguments  # one argparse type for every subcommand
+    from ..cli import add_design_arguments, positive_int  # one argparse type for every subcommand
 
     p = subparsers.add_parser(
         "sweep",
@@ -61,12 +61,12 @@ def register_cli(subparsers) -> None:
         help="accept a [sweep].out that leaves the config's directory (.. or an absolute path)",
     )  # fmt: skip
     p.add_argument(
-        "--chunk-size", type=_positive_int, help="points per chunk (default [sweep].chunk_size or 65536)"
+        "--chunk-size", type=positive_int, help="points per chunk (default [sweep].chunk_size or 65536)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument(
-        "--cpu-devices", type=_positive_int, metavar="N",
+        "--cpu-devices", type=positive_int, metavar="N",
         help="split the CPU into N jax devices (default: one per usable core, unless XLA_FLAGS sets a count); "
         "one CPU device runs the sweep on one core, and results do not depend on N",
     )  # fmt: skip
@@ -74,7 +74,7 @@ def register_cli(subparsers) -> None:
     g.add_argument(
         "--coordinator", metavar="HOST:PORT", help="address of process 0 (calls jax.distributed.initialize)"
     )
-    g.add_argument("--num-processes", type=_positive_int, help="processes in the job")
+    g.add_argument("--num-processes", type=positive_int, help="processes in the job")
     g.add_argument("--process-id", type=int, help="this process's rank, 0 .. num-processes - 1")
     g.add_argument(
         "--distributed", action="store_true", help="jax.distributed.initialize() with cluster auto-detection"
