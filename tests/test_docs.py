@@ -69,7 +69,7 @@ def write_outputs(text: str, runs) -> str:
 SLOW_PAGES = {"questions", "calibrate", "codesign", "sweep", "serving"}
 #: pages whose outputs are not generated yet (their code still runs): regenerate them with
 #: HWGRAD_UPDATE_DOCS=1 (tens of minutes on 2 shared cores) and drop them from this set
-OUTPUTS_PENDING = {"calibrate", "codesign", "paper", "sweep", "questions"}
+OUTPUTS_PENDING = {"calibrate", "codesign", "sweep", "questions"}
 
 
 @pytest.mark.parametrize(
