@@ -905,34 +905,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     for register in _extra_commands(argv):
         register(sub)
-    if "sensitivity" in sub.choices:
-        _front_sensitivity(sub.choices["sensitivity"])
     return parser
-
-
-def _front_sensitivity(p: argparse.ArgumentParser) -> None:
-    """``hwgrad sensitivity``: the capacity check of ``eval`` and ``--knob`` groups and globs."""
-    p.add_argument(
-        "--allow-overflow", action="store_true", help="differentiate designs that do not fit instead of failing"
-    )
-    for action in p._actions:
-        if action.dest == "knob":
-            action.help = (
-                "restrict to these knobs: a path (system.network.hop_latency_s), a group (system.chip) or a "
-                "glob (**.bandwidth_bytes_per_s, system.chip.*_efficiency); repeatable"
-            )
-    run = p.get_default("func")
-
-    def front(args) -> int:
-        if args.knob or not args.allow_overflow:
-            design = design_from_args(args)
-            if not args.allow_overflow:
-                require_fits(design)
-            if args.knob:
-                args.knob = expand_knobs(design, args.knob)
-        return run(args)
-
-    p.set_defaults(func=front)
 
 
 #: subcommands defined in other modules (each has ``register_cli(subparsers)``)

@@ -145,7 +145,7 @@ class Index:
     def get(self, path: str, what: str = "path"):
         """The leaf (or array element) at ``path``; whole arrays allowed."""
         i, elem = self.resolve(path, what, whole_arrays=True)
-        return self.leaves[i] if elem is None else self.leaves[i][elem] if elem else self.leaves[i]
+        return self.leaves[i][elem] if elem else self.leaves[i]  # elem None / (): the leaf
 
     def replace(self, updates: Mapping[str, Any], what: str = "path"):
         """A copy of the tree with each path's number (or whole array) replaced; traceable."""

@@ -302,7 +302,16 @@ def register_cli(subparsers) -> None:
         metavar="NAME",
         help=f"metric(s) to report (default: {', '.join(METRICS)})",
     )
-    s.add_argument("--knob", action="append", metavar="PATH", help="restrict to these leaf paths")
+    s.add_argument(
+        "--knob",
+        action="append",
+        metavar="PATH",
+        help="restrict to these knobs: a path (system.network.hop_latency_s), a group (system.chip) or a "
+        "glob (**.bandwidth_bytes_per_s, system.chip.*_efficiency); repeatable",
+    )
+    s.add_argument(
+        "--allow-overflow", action="store_true", help="differentiate designs that do not fit instead of failing"
+    )
     s.add_argument(
         "--include-integers", action="store_true", help="also whole-number knobs (batch, tp, layers...)"
     )
@@ -319,10 +328,13 @@ def register_cli(subparsers) -> None:
 
 
 def cmd_sensitivity(args) -> int:
-    from .cli import design_from_args, enable_compile_cache
+    from .cli import design_from_args, enable_compile_cache, expand_knobs, require_fits
 
     enable_compile_cache()
     d = design_from_args(args)
+    if not args.allow_overflow:
+        require_fits(d)  # the capacity check of `hwgrad eval`
+    knobs = expand_knobs(d, args.knob) if args.knob else None
     metrics = tuple(args.metric) if args.metric else METRICS
     dd = as_design(d)
     options = Options(roofline=args.roofline)
@@ -331,7 +343,7 @@ def cmd_sensitivity(args) -> int:
         out_index.resolve(m, "--metric")
     sens = sensitivity(
         dd["system"], dd["model"], dd["workload"], dd["compression"], dd["efficiency"], dd["economics"],
-        metrics=metrics, knobs=args.knob, include_integers=args.include_integers, options=options,
+        metrics=metrics, knobs=knobs, include_integers=args.include_integers, options=options,
         label=d.get("hardware_name", ""),
     )  # fmt: skip
     if args.json:
