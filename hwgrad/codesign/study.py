@@ -113,6 +113,43 @@ def _base_specs(base: dict, where: str) -> dict:
     )
 
 
+def _served_specs(doc: dict, specs: dict, where: str, text: str | None) -> dict:
+    """A served design's roots from ``[service]`` (`hwgrad.service.Service` fields; lengths
+    default to ``[base]``'s), ``[engine]`` (`hwgrad.service.Engine`) and ``[prefill]``
+    (disaggregated: ``hardware`` (default ``[base]``'s chip), ``tp``, ``pp``, ``dp`` of the
+    prefill pool; ``[base]`` is then the decode pool)."""
+    from .. import config
+    from ..service import Engine, Pool, Service, validate_design_service
+
+    if not any(k in doc for k in ("service", "engine", "prefill")):
+        return {}
+    if "service" not in doc:
+        raise ValueError(f"{where}: [engine] / [prefill] need a [service] table (arrival_rate_rps, SLOs)")
+    wl = specs["workload"]
+    out = {}
+    try:
+        svc_t = dict(doc["service"])
+        svc_t.setdefault("input_tokens", float(wl.prompt_len))
+        svc_t.setdefault("output_tokens", float(wl.output_len))
+        out["service"] = config._override(Service(), Service, svc_t, f"{where}: [service]")
+        out["engine"] = config._override(Engine(), Engine, dict(doc.get("engine", {})), f"{where}: [engine]")
+        if "prefill" in doc:
+            pt = dict(doc["prefill"])
+            bad = set(pt) - {"hardware", "tp", "pp", "dp"}
+            if bad:
+                raise ValueError(f"[prefill] unknown field(s) {sorted(bad)}; known: hardware, tp, pp, dp")
+            n = {k: float(pt.get(k, 1.0)) for k in ("tp", "pp", "dp")}
+            hw = pt.get("hardware")
+            system = presets.system(hw, int(n["tp"] * n["pp"] * n["dp"])) if hw else dataclasses.replace(
+                specs["system"], n_chips=n["tp"] * n["pp"] * n["dp"]
+            )
+            out["prefill"] = Pool(system=system, workload=dataclasses.replace(wl, **n))
+        validate_design_service({**specs, **out})
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    return out
+
+
 def default_study_dict() -> dict:
     """The built-in study (see ``docs/codesign.md``) as the dict a study file parses to."""
     return {
@@ -198,7 +235,10 @@ def study_from_dict(
     """Build a `Study` from a parsed study file (errors name the table, field and line).
 
     ``stack`` overrides ``[base] stack`` (a serving-stack preset name)."""
-    known = {"study", "base", "variables", "constraints", "accuracy", "price_model", "pareto", "technology"}
+    known = {
+        "study", "base", "variables", "constraints", "accuracy", "price_model", "pareto", "technology",
+        "service", "engine", "prefill",
+    }  # fmt: skip
     for key in doc:
         if key not in known:
             raise ValueError(
@@ -210,6 +250,7 @@ def study_from_dict(
     if "design" in base and root is not None:
         base["design"] = str((root / base["design"]).resolve())
     specs = _base_specs(base, where)
+    specs.update(_served_specs(doc, specs, where, text))
     model = specs["model"]
     variables = []
     var_keys = {"path", "min", "max", "scale", "values", "integer", "per_layer", "name", "divisor_of"}
