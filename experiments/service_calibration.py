@@ -25,6 +25,7 @@ one finishes), so TTFT queueing is the part to read with care.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import re
 from pathlib import Path
@@ -70,6 +71,8 @@ def _predict(system, model, workload, compression, stack):
 
 def compute(data: Path = DATA) -> dict:
     rows = [r for r in read_measurements(data).rows if r.batching == "continuous"]
+    with open(data, encoding="utf-8") as f:
+        notes = {row["id"]: row.get("notes") or "" for row in csv.DictReader(f)}
     prep = prepare(rows)
     cal = load_calibration(CALIBRATION)
     groups: dict = {}
@@ -87,7 +90,7 @@ def compute(data: Path = DATA) -> dict:
         out[idx] = np.asarray(fn(*stacked), dtype=float)
     table = []
     for c, (tp_c, tt_c, tp_s, tt_s, rate, conc) in zip(prep.cases, out, strict=True):
-        m = _TTFT.search(c.row.notes or "")
+        m = _TTFT.search(notes.get(c.row.id, ""))
         table.append(
             dict(
                 id=c.row.id, model=c.row.model, hardware=c.row.hardware, concurrency=c.row.batch,
@@ -123,6 +126,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("out/service_calibration.json"))
     args = ap.parse_args()
+    from hwgrad.cli import enable_compile_cache
+
+    enable_compile_cache()
     res = compute()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1))

@@ -41,12 +41,7 @@ def test_rate_flag_makes_a_served_design_and_its_metrics_resolve():
     # the service's numbers are paths like any other
     d2 = apply_assignments(d, ["service.arrival_rate_rps=7", "engine.max_batched_tokens=4096"])
     assert float(d2["service"].arrival_rate_rps) == 7.0 and float(d2["engine"].max_batched_tokens) == 4096.0
-    index = result_index(as_design(d), Options())
-    for name in (*sv.SERVICE_METRICS, "tpot_s", "decode.weights_s", "capacity_margin_bytes.0"):
-        index.resolve(name, "metric")
     assert default_metrics(as_design(d))[: len(sv.DEFAULT_SERVICE_METRICS)] == sv.DEFAULT_SERVICE_METRICS
-    with pytest.raises(ValueError, match=r"metric 'goodput_rp'.*goodput_rps"):
-        index.resolve("goodput_rp", "metric")
     # a plain design has no service metrics, and says so
     with pytest.raises(ValueError, match=r"metric 'goodput_rps'"):
         result_index(as_design(plain), Options()).resolve("goodput_rps", "metric")
@@ -56,9 +51,12 @@ def test_prefill_dp_makes_a_disaggregated_design():
     d = _design("--rate", "3", "--prefill-dp", "2")
     pool = d["prefill"]
     assert float(pool.workload.dp) == 2.0 and float(pool.system.n_chips) == 2.0
+    # every metric of a served design resolves (one trace: the disaggregated one has them all)
     index = result_index(as_design(d), Options())
-    for name in sv.DISAGGREGATED_METRICS:
+    for name in (*sv.SERVICE_METRICS, *sv.DISAGGREGATED_METRICS, "tpot_s", "decode.weights_s"):
         index.resolve(name, "metric")
+    with pytest.raises(ValueError, match=r"metric 'goodput_rp'.*goodput_rps"):
+        index.resolve("goodput_rp", "metric")
     d2 = apply_assignments(d, ["prefill.workload.dp=3"])
     assert float(d2["prefill"].workload.dp) == 3.0
 
