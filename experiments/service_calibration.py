@@ -13,7 +13,9 @@ builds them):
   mean of the old and the new rate), then its mean TPOT and mean TTFT.
 
 TPOT is compared with the row's value (mean TPOT / inter-token latency); TTFT with the mean
-TTFT its notes give ("mean TTFT 70.4 ms", "TTFT 406.77 ms"). Prints the median and p90
+TTFT its notes give ("mean TTFT 70.4 ms", "TTFT 406.77 ms"), also with the admission queue a
+closed-loop client builds when the model's engine holds fewer than ``C`` requests
+(``service_ttft_queued``, `_admission_wait_s`). Prints the median and p90
 absolute percentage error of each and writes the per-row table as JSON::
 
     python experiments/service_calibration.py [--out out/service_calibration.json]
@@ -98,10 +100,22 @@ def compute(data: Path = DATA) -> dict:
                 tpot_ms=c.row.value, ttft_ms=float(m.group(1)) if m else None,
                 continuous_tpot_ms=tp_c * 1e3, continuous_ttft_ms=tt_c * 1e3,
                 service_tpot_ms=tp_s * 1e3, service_ttft_ms=tt_s * 1e3,
-                service_rate_rps=rate, service_concurrency_per_replica=conc,
+                service_rate_rps=rate, service_concurrency_per_replica=conc, dp=float(c.workload.dp),
+                service_ttft_queued_ms=(tt_s + _admission_wait_s(c, tp_s, conc)) * 1e3,
             )
         )  # fmt: skip
     return dict(rows=table, skipped=[(r.id, why) for r, why in prep.skipped], summary=summarise(table))
+
+
+def _admission_wait_s(case, tpot_s: float, conc: float) -> float:
+    """Wait before admission when the model's engine holds fewer than the client's ``C``
+    requests (its capacity binds: KV cache, ``max_num_seqs`` or the step's token budget):
+    the ``C - n`` others queue in the server (Little's law: ``(C - n) / served``, the served
+    rate ``n / ((O - 1) TPOT)`` per replica). The open-loop model has no such queue (it
+    reports the excess as a margin), a closed-loop client always has one."""
+    c_rep = float(case.workload.batch)
+    served = conc / max((float(case.workload.output_len) - 1.0) * tpot_s, 1e-12)
+    return max(c_rep - conc, 0.0) / max(served, 1e-12)
 
 
 def _ape(pred, meas):
@@ -114,8 +128,10 @@ def summarise(table: list[dict]) -> dict:
     for name, key in (("tpot", "tpot_ms"), ("ttft", "ttft_ms")):
         rows = [r for r in table if r[key] is not None and np.isfinite(r[f"service_{name}_ms"])]
         meas = [r[key] for r in rows]
-        for mode in ("continuous", "service"):
-            e = _ape([r[f"{mode}_{name}_ms"] for r in rows], meas)
+        modes = ("continuous", "service") + (("service_ttft_queued",) if name == "ttft" else ())
+        for mode in modes:
+            col = mode + "_ms" if mode.endswith("queued") else f"{mode}_{name}_ms"
+            e = _ape([r[col] for r in rows], meas)
             out[f"{mode}_{name}"] = dict(
                 rows=len(rows), median_ape_pct=float(np.median(e)), p90_ape_pct=float(np.percentile(e, 90))
             )
@@ -134,6 +150,8 @@ def main() -> None:
     args.out.write_text(json.dumps(res, indent=1))
     n = len(res["rows"])
     print(f"{n} continuous-batching rows predicted, {len(res['skipped'])} skipped")
+    saturated = sum(r["service_concurrency_per_replica"] < 0.9 * r["concurrency"] for r in res["rows"])
+    print(f"{saturated} rows where the model's engine holds < 90 % of the client's concurrency (capacity binds)")
     for k, v in res["summary"].items():
         print(f"{k}: {v['rows']} rows, median APE {v['median_ape_pct']:.1f} %, p90 APE {v['p90_ape_pct']:.1f} %")
 

@@ -773,7 +773,9 @@ def evaluate_disaggregated(
     ss = steady_state(fn, service, engine, lam / d, n_kv, prefill=False)
     cap_d = d * ss.capacity_rps
     capacity = _smooth_min(_smooth_min(cap_p, cap_d), cap_net)
-    served = _smooth_min(_smooth_min(lam, RHO_MAX * capacity), d * ss.served_rps)
+    # the decode pool's served rate already has min(lam, its capacity): taking the soft minimum
+    # with lam again would meet it at a tie below capacity (a 0.35 % bias, ln 2 / 200)
+    served = _smooth_min(d * ss.served_rps, RHO_MAX * _smooth_min(cap_p, cap_net))
     ttft = w + s_p + transfer
     ttft_var = w_var + (service.input_cv * s_p) ** 2
     util = ss.utilisations.at[3].set(rho_p).at[4].set(rho_net)

@@ -181,5 +181,7 @@ def test_codesign_study_on_service_metrics_resolves():
     assert math.isfinite(ref) and ref > 0
     m = p.batch_metrics(p.z0[None])
     assert m["goodput_rps"][0] > 0 and "balanced_prefill_fraction" in m
+    # below capacity every request is served (no soft-minimum bias at the tie with the rate)
+    assert float(m["throughput_rps"][0]) == pytest.approx(10.0, rel=1e-4)
     g = np.asarray(p.constraint_values(jax.tree_util.tree_map(lambda v: v[0], m), p.default_limits()))
     assert np.all(np.isfinite(g)) and len(g) == len(p.constraint_names)
