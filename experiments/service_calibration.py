@@ -142,9 +142,9 @@ def _summary(table: list[dict], prefix: str) -> dict:
     for name, key in (("tpot", "tpot_ms"), ("ttft", "ttft_ms")):
         rows = [r for r in table if r[key] is not None and np.isfinite(r[f"service_{name}_ms"])]
         meas = [r[key] for r in rows]
-        modes = ("continuous", "service") + (("service_ttft_queued",) if name == "ttft" else ())
+        modes = ("continuous", "service") + (("service_queued",) if name == "ttft" else ())
         for mode in modes:
-            col = mode + "_ms" if mode.endswith("queued") else f"{mode}_{name}_ms"
+            col = "service_ttft_queued_ms" if mode == "service_queued" else f"{mode}_{name}_ms"
             e = _ape([r[col] for r in rows], meas)
             out[f"{prefix}{mode}_{name}"] = dict(
                 rows=len(rows), median_ape_pct=float(np.median(e)), p90_ape_pct=float(np.percentile(e, 90))

@@ -185,3 +185,20 @@ def test_codesign_study_on_service_metrics_resolves():
     assert float(m["throughput_rps"][0]) == pytest.approx(10.0, rel=1e-4)
     g = np.asarray(p.constraint_values(jax.tree_util.tree_map(lambda v: v[0], m), p.default_limits()))
     assert np.all(np.isfinite(g)) and len(g) == len(p.constraint_names)
+
+
+@pytest.mark.slow  # one compile per model structure of the 82 rows (minutes)
+def test_continuous_batching_rows_by_the_request_rate_model():
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    res = importlib.import_module("service_calibration").compute()
+    assert len(res["rows"]) == 82 and not res["skipped"]
+    s = res["summary"]
+    # measured on 2026-12-02 (experiments/service_calibration.py): median TPOT APE 9.5 % within
+    # the model's capacity (68 rows), 14.0 % over all 82; TTFT is underpredicted (serving
+    # overheads and admission queues the model does not carry), so it is reported, not bounded
+    assert s["within_capacity_service_tpot"]["median_ape_pct"] < 12.0
+    assert s["service_tpot"]["median_ape_pct"] < 17.0
+    assert all(np.isfinite(r["service_ttft_ms"]) and r["service_ttft_ms"] > 0 for r in res["rows"])
