@@ -97,6 +97,17 @@ def test_codesign_knows_the_service_metrics():
     variables.Constraint("utilisations.kv_memory", upper=0.9)
     variables.Objective((("usd_per_million_good_requests", 1.0),))
     assert variables.OBJECTIVES["goodput_rps"] == -1.0
+    # both pools' knobs are design-variable paths (the decode pool is the design's own system)
+    system = hg.presets.system("h100-sxm", 4)
+    specs = dict(
+        system=system, workload=hg.Workload(tp=4.0), service=sv.Service(),
+        prefill=sv.Pool(system=system, workload=hg.Workload(tp=4.0, dp=2.0)),
+    )  # fmt: skip
+    assert float(variables.get_path(specs, "prefill.workload.dp")) == 2.0
+    bw = variables.get_path(specs, "prefill.system.chip.tiers.0.bandwidth_bytes_per_s")
+    moved = variables.set_path(specs, "prefill.system.chip.tiers.0.bandwidth_bytes_per_s", 2 * bw)
+    assert float(moved["prefill"].system.chip.tiers[0].bandwidth_bytes_per_s) == 2 * float(bw)
+    assert float(moved["system"].chip.tiers[0].bandwidth_bytes_per_s) == float(bw)
 
 
 # ----------------------------------------------------------------------------- compiled (slow)
