@@ -470,7 +470,11 @@ def same_configuration(rows: list[dict]) -> list[dict]:
     return sorted(out, key=lambda c: -c["spread_delta_loss"])
 
 
-def compute(quick: bool = False, out: Path | None = FIT_JSON, verbose: bool = True) -> dict:
+def compute(
+    quick: bool = False, out: Path | None = FIT_JSON, verbose: bool = True, loso: bool = True
+) -> dict:
+    """Fit, report and (unless ``quick`` or ``out=None``) write the JSON; ``loso=False`` skips
+    the leave-one-source-out refits (the shipped constants do not depend on them)."""
     t0 = time.perf_counter()
     rows, excluded = load_rows()
     assert {r["source"] for r in rows} <= set(SOURCES)
@@ -493,7 +497,8 @@ def compute(quick: bool = False, out: Path | None = FIT_JSON, verbose: bool = Tr
     report["train_by_kind"] = {k: subset(kinds == k, pred) for k in acc.STRUCTURED_KINDS}
     missing = coverage(rows)
     covered = np.array([not m for m in missing])
-    if not quick:
+    held_out = not quick and loso
+    if held_out:
         loso = np.zeros(len(rows))
         for g in SOURCES:
             ctx_g = ctx128_paired(rows, groups != g)
@@ -571,23 +576,119 @@ def compute(quick: bool = False, out: Path | None = FIT_JSON, verbose: bool = Tr
                 "delta_loss": round(r["delta_loss"], 4),
                 "uncovered": m,
             }
-            | ({"loso_pred": round(float(loso[i]), 4)} if not quick else {})
+            | ({"loso_pred": round(float(loso[i]), 4)} if held_out else {})
             for i, (r, p, q, m) in enumerate(zip(rows, shipped, pred, missing, strict=True))
         },
     }
     if verbose:
         print(json.dumps({"constants": result["constants"], "errors": report}, indent=1))
         print(f"{len(rows)} rows, {len(excluded)} excluded, {time.perf_counter() - t0:.0f} s")
-    if out is not None and not quick:
+    if out is not None and held_out:
         out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return result
+
+
+def _cell(e: dict) -> str:
+    if not e.get("n_rows"):
+        return "-"
+    return f"{e['median_abs_err_delta_loss']:.3f} / {e['p90_abs_err_delta_loss']:.2f} ({e['n_rows']})"
+
+
+def markdown(result: dict) -> str:
+    """The constants and error tables of docs/accuracy.md (structured pruning), from a result
+    of `compute` or the shipped JSON (``--markdown``); tests check the page contains them."""
+    c, e = result["constants"], result["errors"]
+    kinds = acc.STRUCTURED_KINDS
+    f3 = lambda xs: " | ".join(f"{x:.3f}" for x in xs)
+    lines = [
+        "| constant | depth | width_hidden | mixed |",
+        "|---|---|---|---|",
+        f"| ln A (loss at 50 % removed, 7B) | {f3(c['kind_log_amp'])} |",
+        f"| k (odds exponent, LLaMA-1/2) | {f3(c['kind_power'])} |",
+        f"| beta (size) | {f3(c['size_exp'])} |",
+        f"| ln G (Llama-3 amplitude) | {f3(c['llama3_log_mult'])} |",
+        "",
+        "Method offsets ln O: "
+        + "; ".join(
+            f"{k} "
+            + ", ".join(
+                f"{m} {c['method_log_offset'][acc.structured_method_index(k, m)]:+.2f}"
+                for m in acc.STRUCTURED_METHODS[k]
+            )
+            for k in kinds
+        )
+        + f". Shared: ln R (LoRA recovery) = {c['recovery_log_mult']:.3f}, ln P (Llama-3 exponent "
+        f"ratio) = {c['llama3_power_log_mult']:.3f}. Fit-only protocol factors: 128-token windows "
+        f"{e['nuisance']['ctx128_log_mult']:+.3f} (paired README estimate "
+        f"{e['nuisance']['ctx128_paired_estimate']:+.3f}), Alpaca-calibrated SliceGPT "
+        f"{e['nuisance']['offdomain_calibration_log_mult']:+.3f}. Parameters: "
+        f"{result['n_parameters']['shipped']} shipped, {result['n_parameters']['fit_only_nuisance']} fit-only.",
+        "",
+        "| errors (median / p90 \\|Δ loss\\| nats, rows) | all | depth | width_hidden | mixed |",
+        "|---|---|---|---|---|",
+        f"| fit (all rows) | {_cell(e['train'])} | "
+        + " | ".join(_cell(e["train_by_kind"][k]) for k in kinds)
+        + " |",
+        f"| leave-one-source-out | {_cell(e['leave_one_source_out'])} | "
+        + " | ".join(_cell(e["leave_one_source_out_by_kind"][k]) for k in kinds)
+        + " |",
+        f"| leave-one-source-out, covered rows | {_cell(e['leave_one_source_out_covered'])} | "
+        + " | ".join(_cell(e["leave_one_source_out_covered_by_kind"][k]) for k in kinds)
+        + " |",
+        f"| leave-one-source-out, uncovered rows | {_cell(e['leave_one_source_out_uncovered'])} | | | |",
+        f"| leave-one-source-out, method seen in another source | "
+        f"{_cell(e['leave_one_source_out_seen_methods'])} | | | |",
+        "",
+        "| source left out | all rows | covered rows |",
+        "|---|---|---|",
+    ]
+    for g in SOURCES:
+        if e["leave_one_source_out_by_source"][g].get("n_rows"):
+            lines.append(
+                f"| {g} | {_cell(e['leave_one_source_out_by_source'][g])} | "
+                f"{_cell(e['leave_one_source_out_by_source_covered'][g])} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="short fit, writes nothing")
+    ap.add_argument(
+        "--markdown", action="store_true", help="print the docs tables from the shipped JSON (no fit)"
+    )
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help="refit (no held-out refits), exit 1 unless the shipped constants equal the fit",
+    )
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(FIT_JSON.read_text(encoding="utf-8"))), end="")
+        return
+    if args.check:
+        raise SystemExit(check())
     compute(quick=args.quick)
+
+
+def check(tol: float = 1e-3) -> int:
+    """0 when ``structured_pruning_fit.json``'s constants and per-row predictions equal a refit
+    to ``tol`` (absolute; the fit's flat directions, e.g. a size exponent near 0, move by
+    ~1e-5 between XLA builds and compiler flags)."""
+    shipped = json.loads(FIT_JSON.read_text(encoding="utf-8"))
+    new = compute(out=None, verbose=False, loso=False)
+    bad = [
+        f"{k}: shipped {shipped['constants'][k]} != fitted {v}"
+        for k, v in new["constants"].items()
+        if not np.allclose(shipped["constants"].get(k, np.nan), v, rtol=0.0, atol=tol)
+    ]
+    for line, r in new["rows"].items():
+        old = shipped["rows"].get(line, {})
+        for k in ("pred_delta_loss", "pred_protocol"):
+            if abs(old.get(k, np.inf) - r[k]) > tol:
+                bad.append(f"row {line} {k}: shipped {old.get(k)} != fitted {r[k]}")
+    print("\n".join(bad) if bad else f"{FIT_JSON.name} equals the fit")
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":
