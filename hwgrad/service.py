@@ -442,7 +442,7 @@ def steady_state(step_fn, service: Service, engine: Engine, arrival_rate, max_se
         return (gt - dg * tau) / jnp.maximum(1.0 - dg, 0.02), dg
 
     tau_sg, dg = jax.lax.stop_gradient(
-        jax.lax.fori_loop(0, NEWTON_STEPS, newton, (start, jnp.zeros_like(start)))
+        jax.lax.fori_loop(0, NEWTON_STEPS, newton, (start, jnp.zeros_like(start)), unroll=True)
     )
 
     # every step the model needs, at the converged point, as one batch: decode only, with a
