@@ -33,7 +33,7 @@ def run_blocks(text: str, name: str, namespace: dict) -> list[tuple[re.Match, st
                 assert line.startswith("$ hwgrad "), f"{name} block {i}: console lines are '$ hwgrad ...'"
                 err = io.StringIO()
                 with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
-                    code = cli.main(shlex.split(line)[1:])
+                    code = cli.main(shlex.split(line)[2:])  # drop "$ hwgrad"
                 assert code == 0, f"{name} block {i}: {line} exited {code}: {err.getvalue()}"
         out.append((m, buf.getvalue()))
     return out
