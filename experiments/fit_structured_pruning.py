@@ -1,7 +1,7 @@
-"""Fit the structured-pruning loss of :mod:`hwgrad.accuracy` to ``structured_pruning.csv``.
+"""Fit the structured-pruning loss of `hwgrad.accuracy` to ``structured_pruning.csv``.
 
 Every row becomes ``delta_loss = ln(ppl / ppl_dense)`` against the same source's dense value;
-the constants of :class:`hwgrad.accuracy.StructuredFit` are fitted (robust soft-L1 least
+the constants of `hwgrad.accuracy.StructuredFit` are fitted (robust soft-L1 least
 squares on ``ln(delta + eps)``, L-BFGS from several starts, a weak ridge that shrinks the
 per-method offsets towards their kind) and the errors are reported on the fit itself and
 leave-one-source-out (per kind and per source). Writes

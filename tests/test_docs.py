@@ -181,3 +181,34 @@ def test_schema_page_example_is_a_valid_design_file(tmp_path):
     assert float(d["system"].network.hop_latency_s) == 2.5e-7
     assert float(d["workload"].batch) == 16 and float(d["compression"].weight_bits) == 8
     assert float(d["economics"].pue) == 1.2 and float(d["efficiency"].step_overhead_s) == 1e-3
+
+
+def test_no_sphinx_roles_in_docstrings():
+    """Docstrings are markdown (Google style): the site check's role and `::` patterns, on the source.
+
+    The built-site check sees only the modules the API reference renders; this one sees every
+    docstring of hwgrad/, benchmarks/ and experiments/ (and runs in the default suite).
+    """
+    import ast
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_site", DOCS / "check_site.py")
+    check_site = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check_site)
+    root = DOCS.parent
+    found = []
+    for folder in ("hwgrad", "benchmarks", "experiments"):
+        for path in sorted((root / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                    continue
+                doc = ast.get_docstring(node, clean=False)
+                if not doc:
+                    continue
+                line = node.body[0].lineno
+                for pattern, what in ((check_site.ROLE, "Sphinx role"), (check_site.LITERAL_MARKER, "'::' marker")):
+                    for m in pattern.finditer(doc):
+                        where = f"{path.relative_to(root)}:{line + doc.count(chr(10), 0, m.start())}"
+                        found.append(f"{where}: {what} {m.group(0).strip()!r} (use markdown backticks)")
+    assert not found, "\n".join(found)
