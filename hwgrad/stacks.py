@@ -89,3 +89,39 @@ def stack_family(software: str) -> str:
         if any(n in text for n in needles):
             return family
     return ""
+
+
+# ----------------------------------------------------------------------------- collective libraries
+
+#: The collective implementation (`hwgrad.network.COLLECTIVE_IMPLEMENTATIONS`) each stack
+#: family runs. TensorRT-LLM, NIM (TensorRT-LLM inside) and SGLang ship the one-/two-shot
+#: custom all-reduce and fall back to NCCL above its size limit; vLLM has its own custom
+#: all-reduce (slower per call, same kernels' bandwidth); the ROCm builds use the ROCm custom
+#: all-reduce + RCCL; gpt-fast and DeepSpeed-MII call torch.distributed (NCCL/RCCL).
+#: llama.cpp splits layers across GPUs (no tensor-parallel all-reduce) and Gaudi's HCCL has
+#: no measured row: both ``ideal`` (every algorithm at link rate). ``default`` (software not
+#: recognised) is plain NCCL; ``tuned`` the best library in the data (custom + NCCL).
+COLLECTIVE_BY_STACK = {
+    "tensorrt-llm": "custom+nccl",
+    "nim": "custom+nccl",
+    "sglang": "custom+nccl",
+    "vllm": "vllm-custom+nccl",
+    "vllm-0.6": "vllm-custom+nccl",
+    "vllm-0.13": "vllm-custom+nccl",
+    "vllm/rocm": "rocm-custom+rccl",
+    "sglang/rocm": "rocm-custom+rccl",
+    "gpt-fast": "nccl",
+    "gpt-fast/rocm": "nccl",
+    "deepspeed-mii": "nccl",
+    "gaudi": "ideal",
+    "llama.cpp/cuda": "ideal",
+    "llama.cpp/metal": "ideal",
+    "default": "nccl",
+    "tuned": "custom+nccl",
+    "ideal": "ideal",
+}
+
+
+def collective_for(stack_name: str) -> str:
+    """The collective implementation a stack preset (or family) runs (``nccl`` if unknown)."""
+    return COLLECTIVE_BY_STACK.get(stack_name, "nccl")
