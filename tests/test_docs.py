@@ -85,7 +85,7 @@ def test_tutorial_code_runs_and_prints_what_it_shows(page, monkeypatch):
     """Every python block runs; what it prints is the output shown under it.
 
     Regenerate the outputs of every page (the slow ones too) with
-    ``HWGRAD_UPDATE_DOCS=1 pytest tests/test_docs.py -k tutorial`` (about 5 min on 2 shared cores).
+    ``HWGRAD_UPDATE_DOCS=1 pytest tests/test_docs.py -k tutorial`` (about 3 min on 2 shared cores).
     """
     monkeypatch.chdir(DOCS.parent)  # tutorials say "run from the repository root"
     text = page.read_text(encoding="utf-8")
