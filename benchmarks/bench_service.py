@@ -1,11 +1,11 @@
-"""Forward and gradient throughput of the serving model (:func:`hwgrad.evaluate_service`),
+"""Forward and gradient throughput of the serving model (`hwgrad.evaluate_service`),
 vmapped over design points.
 
 Llama-3.1-70B on 8 x H100 (TP 8), fp8 weights and KV, continuous batching under Poisson
 arrivals; each design point draws its own arrival rate (1-40 req/s), mean prompt (256-8192)
 and output (64-1024) lengths, HBM bandwidth and peak FLOPS. Points are evaluated with
 ``jax.lax.map`` over ``vmap``-ed chunks (the layout of ``bench_eval.py``). The gradient is
-that of log TTFT p90 + log TPOT p90 with respect to every leaf. Ends with::
+that of log TTFT p90 + log TPOT p90 with respect to every leaf. Ends with:
 
     forward 1.2e+05 points/s | gradient 3.4e+04 points/s | compile 10.1 s
 

@@ -175,9 +175,10 @@ def default_study_dict() -> dict:
     }
 
 
-def default_study(stack: str | None = None) -> Study:
-    """The built-in study; ``stack``: a serving-stack preset (``hwgrad.presets.stack_names()``)."""
-    return study_from_dict(default_study_dict(), "<default study>", stack=stack)
+def default_study(stack: str | None = None, settings=()) -> Study:
+    """The built-in study; ``stack``: a serving-stack preset (``hwgrad.presets.stack_names()``);
+    ``settings``: changes to its base design (see `study_from_dict`)."""
+    return study_from_dict(default_study_dict(), "<default study>", stack=stack, settings=settings)
 
 
 def _line_of(text: str | None, needle: str, occurrence: int = 0) -> str:
@@ -192,12 +193,37 @@ def _line_of(text: str | None, needle: str, occurrence: int = 0) -> str:
     return ""
 
 
-def study_from_dict(
-    doc: dict, where: str, text: str | None = None, root: Path | None = None, stack: str | None = None
-) -> Study:
-    """Build a `Study` from a parsed study file (errors name the table, field and line).
+def base_design(
+    doc: dict,
+    where: str,
+    text: str | None = None,
+    root: Path | None = None,
+    stack: str | None = None,
+    settings=(),
+) -> dict:
+    """The base design of a parsed study file: its ``[base]`` table, then ``settings``.
 
-    ``stack`` overrides ``[base] stack`` (a serving-stack preset name)."""
+    Args:
+      doc: the parsed study file (`default_study_dict` for the built-in study).
+      where: the file name, for errors.
+      text: the file's text, for line numbers in errors.
+      root: the directory a relative ``[base] design`` file is read from.
+      stack: overrides ``[base] stack`` (a serving-stack preset name).
+      settings: ``(path, value)`` pairs or ``"PATH=VALUE"`` strings set on the base design
+        through the one ``--set`` implementation ([`hwgrad.cli.apply_assignments`][hwgrad.cli.apply_assignments];
+        ``hwgrad codesign --set``, ``--hbm-bandwidth``, ...), in SI units. With a ``[technology]``
+        table the chip's memory, FLOPS, power and links are derived from the technology, which
+        is calibrated on this base chip: setting them moves the starting design.
+
+    Returns:
+      The specs (``system``, ``model``, ``workload``, ``compression``, ``efficiency``,
+      ``economics``); ``efficiency`` and ``economics`` may be ``None`` (the defaults) when no
+      setting names them.
+
+    Raises:
+      ValueError: an unknown ``[base]`` field or setting path (with suggestions), or a base
+        design that fails validation.
+    """
     known = {"study", "base", "variables", "constraints", "accuracy", "price_model", "pareto", "technology"}
     for key in doc:
         if key not in known:
@@ -210,6 +236,36 @@ def study_from_dict(
     if "design" in base and root is not None:
         base["design"] = str((root / base["design"]).resolve())
     specs = _base_specs(base, where)
+    settings = list(settings)
+    if settings:
+        from ..calibrated import calibrated_efficiency
+        from ..cli import apply_assignments
+        from ..validate import validate
+
+        if specs["efficiency"] is None:
+            specs["efficiency"] = calibrated_efficiency()
+        if specs["economics"] is None:
+            specs["economics"] = presets.default_economics()
+        specs = apply_assignments(specs, settings)
+        validate(**specs)
+    return specs
+
+
+def study_from_dict(
+    doc: dict,
+    where: str,
+    text: str | None = None,
+    root: Path | None = None,
+    stack: str | None = None,
+    settings=(),
+) -> Study:
+    """Build a `Study` from a parsed study file (errors name the table, field and line).
+
+    ``stack`` overrides ``[base] stack`` (a serving-stack preset name); ``settings``
+    (``(path, value)`` pairs or ``"PATH=VALUE"`` strings) change the base design (see
+    `base_design`)."""
+    base = dict(doc.get("base", {}))
+    specs = base_design(doc, where, text, root, stack, settings)
     model = specs["model"]
     variables = []
     var_keys = {"path", "min", "max", "scale", "values", "integer", "per_layer", "name", "divisor_of"}
@@ -351,8 +407,16 @@ def study_from_dict(
     return Study(problem=problem, **kw)
 
 
-def load_study(path: str | os.PathLike, stack: str | None = None) -> Study:
-    """Parse a TOML study file (see ``docs/codesign.md``)."""
+def load_study(path: str | os.PathLike, stack: str | None = None, settings=()) -> Study:
+    """Parse a TOML study file (see ``docs/codesign.md``); ``stack`` and ``settings`` as in
+    `study_from_dict`."""
+    doc, text = read_study_file(path)
+    path = Path(path)
+    return study_from_dict(doc, str(path), text, path.parent, stack=stack, settings=settings)
+
+
+def read_study_file(path: str | os.PathLike) -> tuple[dict, str]:
+    """``(parsed TOML, text)`` of a study file; one-line errors for unreadable or invalid files."""
     import tomllib
 
     path = Path(path)
@@ -364,4 +428,4 @@ def load_study(path: str | os.PathLike, stack: str | None = None) -> Study:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML ({exc})") from None
-    return study_from_dict(doc, str(path), text, path.parent, stack=stack)
+    return doc, text
