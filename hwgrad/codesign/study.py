@@ -144,11 +144,13 @@ def default_study_dict() -> dict:
         "technology": {"memory": "hbm3e", "process": "tsmc_n5", "link": "nvlink4-h100"},
         "variables": [
             # 1-12 stacks (B200 carries 8 HBM3e stacks; 12 is an upper bound, not a product)
-            {"path": "technology.memory_stacks", "min": 1, "max": 12},
+            # whole stacks and links: a design with 1.5 stacks cannot be built (relaxed during
+            # the descent, rounded and repaired at the end)
+            {"path": "technology.memory_stacks", "min": 1, "max": 12, "integer": True},
             # up to the reticle limit, 26 x 33 mm = 858 mm^2 (economics.csv die_area_b200_per_die high)
             {"path": "technology.logic_die_area_mm2", "min": 100, "max": 858},
             # NVLink4 links per chip: H100 has 18 (interconnect.csv nvlink4-h100 n_links)
-            {"path": "technology.links", "min": 1, "max": 18},
+            {"path": "technology.links", "min": 1, "max": 18, "integer": True},
             {"path": "system.network.endpoint_overhead_s", "min": 0.5e-6, "max": 5e-6},
             {
                 "path": ["system.n_chips", "workload.tp"],
