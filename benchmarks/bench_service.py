@@ -1,4 +1,4 @@
-"""Forward and gradient throughput of the serving model (:func:`hwgrad.evaluate_service`),
+"""Forward and gradient throughput of the serving model (`hwgrad.evaluate_service`),
 vmapped over design points.
 
 Llama-3.1-70B on 8 x H100 (TP 8), fp8 weights and KV, continuous batching under Poisson
@@ -10,7 +10,7 @@ local device (one CPU device per usable core) and evaluated with ``jax.lax.map``
 with respect to every leaf. ``core pass`` times one steady-state decode step of the cost model
 (`hwgrad.cost.forward_pass`, the function the service evaluates ~a dozen times per point:
 capacity and no-load steps, the Newton iterations' JVPs, the four steps at the operating
-point) at the same points, so ``service = N core passes`` says where the time goes. Ends with::
+point) at the same points, so ``service = N core passes`` says where the time goes. Ends with:
 
     forward 1.2e+05 points/s | gradient 3.4e+04 points/s | compile 10.1 s | core pass 1.1e+06 points/s
 

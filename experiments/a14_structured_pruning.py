@@ -3,17 +3,17 @@ Llama-3.1-70B decode, against quantisation-only and pruning-only.
 
 Problem: Llama-3.1-70B on 4x H100-SXM (tp = 4), batch 8, 2048-token prompts, 256 output
 tokens, speed-of-light efficiency. Minimise TPOT subject to Delta loss <= ``BUDGET_NATS``
-(Wikitext-2, :func:`hwgrad.accuracy.delta_loss` with the structured term). Variables: 80
+(Wikitext-2, `hwgrad.accuracy.delta_loss` with the structured term). Variables: 80
 layer keep gates (sigmoid of logits) and the weight and KV bit widths (GPTQ-class). Descent:
 Adam on a quadratic penalty; then the gates are rounded to the ``round(sum)`` largest and the
 bits to {3, 4, 5, 6, 8, 16}, and repaired (one more layer or one more bit until feasible);
 the final point is re-evaluated with the hard roofline.
 
 Which layers to drop is decided by an assumed layer-importance profile
-(:func:`hwgrad.codesign.default_layer_sensitivity`: first and last layers most sensitive);
+(`hwgrad.codesign.default_layer_sensitivity`: first and last layers most sensitive);
 ``structured_pruning.csv`` gives layer counts, not which layers, so the study's choice of
 layers follows that assumption (the fitted curve is read as dropping the least important
-layers, see :meth:`hwgrad.accuracy.Structured.from_compression`). The depth data stop at 13B
+layers, see `hwgrad.accuracy.Structured.from_compression`). The depth data stop at 13B
 and Llama-3 depth rows at 8B: the range warnings are recorded in the summary.
 
     python experiments/a14_structured_pruning.py [--quick] [--out DIR]

@@ -1,4 +1,4 @@
-"""Fit the structured-pruning loss of :mod:`hwgrad.accuracy` to ``structured_pruning.csv``.
+"""Fit the structured-pruning loss of `hwgrad.accuracy` to ``structured_pruning.csv``.
 
 Every row becomes ``delta_loss = ln(ppl / ppl_dense)`` against the same source's dense value.
 The model (``hwgrad.accuracy.structured_uncapped_loss``) is a power law in the removal odds

@@ -47,15 +47,27 @@ def efficiency_from_mapping(values: dict, where: str = "efficiency") -> Stack:
 
     values = dict(values)
     collective = values.pop("collective", None)
+    fractions = values.pop("collective_bandwidth_fraction", None)
+    if fractions is not None and (
+        not isinstance(fractions, list)
+        or len(fractions) != 5
+        or not all(isinstance(x, int | float) and not isinstance(x, bool) and 0 <= x <= 1 for x in fractions)
+    ):
+        raise ValueError(
+            f"{where}: collective_bandwidth_fraction = {fractions!r}: give five numbers in [0, 1] "
+            "(ring, tree, in_network, one_shot, two_shot) or name a library with collective = \"...\""
+        )
     unknown = sorted(set(values) - set(_NUMBERS))
     if unknown:
         raise ValueError(
-            f"{where}: unknown stack field(s) {unknown}; known: {', '.join((*_NUMBERS, 'collective'))}"
+            f"{where}: unknown field(s) {unknown}; known: {', '.join((*_NUMBERS, 'collective'))}"
         )
     for key, val in values.items():
         if not isinstance(val, int | float) or isinstance(val, bool):
             raise ValueError(f"{where}: {key} = {val!r} is not a number")
     out = {k: float(v) for k, v in values.items()}
+    if fractions is not None:
+        out["collective_bandwidth_fraction"] = tuple(float(x) for x in fractions)
     if collective is not None:
         if collective not in COLLECTIVE_IMPLEMENTATIONS:
             close = difflib.get_close_matches(str(collective), COLLECTIVE_IMPLEMENTATIONS, n=2, cutoff=0.4)

@@ -348,6 +348,16 @@ def add_design_arguments(p: argparse.ArgumentParser, config: bool = True) -> Non
         action="store_true",
         help="ideal roofline: datasheet peaks (no fitted fractions) and no software cost",
     )
+    add_knob_arguments(p)
+
+
+def add_knob_arguments(p: argparse.ArgumentParser) -> None:
+    """The named hardware-knob flags (`KNOB_FLAGS`) and ``--set PATH=VALUE``.
+
+    Part of `add_design_arguments`; a subcommand whose design point comes from elsewhere
+    (``codesign``: the study's base design) adds only these. Read them back with
+    `knob_assignments` and apply them with `apply_assignments`.
+    """
     k = p.add_argument_group(
         "hardware knobs",
         "override one number of the design; a bare number is in the unit shown, or give the unit "

@@ -258,6 +258,8 @@ def _impl(implementation):
         implementation = globals()["implementation"](implementation)
     if isinstance(implementation, CollectiveImplementation):
         return implementation.sync_s, implementation.fractions
+    if isinstance(implementation, tuple | list):
+        return 0.0, jnp.stack(jnp.broadcast_arrays(*implementation), axis=-1)
     return 0.0, implementation
 
 

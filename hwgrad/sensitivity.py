@@ -75,7 +75,10 @@ class Sensitivity(NamedTuple):
         chosen = [metric] if metric is not None else list(self.metrics)
 
         def key(r):
-            return -math.inf if math.isnan(r[2]) else -abs(r[2])
+            # magnitudes equal to 5 decimals (the model is multiplicative: bandwidth and its
+            # efficiency share one elasticity) keep the knob order, so float32 rounding in
+            # the last digit cannot reorder them between CPUs
+            return -math.inf if math.isnan(r[2]) else -round(abs(r[2]), 5)
 
         out = []
         for name in chosen:

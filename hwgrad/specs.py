@@ -574,7 +574,7 @@ class Stack:
         workspace); it decides how many sequences of a static batch run at once.
       static_power_fraction: DEPRECATED, unused (power is idle + dynamic,
         `hwgrad.power`); kept so old parameter files load.
-      collective_bandwidth_fraction: ``(5,)`` the collective library's implementation: the
+      collective_bandwidth_fraction: five numbers, the collective library's implementation: the
         fraction of the link bandwidth its kernel reaches for each all-reduce algorithm of
         `hwgrad.network.ALGORITHMS` (ring, tree, in_network, one_shot, two_shot), 0 where
         the library does not offer the algorithm; default all 1 (every algorithm at link
@@ -594,14 +594,17 @@ class Stack:
     attention_efficiency: float | jax.Array = 1.0
     comm_bits: float | jax.Array = 16.0
     memory_fraction: float | jax.Array = 1.0
-    collective_bandwidth_fraction: float | jax.Array = None  # None -> (1, 1, 1, 1, 1)
+    # a tuple of five numbers (one leaf per algorithm: specs stay comparable and hashable);
+    # None -> all 1, an array of shape (5,) is split into its elements
+    collective_bandwidth_fraction: tuple = None
 
     def __post_init__(self):
         f = self.collective_bandwidth_fraction
         if f is None:
-            object.__setattr__(self, "collective_bandwidth_fraction", np.ones(5))
-        elif isinstance(f, list | tuple):
-            object.__setattr__(self, "collective_bandwidth_fraction", np.asarray(f, dtype=float))
+            f = (1.0,) * 5
+        elif not isinstance(f, tuple):
+            f = tuple(float(x) if isinstance(x, int | float | np.number) else x for x in (f[i] for i in range(5)))
+        object.__setattr__(self, "collective_bandwidth_fraction", f)
 
     @staticmethod
     def ideal() -> Stack:

@@ -35,9 +35,11 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import presets
 from ..calibrated import efficiency_from_mapping
+from ..network import COLLECTIVE_IMPLEMENTATIONS
 from ..network import implementation as collective_implementation
 from ..specs import Stack
 from ..stacks import collective_for, stack_family
@@ -267,6 +269,15 @@ _STACK_FIELDS = tuple(
 )
 
 
+def _collective_line(st: Stack) -> str:
+    """The stack's collective library by name when it is a named one, else its fractions."""
+    mine = np.asarray(st.collective_bandwidth_fraction, dtype=float)
+    for name, impl in COLLECTIVE_IMPLEMENTATIONS.items():
+        if np.allclose(impl.fractions, mine, rtol=0, atol=1e-9):
+            return f'collective = "{name}"'
+    return "collective_bandwidth_fraction = [" + ", ".join(_fmt_value(x) for x in mine) + "]"
+
+
 def write_calibration(path: str | Path, calibration: Calibration, header: Sequence[str] = ()) -> None:
     """Write ``[hardware."<family>"]`` and ``[stack."<name>"]`` tables (TOML) that
     `load_calibration`, `hwgrad.presets.chip` and `hwgrad.presets.stack`
@@ -276,7 +287,7 @@ def write_calibration(path: str | Path, calibration: Calibration, header: Sequen
         lines += ["", f'[hardware."{key}"]'] + [f"{k} = {_fmt_value(v)}" for k, v in values.items()]
     for name, st in sorted(calibration.stacks.items()):
         lines += ["", f'[stack."{name}"]'] + [f"{f} = {_fmt_value(getattr(st, f))}" for f in _STACK_FIELDS]
-        lines.append(f'collective = "{collective_for(name)}"')
+        lines.append(_collective_line(st))
     Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

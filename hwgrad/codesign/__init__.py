@@ -70,6 +70,7 @@ from .rounding import Design as Design
 from .rounding import fix_discrete as fix_discrete
 from .rounding import round_and_repair as round_and_repair
 from .study import Study as Study
+from .study import base_design as base_design
 from .study import default_study as default_study
 from .study import default_study_dict as default_study_dict
 from .study import load_study as load_study
@@ -112,6 +113,9 @@ __all__ = [
     "random_search",
     "cma_es",
     "default_study",
+    "default_study_dict",
+    "study_from_dict",
+    "base_design",
     "load_study",
     "run_study",
     "register_cli",
