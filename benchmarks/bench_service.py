@@ -10,9 +10,10 @@ local device (one CPU device per usable core) and evaluated with ``jax.lax.map``
 with respect to every leaf. ``core pass`` times one steady-state decode step of the cost model
 (`hwgrad.cost.forward_pass`, the function the service evaluates ~a dozen times per point:
 capacity and no-load steps, the Newton iterations' JVPs, the four steps at the operating
-point) at the same points, so ``service = N core passes`` says where the time goes. Ends with:
+point) at the same points, so ``service = N core passes`` says where the time goes. Ends with
+(``--skip-gradient`` on the 2-core development machine at load 2.5, 2026-12-02):
 
-    forward 1.2e+05 points/s | gradient 3.4e+04 points/s | compile 10.1 s | core pass 1.1e+06 points/s
+    forward 1.8e+05 points/s | gradient nan points/s | compile 8.43 s | core pass 4.3e+06 points/s
 
 Usage: python benchmarks/bench_service.py [--points 20480] [--repeats 2] [--skip-gradient]
 """
