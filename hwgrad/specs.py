@@ -602,8 +602,11 @@ class Stack:
         f = self.collective_bandwidth_fraction
         if f is None:
             f = (1.0,) * 5
-        elif not isinstance(f, tuple):
-            f = tuple(float(x) if isinstance(x, int | float | np.number) else x for x in (f[i] for i in range(5)))
+        elif isinstance(f, list):
+            f = tuple(float(x) for x in f)
+        elif not isinstance(f, tuple):  # an array whose last axis is the algorithm
+            f = tuple(float(x) if np.ndim(x) == 0 and isinstance(x, np.ndarray | np.number) else x
+                      for x in (f[..., i] for i in range(5)))  # fmt: skip
         object.__setattr__(self, "collective_bandwidth_fraction", f)
 
     @staticmethod

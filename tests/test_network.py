@@ -490,3 +490,11 @@ def test_a_stack_table_names_its_collective_library():
     assert np.allclose(st.collective_bandwidth_fraction, network.implementation("vllm-custom+nccl").fractions)
     with pytest.raises(ValueError, match=r"collective = 'ncl'.*did you mean nccl"):
         efficiency_from_mapping({"collective": "ncl"})
+
+
+def test_a_batch_of_stacks_splits_its_fractions_by_algorithm():
+    """A ``(rows, 5)`` array (one library per calibration row) becomes five ``(rows,)``
+    leaves, one per algorithm, not five rows."""
+    st = hg.Stack(collective_bandwidth_fraction=np.arange(10.0).reshape(2, 5))
+    assert [list(np.asarray(x)) for x in st.collective_bandwidth_fraction] == [[0, 5], [1, 6], [2, 7], [3, 8], [4, 9]]
+    assert hg.Stack(collective_bandwidth_fraction=np.full(5, 0.5)) == hg.Stack(collective_bandwidth_fraction=[0.5] * 5)
