@@ -272,10 +272,17 @@ def _busiest_rank_load_if_moe(n_experts, top_k, n_tokens, ep):
         return ep_busiest_rank_load(n_experts, top_k, n_tokens, ep)
     args = tuple(jnp.broadcast_to(jnp.asarray(x, dtype=zeros.dtype), zeros.shape) for x in (top_k, n_tokens, ep))
 
+    # both branches depend on every operand, so they agree on shape and (under shard_map) on
+    # which mesh axes they vary over
     def moe(k, t, p):
-        return tuple(jnp.broadcast_to(v, zeros.shape) for v in ep_busiest_rank_load(e, k, t, p))
+        tie = 0.0 * (k + t + p)
+        return tuple(v + tie for v in ep_busiest_rank_load(e, k, t, p))
 
-    return jax.lax.cond(e > 0, moe, lambda k, t, p: (zeros, zeros), *args)
+    def dense(k, t, p):
+        tie = 0.0 * (k + t + p)
+        return tie, tie
+
+    return jax.lax.cond(e > 0, moe, dense, *args)
 
 
 def ep_busiest_rank_load(n_experts, top_k, n_tokens, ep):
