@@ -51,6 +51,7 @@ References:
 from __future__ import annotations
 
 from .baselines import cma_es as cma_es
+from .baselines import gradient_cost_in_forwards as gradient_cost_in_forwards
 from .baselines import random_search as random_search
 from .cli import cmd_codesign as cmd_codesign
 from .cli import register_cli as register_cli
@@ -111,6 +112,7 @@ __all__ = [
     "pareto",
     "random_search",
     "cma_es",
+    "gradient_cost_in_forwards",
     "default_study",
     "load_study",
     "run_study",
