@@ -260,9 +260,7 @@ def forward_pass(
     # achieved fraction of peak bandwidth per class: the chip family's achievable fraction x
     # the stack's kernels (the paged KV cache read by attention kernels at its own fraction)
     bw_frac = chip.bandwidth_efficiency * efficiency.bandwidth_efficiency
-    class_frac = bw_frac * jnp.stack(
-        jnp.broadcast_arrays(1.0, efficiency.attention_efficiency, 1.0, 1.0)
-    )
+    class_frac = bw_frac * jnp.stack(jnp.broadcast_arrays(1.0, efficiency.attention_efficiency, 1.0, 1.0))
     bw = memory.effective_bandwidth(tiers, chunk, class_frac[:, None], options.roofline)  # (C, T)
 
     # corpus (RAG context) is read during the prefill only; charged to the embedding column
@@ -307,7 +305,9 @@ def forward_pass(
     # all-reduces run in the communication dtype (bf16), not the activation width
     tp_group = comm.tp_allreduce_chips  # tp, or tp / attention_dp
     ar_bytes = network.comm_payload_bytes(comm.tp_allreduce_bytes, compression.act_bits, efficiency.comm_bits)
-    ep_ar_bytes = network.comm_payload_bytes(comm.ep_allreduce_bytes, compression.act_bits, efficiency.comm_bits)
+    ep_ar_bytes = network.comm_payload_bytes(
+        comm.ep_allreduce_bytes, compression.act_bits, efficiency.comm_bits
+    )
     t_tp = comm.tp_allreduce_calls * (
         network.allreduce_s(net, ar_bytes, tp_group, options.roofline, scaleout=out) + co * (tp_group > 1)
     )
@@ -418,6 +418,26 @@ def _gauss_legendre(n: int):
     return jnp.asarray((x + 1.0) / 2.0), jnp.asarray(w / 2.0)
 
 
+def _passes(system, model, workload, compression, efficiency, options, new_tokens, context_len, steady_state):
+    """Several forward passes of one traced graph: ``vmap`` over ``(k,)`` arrays of
+    ``new_tokens``, ``context_len`` and ``steady_state`` (0/1). One trace and one compiled
+    copy of the forward pass serve the prefill and every decode node (compile time is
+    proportional to the traced graph, not to the number of points)."""
+
+    def one(n, c, s):
+        return forward_pass(system, model, workload, compression, efficiency, n, c, options, steady_state=s)
+
+    return jax.vmap(one)(
+        jnp.asarray(new_tokens, dtype=float),
+        jnp.asarray(context_len, dtype=float),
+        jnp.asarray(steady_state, dtype=float),
+    )
+
+
+def _take(passes, i):
+    return jax.tree_util.tree_map(lambda v: v[i], passes)
+
+
 def _request_passes(system, model, workload, compression, efficiency, options):
     """The prefill and the decode quadrature nodes, evaluated as one batched pass.
 
@@ -425,21 +445,20 @@ def _request_passes(system, model, workload, compression, efficiency, options):
     ``prompt_len + i`` cached tokens; the sum over ``output_len`` steps is the integral of
     the step cost over ``[prompt_len - 1/2, prompt_len + output_len - 1/2]`` (midpoint
     rule), evaluated with ``options.decode_quadrature_nodes`` Gauss-Legendre nodes. The
-    prefill and the nodes share one traced graph (``vmap``), which halves compile time.
+    prefill and the nodes share one traced graph (`_passes`).
     """
     nodes, weights = _gauss_legendre(options.decode_quadrature_nodes)
     span = workload.output_len
     ctx = jnp.maximum(workload.prompt_len - 0.5 + span * nodes, 0.0)
-    pre = forward_pass(system, model, workload, compression, efficiency, workload.prompt_len, 0.0, options)
-
-    def step(c):
-        return forward_pass(
-            system, model, workload, compression, efficiency, 1.0, c, options, steady_state=True
-        )
-
-    # only context-dependent work (attention over the cache) is batched over the nodes
-    steps = jax.vmap(step)(ctx)
-    dec = jax.tree_util.tree_map(lambda v: span * jnp.tensordot(weights, v, axes=(0, 0)), steps)
+    k = nodes.shape[0]
+    new_tokens = jnp.concatenate(
+        [jnp.reshape(jnp.asarray(workload.prompt_len, dtype=float), (1,)), jnp.ones(k)]
+    )
+    context = jnp.concatenate([jnp.zeros(1), ctx])
+    steady = jnp.concatenate([jnp.zeros(1), jnp.ones(k)])
+    both = _passes(system, model, workload, compression, efficiency, options, new_tokens, context, steady)
+    pre = _take(both, 0)
+    dec = jax.tree_util.tree_map(lambda v: span * jnp.tensordot(weights, v[1:], axes=(0, 0)), both)
     return pre, dec
 
 
@@ -465,9 +484,7 @@ class Timing:
     decode_step: PassCost
 
 
-def static_waves(
-    system: System, model: Model, workload: Workload, compression: Compression, stack=None
-):
+def static_waves(system: System, model: Model, workload: Workload, compression: Compression, stack=None):
     """Back-to-back static batches needed when the whole batch's KV cache does not fit.
 
     Capacity is linear in the batch, ``used_t(B) = fixed_t + B s_t`` per tier, so
