@@ -95,7 +95,10 @@ def round_and_repair(
     Rounding takes the nearest allowed value in the variable's transformed space. The repair
     then moves one discrete coordinate by one allowed level at a time: while infeasible, the
     move that most reduces the total violation ``sum max(0, g)``; once feasible, the move that
-    most lowers the objective among moves that stay feasible; until no move helps.
+    most lowers the objective among moves that stay feasible (ties on the objective, to 1e-6
+    in its log units, go to the move with the largest total slack ``-sum g``, so that
+    dropping one of several equally cheap layers drops the least important); until no move
+    helps.
 
     Continuous variables keep their relaxed values unless the design is still infeasible
     after the discrete repair (rounding the integers moved it off the relaxed optimum): then
@@ -116,7 +119,7 @@ def round_and_repair(
     for idx, zs in disc:
         z[idx] = zs[np.argmin(np.abs(zs - z[idx]))]
 
-    key = ("score", tol, batch)
+    key = ("score-slack", tol, batch)
     if key not in problem._cache:
 
         def one(zz, lim):
@@ -124,7 +127,12 @@ def round_and_repair(
             g = problem.constraint_values(m, lim)
             J = problem.objective_value(m)
             sv = jnp.sum(jnp.maximum(g - tol, 0.0))
-            return jnp.where(jnp.isfinite(J), J, jnp.inf), jnp.where(jnp.isnan(sv), jnp.inf, sv)
+            gs = jnp.sum(g)
+            return (
+                jnp.where(jnp.isfinite(J), J, jnp.inf),
+                jnp.where(jnp.isnan(sv), jnp.inf, sv),
+                jnp.where(jnp.isfinite(gs), gs, jnp.inf),
+            )
 
         problem._cache[key] = jax.jit(
             lambda zb, lim: jax.lax.map(lambda q: one(q, lim), zb, batch_size=batch)
@@ -135,7 +143,7 @@ def round_and_repair(
         return score_fn(zb, limits)
 
     evaluations = 1
-    J, sv = (float(x[0]) for x in score(jnp.asarray(np.repeat(z[None], batch, 0))))
+    J, sv, _ = (float(x[0]) for x in score(jnp.asarray(np.repeat(z[None], batch, 0))))
 
     def discrete_passes(z, J, sv, evaluations):
         for _ in range(max_passes if disc else 0):
@@ -150,7 +158,7 @@ def round_and_repair(
             if not cands:
                 break
             cz = np.stack(cands)
-            cJ, cs = _score_padded(score, cz, batch)
+            cJ, cs, cg = _score_padded(score, cz, batch)
             evaluations += len(cz)
             if sv > 0:
                 order = np.lexsort((cJ, cs))
@@ -158,8 +166,10 @@ def round_and_repair(
                 if cs[k] >= sv - 1e-12:
                     break
             else:
+                # lowest objective among feasible moves; moves that tie on it (to 1e-6 in log
+                # units: e.g. dropping any one of several equal layers) keep the most total slack
                 ok = np.where(cs <= 0, cJ, np.inf)
-                k = int(np.argmin(ok))
+                k = int(np.lexsort((cg, np.round(ok, 6)))[0])
                 if not ok[k] < J - 1e-9:
                     break
             z, J, sv = cz[k], float(cJ[k]), float(cs[k])
@@ -204,8 +214,8 @@ def _score_padded(score, cz: np.ndarray, batch: int):
     program is reused."""
     n = len(cz)
     pad = (-n) % batch
-    cJ, cs = score(jnp.asarray(np.concatenate([cz, np.repeat(cz[-1:], pad, 0)])))
-    return np.asarray(cJ)[:n], np.asarray(cs)[:n]
+    out = score(jnp.asarray(np.concatenate([cz, np.repeat(cz[-1:], pad, 0)])))
+    return tuple(np.asarray(a)[:n] for a in out)
 
 
 #: step sizes of the continuous repair's line search (largest move of one coordinate, z units)
@@ -233,7 +243,7 @@ def _repair_continuous(problem: Problem, z, limits, tol: float, score, steps: in
         problem._cache[key] = jax.jit(jax.grad(pen))
     grad_fn = problem._cache[key]
     lo, hi = np.asarray(problem.z_lower), np.asarray(problem.z_upper)
-    J, sv = (float(x[0]) for x in score(jnp.asarray(np.repeat(z[None], batch, 0))))
+    J, sv, _ = (float(x[0]) for x in score(jnp.asarray(np.repeat(z[None], batch, 0))))
     evaluations, taken = 1, 0
     for _ in range(steps):
         if sv <= 0:
@@ -243,7 +253,7 @@ def _repair_continuous(problem: Problem, z, limits, tol: float, score, steps: in
         if not (np.isfinite(scale) and scale > 0):
             break
         cz = np.clip(z[None] - _REPAIR_STEPS_Z[:, None] * (d / scale)[None], lo, hi)
-        cJ, cs = _score_padded(score, cz, batch)
+        cJ, cs, _ = _score_padded(score, cz, batch)
         evaluations += len(cz)
         k = int(np.lexsort((cJ, cs))[0])
         if not cs[k] < sv - 1e-12:
