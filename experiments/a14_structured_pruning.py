@@ -154,21 +154,29 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
             )
         )
         records.append(c.compare(f"{mode}: layers kept of {n}", "-", row["layers_kept"]))
-    joint = rows[-1]
-    dropped = [int(x) for x in joint["layers_dropped"].split()]
-    verdict = shortgpt_verdict(dropped, 80)
-    records.append(
-        c.compare(
-            "joint: dropped layers vs ShortGPT (middle-to-late cheapest)",
-            "middle-to-late",
-            verdict + " - follows the assumed importance profile, not data",
+    verdict = {}
+    for row in rows:
+        if row["mode"] == "quant":
+            continue
+        dropped = [int(x) for x in row["layers_dropped"].split()]
+        verdict[row["mode"]] = shortgpt_verdict(dropped, 80)
+        depth = (
+            f" (relative depth {(min(dropped) + 0.5) / 80:.2f}-{(max(dropped) + 0.5) / 80:.2f})"
+            if dropped
+            else ""
         )
-    )
+        records.append(
+            c.compare(
+                f"{row['mode']}: dropped layers vs ShortGPT (middle-to-late cheapest)",
+                "middle-to-late",
+                f"{verdict[row['mode']]}{depth}; follows the assumed importance profile, not data",
+            )
+        )
     c.write_csv(out_dir / f"{NAME}.csv", rows)
     summary = {
         "budget_nats": BUDGET_NATS,
         "rows": rows,
-        "shortgpt_verdict": verdict,
+        "shortgpt_verdict": verdict,  # mode -> verdict (modes with keep gates)
         "warnings": sorted(set(warnings)),
         "records": records,
     }
