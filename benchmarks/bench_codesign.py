@@ -2,7 +2,7 @@
 
 Three problems (Llama-3.1-70B, prompt 2048, output 512, cheapest $/M tokens at TPOT <= 30 ms,
 delta ppl <= 0.1, capacity, chip TDP <= 1 kW; the chip built from HBM3e stacks, an N5 die
-and NVLink4 links, :mod:`hwgrad.codesign.technology`):
+and NVLink4 links, `hwgrad.codesign.technology`):
 
 * ``default``: the built-in study's variables (relaxed, continuous);
 * ``per-layer``: per-layer weight bits, KV bits and sparsity (3 x 80 variables) plus the
@@ -19,7 +19,7 @@ same points. Every method uses the same feasibility rule (``problem.feasibility_
 same start (seed 0: the base design; seed k > 0: the base design moved 5 % of the way to a
 random point of the box, the same point for every method) and its best *feasible* objective so
 far. "To within 1 %" means within 1 % of the best feasible objective any method found on that
-problem and seed. Each problem prints the median and range over seeds and ends with::
+problem and seed. Each problem prints the median and range over seeds and ends with:
 
     evaluations to within 1%: gradient N | cma-es N | random N (dims D)
 

@@ -3,12 +3,12 @@
 Llama-3.1-70B on 8 x H100 (TP 8), fp8 weights and KV, batch 32, prompt 2048, output 512;
 each design point draws its own memory bandwidth and capacity, peak FLOPS, link bandwidth
 and latency, batch, and weight / KV bits. Points are sharded over every local device (the CPU
-is split into one jax device per usable core, :func:`hwgrad.sweep.set_cpu_devices`) and, on each
+is split into one jax device per usable core, `hwgrad.sweep.set_cpu_devices`) and, on each
 device, evaluated with ``jax.lax.map`` over ``vmap``-ed chunks (512 forward, 128 gradient), the
 layout that keeps intermediates in cache: the one layout of sweeps, forward and gradient
-(:func:`hwgrad.sweep.evaluate.sharded_map`). Prints points/s for forward evaluation and for the
+(`hwgrad.sweep.evaluate.sharded_map`). Prints points/s for forward evaluation and for the
 gradient of log TPOT + log $/M tokens with respect to every leaf, plus compile time, and ends
-with::
+with:
 
     forward 1.2e+06 points/s | gradient 3.4e+05 points/s | compile 1.10 s
 

@@ -8,14 +8,14 @@ its calibrated efficiencies and at speed of light; the peers with their defaults
 Per-configuration cost: the peers are Python loops evaluating one configuration per call
 (median of ``--repeats`` calls per configuration); hwgrad evaluates the same
 configurations, replicated to ``--points`` points, as one sharded, vmapped sweep
-(:class:`hwgrad.sweep.Evaluator`, compile excluded), and, for reference, one jitted call
-per point (dispatch-bound). Ends with one line::
+(`hwgrad.sweep.Evaluator`, compile excluded), and, for reference, one jitted call
+per point (dispatch-bound). Ends with one line:
 
     per-configuration speedup: llm-analysis 850x | genz 2.1e+05x
 
 (each peer's cost over the hwgrad sweep's, all 8 default metrics per point, on one jax
 device per CPU core; ``n/a`` when a peer is not installed or fails, with the reason
-printed above). The peers are an optional extra::
+printed above). The peers are an optional extra:
 
     pip install -e '.[peers]'      # llm-analysis, genz-llm
 

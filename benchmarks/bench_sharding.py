@@ -5,12 +5,12 @@ must be set before jax starts), in ``--rounds`` interleaved rounds (best kept, s
 other processes hits every device count alike). The sweep is the full model of
 ``bench_eval.py`` (Llama-3.1-70B on 8 x H100, TP 8, fp8) over a seeded random sample of
 memory bandwidth and capacity, fp8 peak, link bandwidth and hop latency, batch, and weight /
-KV bits, evaluated by :class:`hwgrad.sweep.Evaluator` (``shard_map`` over the devices,
+KV bits, evaluated by `hwgrad.sweep.Evaluator` (``shard_map`` over the devices,
 ``lax.map`` over batches of 512, ``vmap`` inside). Reported: points/s (best of
 ``--repeats``, compile excluded), speed-up over one device, efficiency = speed-up /
 devices and speed-up / min(devices, cores) (fake CPU devices share the machine's cores),
 and the end-to-end rate of ``run_to_file`` streaming the same sweep to CSV (and Parquet,
-with pyarrow) on the most devices. Ends with::
+with pyarrow) on the most devices. Ends with:
 
     sharding: 1 device 4.1e+05 points/s | 8 devices 3.3e+05 points/s | efficiency 8 devices 10% (41% of 2 cores)
 

@@ -3,7 +3,7 @@
 For each trend (a model + workload on 8x H200, TP=8, fp8) the script differentiates
 ``log TPOT`` and ``log $/M-tokens`` with respect to ``log`` multipliers of four knobs -
 memory capacity, memory bandwidth, interconnect latency (per-hop and endpoint latency) and
-compute (all dense peaks) - with ``jax.jacfwd`` through :func:`hwgrad.forward_pass`.
+compute (all dense peaks) - with ``jax.jacfwd`` through `hwgrad.forward_pass`.
 Capacity enters through the batch that fits: ``B = min(B_target, B_fit(capacity))``, so a
 trend is capacity-bound exactly when its KV cache / corpus caps the batch.
 

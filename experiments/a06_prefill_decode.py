@@ -1,5 +1,5 @@
 """Artifact 6 - prefill vs decode: arithmetic intensity (FLOP per byte moved, from
-:func:`hwgrad.counts.forward_counts`) vs batch and context, against the roofline ridge
+`hwgrad.counts.forward_counts`) vs batch and context, against the roofline ridge
 points of today's chips. Llama-3.1-70B, bf16, one chip's share at TP=8.
 
     python experiments/a06_prefill_decode.py [--quick] [--out DIR]

@@ -1,6 +1,6 @@
 """Artifact 7 - High Bandwidth Flash, judged at iso-SLO: each design at its own best point.
 
-Designs (:mod:`hwgrad.presets.designs`): "HBM4 only" = a B200-class die with 8 HBM4 stacks
+Designs (`hwgrad.presets.designs`): "HBM4 only" = a B200-class die with 8 HBM4 stacks
 (384 GB, 13.1 TB/s); "HBM4 + HBF" = 4 HBM4 + 4 HBF stacks (192 GB DRAM + 2 TB flash, Table 3
 of the paper), weights (and read-mostly context) in flash, KV cache and activations in DRAM.
 
@@ -22,7 +22,7 @@ Beyond the paper's argument, three checks with the same machinery:
   the weights);
 * KV-on-flash wear-out: the same point with the KV cache placed in flash, the flash tier's
   lifetime under the decode's KV writes (``Result.tier_lifetime_years``; 3000 program/erase
-  cycles, the ASSUMPTION of :data:`hwgrad.presets.FLASH_ENDURANCE_CYCLES`).
+  cycles, the ASSUMPTION of `hwgrad.presets.FLASH_ENDURANCE_CYCLES`).
 
     python experiments/a07_hbf.py [--quick] [--out DIR]
 """

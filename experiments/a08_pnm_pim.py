@@ -1,6 +1,6 @@
 """Artifact 8 - PNM vs PIM (the paper's Table 4), judged at iso-SLO.
 
-Designs (:mod:`hwgrad.presets.designs`), all on a B200-class die with 8 HBM4 stacks: no
+Designs (`hwgrad.presets.designs`), all on a B200-class die with 8 HBM4 stacks: no
 near-memory compute; processing-near-memory (Table 4: 2-5x bandwidth/W -> 3.16x, 16-32 GB
 shards -> 22.6 GB, logic of 16 FLOP per internal byte, ASSUMPTION); processing-in-memory
 (5-10x -> 7.07x, 32-64 MB bank shards -> 45 MB, weak logic sized for batch-1 int4 GEMV).

@@ -1,6 +1,6 @@
 """Artifact 9 - 3D memory-logic stacking, judged at iso-SLO, and logic at lowered clock.
 
-Designs (:mod:`hwgrad.presets.designs`), all with 8 HBM4 stacks per chip: plain HBM4 (no
+Designs (`hwgrad.presets.designs`), all with 8 HBM4 stacks per chip: plain HBM4 (no
 stacked logic); compute on the HBM base die (same bandwidth, data-movement energy 2.5x lower,
 thermal budget 40 W per stack = the stack's own power, ASSUMPTION); custom 3D (4x internal
 bandwidth, 3x lower energy, ASSUMPTIONS: the paper says only "higher bandwidth per area").

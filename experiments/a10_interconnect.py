@@ -3,11 +3,11 @@
 (a) TPOT of Llama-3.1-70B (fp8, TP=8, batch 1 and 64, H100 on an NVLink switch) when the
 per-hop + endpoint latency or the link bandwidth is scaled 0.1x-10x. (b) All-reduce time vs
 message size for ring, 2D torus, switch, dragonfly and a tree with in-network reduction
-(:func:`hwgrad.network.allreduce_s`, 64 chips), and the TPOT each topology gives: the
+(`hwgrad.network.allreduce_s`, 64 chips), and the TPOT each topology gives: the
 switch-network TPOT with its all-reduce time replaced by the topology's (exact here:
 ``comm_overlap`` = 0, no pipeline). (c) iso-SLO: the same B200-class HBM4 chip on today's
 NVLink-5 switch (300 ns hops, 0.3 us endpoints) and on the paper's low-latency fabric
-(:func:`hwgrad.presets.designs.tree_network`: a switch tree with in-network reduction, 100 ns
+(`hwgrad.presets.designs.tree_network`: a switch tree with in-network reduction, 100 ns
 hops, 0.1 us endpoints - packets landing in SRAM, ASSUMPTION), each at its cheapest feasible
 point (exhaustive vmapped grid over batch 1-1024 x chips 1-32, TP = chips; Llama-3.1-70B,
 static batch, 1k prompt, 128 output, fp8: the same quality for both) per TPOT budget

@@ -1,7 +1,7 @@
 """Artifact 11 - perf/TCO, perf/W and perf/CO2e at iso-SLO: each system at its own best point.
 
 Systems: today's H100, H200, B200 (presets) and the paper's designs on a B200-class die
-(:mod:`hwgrad.presets.designs`: 8 x HBM4, HBM4 base-die compute, custom 3D), serving
+(`hwgrad.presets.designs`: 8 x HBM4, HBM4 base-die compute, custom 3D), serving
 Llama-3.1-70B; DeepSeek-V3 on H200, HBM4 and HBM4+HBF (full run only: weights in flash need
 a model whose size justifies it). Method: static batch, 2k prompt, 512 output, fp8 weights
 and KV (the same quality for every system), exhaustive vmapped grid over batch 1-1024 x

@@ -1,9 +1,9 @@
 """Artifact 16 (beyond the paper) - what should a decode-only chip look like?
 
-Disaggregated serving (``Workload(batching="disaggregated")``, :func:`hwgrad.cost.serve`):
+Disaggregated serving (``Workload(batching="disaggregated")``, `hwgrad.cost.serve`):
 prefill runs on its own pool and the decode pool's steps carry no prefill, so the decode
 chip can be sized for decode alone. Candidates: today's H100, H200 and B200 (presets), and
-decode chips built on the B200-class die of :func:`hwgrad.presets.designs.hbm4_accelerator`
+decode chips built on the B200-class die of `hwgrad.presets.designs.hbm4_accelerator`
 with 4, 8 or 12 HBM4 stacks (192-576 GB, 6.6-19.7 TB/s) and 100 %, 50 % or 25 % of its
 dense compute (peak FLOP/s scaled; energy per FLOP, TDP and idle power unchanged).
 

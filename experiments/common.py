@@ -2,8 +2,8 @@
 
 Every script defines ``compute(out_dir, quick=False) -> dict`` (writes CSV/JSON, returns the
 summary it also saves as ``<name>.json``), ``plot(out_dir)`` (draws PNGs from those files)
-and ``main()`` built with :func:`main_for`. :func:`evaluate_many` is the one jitted, vmapped
-entry to :func:`hwgrad.evaluate` that all scripts share, so a model/system structure is
+and ``main()`` built with `main_for`. `evaluate_many` is the one jitted, vmapped
+entry to `hwgrad.evaluate` that all scripts share, so a model/system structure is
 compiled once per process (``run_all.py`` and the tests run every script in one process).
 """
 
@@ -68,7 +68,7 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
 
 
 def read_csv(path: Path) -> list[dict]:
-    """Rows of a CSV written by :func:`write_csv`, numbers converted to float."""
+    """Rows of a CSV written by `write_csv`, numbers converted to float."""
     with Path(path).open(newline="", encoding="utf-8") as fh:
         return [{k: _parse(v) for k, v in r.items()} for r in csv.DictReader(fh)]
 
@@ -100,12 +100,12 @@ def read_json(path: Path):
 
 
 def save_fig(fig, path: Path) -> Path:
-    """Save through :func:`hwgrad.plotting.save` (the one figure style): PNG + PDF + SVG."""
+    """Save through `hwgrad.plotting.save` (the one figure style): PNG + PDF + SVG."""
     return plotting.save(fig, path)[0]
 
 
 def figure(nrows: int = 1, ncols: int = 1, width_in: float = 6.4, height_in: float = 4.0, **kwargs):
-    """:func:`hwgrad.plotting.figure` (the house style)."""
+    """`hwgrad.plotting.figure` (the house style)."""
     return plotting.figure(nrows, ncols, width_in, height_in, **kwargs)
 
 
@@ -117,7 +117,7 @@ def caption(fig, text: str, y: float = -0.02) -> None:
 def compare(label: str, paper, ours, unit: str = "", verdict: str = "-") -> dict:
     """Print the paper's number beside hwgrad's and return both as a record.
 
-    ``verdict``: ``"reproduced"``, ``"differs, because ..."`` (see :func:`verdict`), ``"input"``
+    ``verdict``: ``"reproduced"``, ``"differs, because ..."`` (see `verdict`), ``"input"``
     for a table printed back, or ``"-"`` where the paper states no claim to check."""
     if verdict == "-" and not isinstance(paper, str) and not isinstance(ours, str):
         off = float(ours) / float(paper) - 1.0 if float(paper) else math.inf
@@ -163,8 +163,8 @@ def evaluate_many(points, efficiency=None, economics=None):
     """Evaluate ``[(system, model, workload, compression), ...]`` in one vmapped call.
 
     All points must share one pytree structure (same tiers, topology, attention kind...).
-    Points go through in chunks of :data:`CHUNK` (the last one padded), so every sweep of a
-    structure reuses one compilation. Returns a :class:`hwgrad.Result` whose leaves are
+    Points go through in chunks of `CHUNK` (the last one padded), so every sweep of a
+    structure reuses one compilation. Returns a `hwgrad.Result` whose leaves are
     numpy arrays with a leading axis of ``len(points)``.
     """
     n = len(points)

@@ -2,7 +2,7 @@
 
 Reads ``hwgrad/presets/data/compression_accuracy.csv``, turns every row into a delta loss
 ``ln(ppl / ppl_dense)`` against the same source's dense baseline, fits the constants of
-:mod:`hwgrad.accuracy` on a deterministic 80 % of the rows (robust least squares on
+`hwgrad.accuracy` on a deterministic 80 % of the rows (robust least squares on
 ``ln(delta_loss + eps)``, L-BFGS from several starts), reports the error on the held-out 20 %,
 in a 5-fold cross-validation and leave-one-source-out, and writes
 ``hwgrad/presets/data/accuracy_fit.json`` (constants, errors, range of validity, row handling).

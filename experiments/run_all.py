@@ -6,7 +6,7 @@
 ``--readme`` collects the paper-vs-hwgrad records of every ``<script>.json`` in ``--out``
 into ``experiments/results.json`` (committed: the numbers of the last full run) and writes
 ``experiments/README.md`` from it; ``tests/test_experiments.py`` checks that the README is
-exactly what :func:`render_readme` makes of ``results.json``. ``experiments/out/`` itself is
+exactly what `render_readme` makes of ``results.json``. ``experiments/out/`` itself is
 not committed.
 """
 
@@ -74,7 +74,7 @@ def _cell(v) -> str:
 
 
 def render_readme(results: dict) -> str:
-    """The README text for ``results`` (:func:`collect`'s format): deterministic."""
+    """The README text for ``results`` (`collect`'s format): deterministic."""
     lines = [
         "# experiments/ - Ma & Patterson (2026) artifacts",
         "",

@@ -72,7 +72,7 @@ def _family(hardware: str) -> str:
 
 
 def plot(csv_path: Path, out_dir: Path | None = None) -> Path:
-    """Draw the log-log predicted-vs-measured figure from :func:`compute`'s CSV."""
+    """Draw the log-log predicted-vs-measured figure from `compute`'s CSV."""
     import matplotlib
 
     matplotlib.use("Agg")

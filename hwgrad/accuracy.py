@@ -606,25 +606,28 @@ class StructuredFit:
     """Fitted constants of the structured-pruning loss (``structured_pruning_fit.json``).
 
     Attributes:
-      kind_log_amp: shape (3,), ln A of depth, width_hidden, mixed at 50 % removed (7B,
-        LLaMA-2 generation, no recovery, the kind's reference method offset 0).
+      kind_log_amp: shape (3,), ln A of depth, width_hidden, mixed: the loss (nats) at 50 %
+        removed (odds 1) for a 7B LLaMA-2-generation model, no recovery, method offset 0.
       method_log_offset: shape (10,), ln of each method's amplitude relative to its kind
-        (order of `STRUCTURED_METHODS`; ridge-shrunk towards 0).
-      kind_power: shape (3,), exponent on the removal odds ``r / (1 - r)`` per kind.
-      size_exp: shape (3,), beta >= 0 per kind: noise scales as ``(N / 7)^-beta``.
-      recovery_log_mult: ln of the noise ratio after LoRA recovery fine-tuning.
-      llama3_log_mult: shape (3,), ln of the noise ratio of LLaMA-3-generation models per kind.
-      blowup_noise: z_c; the summed noise ``Z`` becomes ``Z exp(Z / z_c)`` (bad prunes
-        collapse faster than linearly, as in `delta_loss`).
+        (order of `STRUCTURED_METHODS`; shrunk towards 0, so an unseen method is the kind's
+        middle).
+      kind_power: shape (3,), exponent k on the removal odds ``r / (1 - r)`` per kind
+        (LLaMA-1/2 generation; about 1.1-1.3 in every kind of the data).
+      llama3_power_log_mult: ln of the ratio of the Llama-3 exponent to ``kind_power``
+        (shared by the kinds: Llama-3 loses more at small ``r``, the gap narrows at 50 %).
+      size_exp: shape (3,), beta >= 0 per kind: the loss scales as ``(N / 7)^-beta``.
+      recovery_log_mult: ln of the loss ratio after LoRA recovery fine-tuning.
+      llama3_log_mult: shape (3,), ln of the loss ratio of Llama-3-generation models per kind
+        at 50 % removed.
     """
 
     kind_log_amp: Any
     method_log_offset: Any
     kind_power: Any
+    llama3_power_log_mult: Any
     size_exp: Any
     recovery_log_mult: Any
     llama3_log_mult: Any
-    blowup_noise: Any
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: np.asarray(getattr(self, f.name)).tolist() for f in dataclasses.fields(self)}
@@ -657,26 +660,27 @@ def _load_structured_fit(x64: bool) -> StructuredFit:
 def _structured_u(fit: StructuredFit, removed, method_idx, finetuned, llama3, params_b, log_mult=0.0):
     """Uncapped loss (nats) summed over kinds; ``removed``/``method_idx`` have a trailing
     axis of 3 (depth, width_hidden, mixed); shared by the API and the fit (``log_mult``: the
-    fit's per-row nuisance factors)."""
+    fit's per-row protocol factors)."""
     r = jnp.clip(jnp.asarray(removed, dtype=float), 0.0, _MAX_REMOVED)
     odds = r / (1.0 - r)
+    l3 = jnp.asarray(llama3, dtype=float)[..., None]
     amp = jnp.asarray(fit.kind_log_amp) + jnp.asarray(fit.method_log_offset)[method_idx]
     log_scale = (
         fit.recovery_log_mult * jnp.asarray(finetuned, dtype=float)[..., None]
-        + jnp.asarray(fit.llama3_log_mult) * jnp.asarray(llama3, dtype=float)[..., None]
+        + jnp.asarray(fit.llama3_log_mult) * l3
         - jnp.asarray(fit.size_exp) * _log_rel_size(params_b)[..., None]
         + log_mult
     )
-    z = jnp.sum(jnp.exp(amp + log_scale) * _safe_pow(odds, jnp.asarray(fit.kind_power)), axis=-1)
-    return z * jnp.exp(jnp.minimum(z / fit.blowup_noise, 50.0))
+    power = jnp.asarray(fit.kind_power) * jnp.exp(fit.llama3_power_log_mult * l3)
+    return jnp.sum(jnp.exp(amp + log_scale) * _safe_pow(odds, power), axis=-1)
 
 
 def structured_uncapped_loss(st: Structured, params_b, fit: StructuredFit | None = None):
     """``u_s`` (nats) before the collapse cap:
 
-    z_kind = A[kind] O[method] R^finetuned G[kind]^llama3 (N / 7)^-beta[kind]
-             (r_kind / (1 - r_kind))^k[kind]
-    Z = sum_kind z_kind,   u_s = Z exp(Z / z_c)
+    u_kind = A[kind] O[method] R^finetuned G[kind]^llama3 (N / 7)^-beta[kind]
+             (r_kind / (1 - r_kind))^(k[kind] P^llama3)
+    u_s = sum_kind u_kind
     """
     fit = load_structured_fit() if fit is None else fit
     idx = jnp.array(

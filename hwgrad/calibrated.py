@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .specs import Stack
 
-_FIELDS = tuple(Stack.__dataclass_fields__)
+#: the numeric fields a ``[stack]`` table may set (the collective library goes by name)
+_NUMBERS = tuple(f for f in Stack.__dataclass_fields__ if f != "collective_bandwidth_fraction")
 
 
 def load_efficiency(path: str | Path, name: str = "tuned") -> Stack:
@@ -38,13 +39,44 @@ def load_efficiency(path: str | Path, name: str = "tuned") -> Stack:
 
 
 def efficiency_from_mapping(values: dict, where: str = "efficiency") -> Stack:
-    unknown = sorted(set(values) - set(_FIELDS))
+    """A `Stack` from a table of its numeric fields; ``collective`` names its collective
+    library (an entry of `hwgrad.network.COLLECTIVE_IMPLEMENTATIONS`)."""
+    import difflib
+
+    from .network import COLLECTIVE_IMPLEMENTATIONS
+
+    values = dict(values)
+    collective = values.pop("collective", None)
+    fractions = values.pop("collective_bandwidth_fraction", None)
+    if fractions is not None and (
+        not isinstance(fractions, list)
+        or len(fractions) != 5
+        or not all(isinstance(x, int | float) and not isinstance(x, bool) and 0 <= x <= 1 for x in fractions)
+    ):
+        raise ValueError(
+            f"{where}: collective_bandwidth_fraction = {fractions!r}: give five numbers in [0, 1] "
+            "(ring, tree, in_network, one_shot, two_shot) or name a library with collective = \"...\""
+        )
+    unknown = sorted(set(values) - set(_NUMBERS))
     if unknown:
-        raise ValueError(f"{where}: unknown stack field(s) {unknown}; known: {', '.join(_FIELDS)}")
+        raise ValueError(
+            f"{where}: unknown field(s) {unknown}; known: {', '.join((*_NUMBERS, 'collective'))}"
+        )
     for key, val in values.items():
         if not isinstance(val, int | float) or isinstance(val, bool):
             raise ValueError(f"{where}: {key} = {val!r} is not a number")
-    return Stack(**{k: float(v) for k, v in values.items()})
+    out = {k: float(v) for k, v in values.items()}
+    if fractions is not None:
+        out["collective_bandwidth_fraction"] = tuple(float(x) for x in fractions)
+    if collective is not None:
+        if collective not in COLLECTIVE_IMPLEMENTATIONS:
+            close = difflib.get_close_matches(str(collective), COLLECTIVE_IMPLEMENTATIONS, n=2, cutoff=0.4)
+            hint = f"did you mean {', '.join(close)}?" if close else "use one of " + ", ".join(
+                COLLECTIVE_IMPLEMENTATIONS
+            )
+            raise ValueError(f"{where}: collective = {collective!r} is not a collective implementation; {hint}")
+        out["collective_bandwidth_fraction"] = COLLECTIVE_IMPLEMENTATIONS[collective].fractions
+    return Stack(**out)
 
 
 @functools.cache

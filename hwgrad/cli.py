@@ -155,6 +155,11 @@ def parse_assignment(text: str, what: str = "--set") -> tuple[str, float]:
     return path, parse_quantity(value, unit, f"{what} {path}=")
 
 
+_SPEC_KEYS = ("system", "model", "workload", "compression", "efficiency", "economics")
+#: the roots of a served design (hwgrad.service.DESIGN_ROOTS)
+_SERVED_KEYS = ("service", "engine", "prefill")
+
+
 def apply_assignments(design: dict, assignments, what: str = "--set") -> dict:
     """A copy of ``design`` with each ``(path, value)`` set through [`hwgrad.paths`][hwgrad.paths].
 
@@ -178,8 +183,7 @@ def apply_assignments(design: dict, assignments, what: str = "--set") -> dict:
     pairs = [parse_assignment(a, what) if isinstance(a, str) else a for a in assignments]
     if not pairs:
         return dict(design)
-    keys = ("system", "model", "workload", "compression", "efficiency", "economics")
-    specs = {k: design[k] for k in keys if k in design}
+    specs = {k: design[k] for k in _SPEC_KEYS + _SERVED_KEYS if design.get(k) is not None}
     index = paths.Index(specs)
     for path, _ in pairs:
         index.resolve(path, what)
@@ -199,8 +203,7 @@ def expand_knobs(design: dict, patterns) -> list[str]:
     """
     from . import paths
 
-    keys = ("system", "model", "workload", "compression", "efficiency", "economics")
-    specs = {k: design[k] for k in keys if k in design}
+    specs = {k: design[k] for k in _SPEC_KEYS + _SERVED_KEYS if design.get(k) is not None}
     index = paths.Index(specs)
     values = paths.numbers(specs)
     out: list[str] = []
@@ -345,6 +348,16 @@ def add_design_arguments(p: argparse.ArgumentParser, config: bool = True) -> Non
         action="store_true",
         help="ideal roofline: datasheet peaks (no fitted fractions) and no software cost",
     )
+    add_knob_arguments(p)
+
+
+def add_knob_arguments(p: argparse.ArgumentParser) -> None:
+    """The named hardware-knob flags (`KNOB_FLAGS`) and ``--set PATH=VALUE``.
+
+    Part of `add_design_arguments`; a subcommand whose design point comes from elsewhere
+    (``codesign``: the study's base design) adds only these. Read them back with
+    `knob_assignments` and apply them with `apply_assignments`.
+    """
     k = p.add_argument_group(
         "hardware knobs",
         "override one number of the design; a bare number is in the unit shown, or give the unit "
@@ -479,9 +492,15 @@ def design_from_args(args) -> dict:
     econ = base["economics"] or presets.default_economics()
 
     specs = dict(system=system, model=model, workload=wl, compression=comp, efficiency=eff, economics=econ)
+    from .service import service_specs, validate_design_service
+
+    # a served design (--rate, a [service] table; hwgrad serve always): its roots join the specs
+    # before --set, so --set service.arrival_rate_rps=5 works
+    specs.update(service_specs(args, base, system, wl, force=getattr(args, "serve_command", False)))
     settings = knob_assignments(args)
     specs = apply_assignments(specs, settings)
-    validate(**specs)
+    validate(**{k: specs[k] for k in _SPEC_KEYS})
+    validate_design_service(specs)
     notes = list(presets.chip_notes(hw_name)) if hw_name else []
     if settings:
         notes.append("set: " + ", ".join(f"{p} = {v:g}" for p, v in settings))

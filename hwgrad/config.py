@@ -51,7 +51,7 @@ from .specs import Chip, Compression, Economics, MemoryTier, Model, Network, Pla
 
 _STATIC_TEXT = {"attention", "pattern", "topology"}
 _STATIC_BOOL = {"gated_ffn", "tied_embeddings", "in_network_reduction", "low_write_endurance"}
-_STATIC_INT = {"torus_dims"}
+_STATIC_INT = {"torus_dims", "kv_offload_tier"}
 
 
 def read_toml(path: str | Path, what: str = "") -> dict:
@@ -161,6 +161,8 @@ def empty() -> dict:
     return {
         **dict.fromkeys(("system", "model", "workload", "compression", "economics", "efficiency")),
         "workload_fields": frozenset(),
+        "service_fields": {},
+        "engine_fields": {},
     }
 
 
@@ -170,7 +172,10 @@ def load(path: str | Path) -> dict:
     Returns:
       dict with keys ``system``, ``model``, ``workload``, ``compression``, ``economics``,
       ``efficiency``; each a spec or ``None`` when the file does not set it; and
-      ``workload_fields``, the workload fields the file sets explicitly.
+      ``workload_fields``, the workload fields the file sets explicitly; ``service_fields`` /
+      ``engine_fields``, the ``[service]`` / ``[engine]`` tables (a served design:
+      `hwgrad.service.Service` / `hwgrad.service.Engine` fields, checked here, built with the
+      flags by `hwgrad.service.service_specs`).
     """
     path = Path(path)
     doc = read_toml(path)
@@ -184,6 +189,8 @@ def load(path: str | Path) -> dict:
         "compression",
         "economics",
         "efficiency",
+        "service",
+        "engine",
     }
     for key in doc:
         if key not in known:
@@ -276,6 +283,13 @@ def load(path: str | Path) -> dict:
         )
     if "efficiency" in doc:
         out["efficiency"] = efficiency_from_mapping(table(doc, "efficiency", w), where=f"{w}: [efficiency]")
+    from .service import Engine, Service
+
+    for key, cls in (("service", Service), ("engine", Engine)):
+        if key in doc:
+            t = table(doc, key, w)
+            _override(cls(), cls, t, f"{w}: [{key}]")  # names and types checked here
+            out[f"{key}_fields"] = dict(t)
     return out
 
 
@@ -289,14 +303,17 @@ class _RaisingParser(argparse.ArgumentParser):
 
 def _design_parser() -> argparse.ArgumentParser:
     from .cli import add_design_arguments
+    from .service import add_service_arguments
 
     p = _RaisingParser(prog="[design]", add_help=False, exit_on_error=False)
     add_design_arguments(p)
+    add_service_arguments(p)
     return p
 
 
 def _design_from_table(entries: dict, where: str, base_dir: Path) -> dict:
-    """``[design]`` keys are the ``hwgrad eval`` flags (``prompt_len`` = ``--prompt-len``)."""
+    """``[design]`` keys are the ``hwgrad eval`` flags (``prompt_len`` = ``--prompt-len``) and
+    the service flags of ``hwgrad serve`` (``rate = 5`` makes it a served design)."""
     from .cli import design_from_args
 
     parser = _design_parser()
@@ -367,7 +384,7 @@ def load_sweep(path: str | os.PathLike) -> dict:
       dict with ``design``, ``space``, ``metrics``, ``chunk_size``, ``batch_size``,
       ``out``, ``pareto``, ``feasible_only``, ``options``.
     """
-    from .design import DEFAULT_METRICS
+    from .design import default_metrics
     from .specs import ROOFLINE_MODES, Options
     from .sweep.pareto import Pareto
     from .sweep.spaces import Axis, Space
@@ -423,7 +440,7 @@ def load_sweep(path: str | os.PathLike) -> dict:
         space = Space(axes=tuple(axes), mode=mode, n_points=whole("points", None), seed=whole("seed", 0, 0))
     except ValueError as exc:
         raise ValueError(f"{w} [sweep]: {exc}") from None
-    metrics = sw.get("metrics", list(DEFAULT_METRICS))
+    metrics = sw.get("metrics", list(default_metrics(d)))
     if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
         raise ValueError(f'{w} [sweep].metrics = {metrics!r}: expected a list of names such as ["tpot_s"]')
     pareto = None

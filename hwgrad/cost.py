@@ -308,12 +308,16 @@ def forward_pass(
     ep_ar_bytes = network.comm_payload_bytes(
         comm.ep_allreduce_bytes, compression.act_bits, efficiency.comm_bits
     )
-    t_tp = comm.tp_allreduce_calls * (
-        network.allreduce_s(net, ar_bytes, tp_group, options.roofline, scaleout=out) + co * (tp_group > 1)
+    # the stack's collective library: its algorithms and their bandwidth fractions, and its
+    # fitted per-call software latency (zero for a group of one chip)
+    lib = efficiency.collective_bandwidth_fraction
+    t_tp = comm.tp_allreduce_calls * network.allreduce_s(
+        net, ar_bytes, tp_group, options.roofline, sync_s=co, implementation=lib, scaleout=out
     )
     t_ep = comm.ep_alltoall_calls * (network.alltoall_s(net, comm.ep_alltoall_bytes, ep, out) + co)
     t_ep_ar = comm.ep_allreduce_calls * (
-        network.allreduce_s(net, ep_ar_bytes, tp / ep, options.roofline, scaleout=out) + co
+        network.allreduce_s(net, ep_ar_bytes, tp / ep, options.roofline, implementation=lib, scaleout=out)
+        + co
     )
     t_comm = t_tp + t_ep + t_ep_ar
     ov = efficiency.comm_overlap

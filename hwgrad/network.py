@@ -56,6 +56,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 
 from .smooth import safe_div, smooth_max, straight_through_min
 from .specs import Network
@@ -82,10 +83,20 @@ class CollectiveImplementation(NamedTuple):
     bandwidth_fraction: dict
     source: str
 
+    @property
+    def fractions(self) -> np.ndarray:
+        """``(5,)`` achieved fraction per algorithm of `ALGORITHMS`, 0 where not offered
+        (the form `hwgrad.specs.Stack.collective_bandwidth_fraction` holds)."""
+        return np.asarray([float(self.bandwidth_fraction.get(a, 0.0)) for a in ALGORITHMS])
+
 
 # H100 custom all-reduce kernels (SGLang/TensorRT-LLM and vLLM) reach the same fraction of
 # NVLink: the two 8xH100 tables differ by a constant per call (fitted: max error 12 %)
 _H100_CUSTOM = {"one_shot": 0.30, "two_shot": 0.16}
+# NCCL on 8x H100: ring bus bandwidth 367.5 of 450 GB/s (nccl-allreduce-8xh100-ring)
+_NCCL = {"ring": 367.5 / 450.0, "tree": 367.5 / 450.0, "in_network": 367.5 / 450.0}
+# the ROCm custom all-reduce (quick-allreduce-4xmi300x-small, baseline column)
+_ROCM_CUSTOM = {"one_shot": 0.63, "two_shot": 0.57}
 
 #: Named collective implementations (software): per-call sync cost and achieved bandwidth
 #: fractions per algorithm, fitted by minimising the worst relative error over each row's
@@ -109,13 +120,35 @@ COLLECTIVE_IMPLEMENTATIONS: dict[str, CollectiveImplementation] = {
     ),
     "nccl": CollectiveImplementation(
         3.9e-6,
-        {"ring": 367.5 / 450.0, "tree": 367.5 / 450.0, "in_network": 367.5 / 450.0},
+        _NCCL,
         "interconnect.csv nccl-allreduce-2xh100-nvls-small (~6 us: sync = 6 us - hardware "
         "in-network latency at p = 2) and nccl-allreduce-8xh100-ring (bus bw 367.5 of 450 GB/s)",
     ),
+    # serving stacks run a custom all-reduce for small messages and the vendor library above
+    # its size threshold: the union of both algorithm sets (software sync: the stack's own
+    # fitted collective_overhead_s replaces sync_s in the cost model)
+    "custom+nccl": CollectiveImplementation(
+        2.5e-6,
+        {**_NCCL, **_H100_CUSTOM},
+        "custom-oneshot (small messages: interconnect.csv custom-allreduce-8xh100-small) + nccl "
+        "(large: nccl-allreduce-8xh100-ring): TensorRT-LLM and SGLang on NVIDIA",
+    ),
+    "vllm-custom+nccl": CollectiveImplementation(
+        7.4e-6,
+        {**_NCCL, **_H100_CUSTOM},
+        "vllm-custom (small messages: interconnect.csv vllm-custom-allreduce-8xh100-small) + nccl "
+        "(large: nccl-allreduce-8xh100-ring): vLLM on NVIDIA",
+    ),
+    "rocm-custom+rccl": CollectiveImplementation(
+        6.4e-6,
+        {"ring": _NCCL["ring"], "tree": _NCCL["tree"], **_ROCM_CUSTOM},
+        "rocm-custom (small messages: interconnect.csv quick-allreduce-4xmi300x-small) + RCCL "
+        "ring/tree (large; RCCL's bandwidth fraction ASSUMED "
+        "equal to NCCL's 367.5/450, no measured RCCL row): vLLM/SGLang on ROCm",
+    ),
     "rocm-custom": CollectiveImplementation(
         6.4e-6,
-        {"one_shot": 0.63, "two_shot": 0.57},
+        _ROCM_CUSTOM,
         "interconnect.csv quick-allreduce-4xmi300x-small (baseline column: SGLang custom "
         "all-reduce on ROCm, TP4, MI300X-class xGMI ASSUMED by the row; sglang PR 6619)",
     ),
@@ -219,14 +252,20 @@ def _bisection_slowdown(net: Network, p):
 
 
 def _impl(implementation):
+    """``(sync_s, fractions)`` of a name or entry of `COLLECTIVE_IMPLEMENTATIONS`, or of a
+    ``(5,)`` fraction array (a stack's ``collective_bandwidth_fraction``: no sync of its own)."""
+    if isinstance(implementation, str):
+        implementation = globals()["implementation"](implementation)
     if isinstance(implementation, CollectiveImplementation):
-        return implementation
-    return globals()["implementation"](implementation)
+        return implementation.sync_s, implementation.fractions
+    if isinstance(implementation, tuple | list):
+        return 0.0, jnp.stack(jnp.broadcast_arrays(*implementation), axis=-1)
+    return 0.0, implementation
 
 
-def _stack(net: Network, impl: CollectiveImplementation, sync, columns: dict, ref):
+def _stack(net: Network, fractions, sync, columns: dict, ref):
     """``(..., 5)`` times in `ALGORITHMS` order; ``inf`` where the fabric or the library
-    does not offer the algorithm."""
+    (fraction 0) does not offer the algorithm."""
     available = {
         "ring": True,
         "tree": True,
@@ -235,16 +274,23 @@ def _stack(net: Network, impl: CollectiveImplementation, sync, columns: dict, re
         "two_shot": _has_direct(net),
     }
     out = []
-    for a in ALGORITHMS:
-        if a in columns and available[a] and a in impl.bandwidth_fraction:
-            out.append(columns[a] + sync)
+    for i, a in enumerate(ALGORITHMS):
+        if a in columns and available[a]:
+            out.append(jnp.where(fractions[..., i] > 0, columns[a] + sync, jnp.inf))
         else:
             out.append(jnp.inf + 0.0 * ref)
     return jnp.stack(jnp.broadcast_arrays(*out), axis=-1)
 
 
-def _sync(impl: CollectiveImplementation, sync_s):
-    return impl.sync_s if sync_s is None else sync_s
+def _fraction(fractions, algorithm):
+    """The library's fraction for ``algorithm`` (1 where it is not offered, so the unused
+    column stays finite and its gradient NaN-free)."""
+    f = fractions[..., ALGORITHMS.index(algorithm)]
+    return jnp.where(f > 0, f, 1.0)
+
+
+def _sync(default_sync, sync_s):
+    return default_sync if sync_s is None else sync_s
 
 
 def allreduce_algorithms_s(net: Network, n_bytes, p, implementation="ideal", sync_s=None):
@@ -254,11 +300,11 @@ def allreduce_algorithms_s(net: Network, n_bytes, p, implementation="ideal", syn
       net: the network (hardware terms).
       n_bytes: buffer per chip, bytes.
       p: chips in the group.
-      implementation: name (or entry) of `COLLECTIVE_IMPLEMENTATIONS`.
+      implementation: name (or entry) of `COLLECTIVE_IMPLEMENTATIONS`, or a ``(5,)`` array
+        of fractions per algorithm (a stack's ``collective_bandwidth_fraction``).
       sync_s: per-call software cost, s; default the implementation's.
     """
-    impl = _impl(implementation)
-    f = impl.bandwidth_fraction
+    default_sync, fr = _impl(implementation)
     bw = net.link_bandwidth_bytes_per_s
     bp = peer_bandwidth(net, p)
     frac = safe_div(p - 1.0, p)
@@ -266,15 +312,15 @@ def allreduce_algorithms_s(net: Network, n_bytes, p, implementation="ideal", syn
     sig = signal_s(net, p)
     cols = {
         "ring": 2.0 * (p - 1.0) * alpha_s(net, neighbour_hops(net, p))
-        + 2.0 * frac * n_bytes / (f.get("ring", 1.0) * bp),
-        "tree": 2.0 * log_p * alpha_s(net, diameter_hops(net, p)) + 2.0 * n_bytes / (f.get("tree", 1.0) * bw),
+        + 2.0 * frac * n_bytes / (_fraction(fr, "ring") * bp),
+        "tree": 2.0 * log_p * alpha_s(net, diameter_hops(net, p)) + 2.0 * n_bytes / (_fraction(fr, "tree") * bw),
         "in_network": sig
         + _innet_alpha(net, p)
-        + n_bytes / jnp.minimum(f.get("in_network", 1.0) * bw, net.in_network_bandwidth_bytes_per_s),
-        "one_shot": sig + (p - 1.0) * n_bytes / (f.get("one_shot", 1.0) * bp),
-        "two_shot": 3.0 * sig + 2.0 * frac * n_bytes / (f.get("two_shot", 1.0) * bp),
+        + n_bytes / jnp.minimum(_fraction(fr, "in_network") * bw, net.in_network_bandwidth_bytes_per_s),
+        "one_shot": sig + (p - 1.0) * n_bytes / (_fraction(fr, "one_shot") * bp),
+        "two_shot": 3.0 * sig + 2.0 * frac * n_bytes / (_fraction(fr, "two_shot") * bp),
     }
-    return _stack(net, impl, _sync(impl, sync_s), cols, n_bytes * p)
+    return _stack(net, fr, _sync(default_sync, sync_s), cols, n_bytes * p)
 
 
 def reduce_scatter_algorithms_s(net: Network, n_bytes, p, implementation="ideal", sync_s=None):
@@ -282,31 +328,30 @@ def reduce_scatter_algorithms_s(net: Network, n_bytes, p, implementation="ideal"
     All-gather has the same cost with multicast in place of in-network reduction. The
     ``two_shot`` column is its direct phase (one signalling round, ``(p-1)/p n`` from the
     peers); ``one_shot`` does not apply."""
-    impl = _impl(implementation)
-    f = impl.bandwidth_fraction
+    default_sync, fr = _impl(implementation)
     bw = net.link_bandwidth_bytes_per_s
     bp = peer_bandwidth(net, p)
     frac = safe_div(p - 1.0, p)
     cols = {
-        "ring": (p - 1.0) * alpha_s(net, neighbour_hops(net, p)) + frac * n_bytes / (f.get("ring", 1.0) * bp),
+        "ring": (p - 1.0) * alpha_s(net, neighbour_hops(net, p)) + frac * n_bytes / (_fraction(fr, "ring") * bp),
         "tree": jnp.log2(jnp.maximum(p, 1.0)) * alpha_s(net, diameter_hops(net, p))
-        + frac * n_bytes / (f.get("tree", 1.0) * bw),
+        + frac * n_bytes / (_fraction(fr, "tree") * bw),
         "in_network": _innet_alpha(net, p)
-        + frac * n_bytes / jnp.minimum(f.get("in_network", 1.0) * bw, net.in_network_bandwidth_bytes_per_s),
-        "two_shot": signal_s(net, p) + frac * n_bytes / (f.get("two_shot", 1.0) * bp),
+        + frac * n_bytes / jnp.minimum(_fraction(fr, "in_network") * bw, net.in_network_bandwidth_bytes_per_s),
+        "two_shot": signal_s(net, p) + frac * n_bytes / (_fraction(fr, "two_shot") * bp),
     }
-    return _stack(net, impl, _sync(impl, sync_s), cols, n_bytes * p)
+    return _stack(net, fr, _sync(default_sync, sync_s), cols, n_bytes * p)
 
 
 def broadcast_algorithms_s(net: Network, n_bytes, p, implementation="ideal", sync_s=None):
     """Broadcast of ``n_bytes`` from one chip: pipelined tree, or switch multicast."""
-    impl = _impl(implementation)
+    default_sync, fr = _impl(implementation)
     bw = net.link_bandwidth_bytes_per_s
     cols = {
         "tree": jnp.log2(jnp.maximum(p, 1.0)) * alpha_s(net, diameter_hops(net, p)) + n_bytes / bw,
         "in_network": _innet_alpha(net, p) + n_bytes / bw,
     }
-    return _stack(net, impl, _sync(impl, sync_s), cols, n_bytes * p)
+    return _stack(net, fr, _sync(default_sync, sync_s), cols, n_bytes * p)
 
 
 def _cheapest(times, p, mode: str):
@@ -344,13 +389,13 @@ def allreduce_s(
     ``scaleout`` network, groups larger than ``net.domain_size`` use the hierarchical
     all-reduce of the module docstring; without one the domain size is ignored.
     """
-    impl = _impl(implementation)
-    sync = _sync(impl, sync_s)
-    flat = _cheapest(allreduce_algorithms_s(net, n_bytes, p, impl, sync), p, mode)
+    default_sync, fr = _impl(implementation)
+    sync = _sync(default_sync, sync_s)
+    flat = _cheapest(allreduce_algorithms_s(net, n_bytes, p, fr, sync), p, mode)
     if scaleout is None:
         return flat
     p_in, p_out = _split(net, p)
-    rs = _cheapest(reduce_scatter_algorithms_s(net, n_bytes, p_in, impl, 0.0), p_in, mode)
+    rs = _cheapest(reduce_scatter_algorithms_s(net, n_bytes, p_in, fr, 0.0), p_in, mode)
     out = _cheapest(allreduce_algorithms_s(scaleout, safe_div(n_bytes, p_in), p_out), p_out, mode)
     hier = sync + 2.0 * rs + out
     return jnp.where(p > net.domain_size, hier, flat)

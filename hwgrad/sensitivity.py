@@ -26,11 +26,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .design import INTEGER_FIELDS, METRICS, as_design, design, float_dtype, result_index, set_leaves
+from .design import (
+    INTEGER_FIELDS,
+    METRICS,
+    SERVED_ROOTS,
+    as_design,
+    design,
+    evaluate_design,
+    float_dtype,
+    result_index,
+    set_leaves,
+)
 from .paths import Index, suggest
 from .specs import Options
 
-__all__ = ["Sensitivity", "sensitivity", "register_cli"]
+__all__ = ["Sensitivity", "sensitivity", "register_cli", "SERVICE_HEADLINE"]
+
+#: the metrics ``hwgrad sensitivity`` reports first for a served design
+SERVICE_HEADLINE = ("goodput_rps", "ttft_pct_s", "tpot_pct_s", "capacity_rps", "usd_per_million_good_requests")
 
 
 class Sensitivity(NamedTuple):
@@ -62,7 +75,10 @@ class Sensitivity(NamedTuple):
         chosen = [metric] if metric is not None else list(self.metrics)
 
         def key(r):
-            return -math.inf if math.isnan(r[2]) else -abs(r[2])
+            # magnitudes equal to 5 decimals (the model is multiplicative: bandwidth and its
+            # efficiency share one elasticity) keep the knob order, so float32 rounding in
+            # the last digit cannot reorder them between CPUs
+            return -math.inf if math.isnan(r[2]) else -round(abs(r[2]), 5)
 
         out = []
         for name in chosen:
@@ -136,12 +152,8 @@ def _jacobian_fn(
     whereas a reverse pass multiplies the zero cotangent of a NaN metric by NaN partials in
     every shared input.
     """
-    from .cost import evaluate
-
     def metrics_at(leaves):
-        r = jax.tree_util.tree_leaves(
-            evaluate(**jax.tree_util.tree_unflatten(treedef, leaves), options=options)
-        )
+        r = jax.tree_util.tree_leaves(evaluate_design(jax.tree_util.tree_unflatten(treedef, leaves), options))
         return jnp.stack([jnp.asarray(r[i], dtype)[e] for i, e in out_targets])
 
     def log_metrics(log_scale, base, x0):
@@ -199,6 +211,9 @@ def sensitivity(
     include_integers: bool = False,
     options: Options = Options(),
     label: str = "",
+    service=None,
+    engine=None,
+    prefill=None,
 ) -> Sensitivity:
     """Elasticities of every metric with respect to every continuous positive knob.
 
@@ -219,6 +234,9 @@ def sensitivity(
         structure (layers, heads, batch, tp...) unless ``include_integers``.
       options: static evaluation options.
       label: name of the design point in the causes of undefined metrics (e.g. ``"h800"``).
+      service, engine, prefill: a served design (`hwgrad.design.design`): its metrics
+        (``goodput_rps``, ``ttft_pct_s``, ...) and its knobs (``service.arrival_rate_rps``)
+        join the others.
 
     Returns:
       A `Sensitivity` (``.table()`` prints it sorted by magnitude).
@@ -227,7 +245,7 @@ def sensitivity(
     means decode is memory-bound: twice the bandwidth, half the time per token.
     """
 
-    d = design(system, model, workload, compression, efficiency, economics)
+    d = design(system, model, workload, compression, efficiency, economics, service, engine, prefill)
     index = Index(d)
     integer = set()
     if knobs is None:
@@ -287,6 +305,7 @@ def sensitivity(
 def register_cli(subparsers) -> None:
     """Add ``hwgrad sensitivity``."""
     from .cli import add_design_arguments, positive_int  # one argparse type for every subcommand
+    from .service import add_service_arguments
 
     s = subparsers.add_parser(
         "sensitivity",
@@ -296,11 +315,13 @@ def register_cli(subparsers) -> None:
         "price...) is shown as nan with the unknown input named.",
     )
     add_design_arguments(s)
+    add_service_arguments(s)
     s.add_argument(
         "--metric",
         action="append",
         metavar="NAME",
-        help=f"metric(s) to report (default: {', '.join(METRICS)})",
+        help=f"metric(s) to report (default: {', '.join(METRICS)}; a served design (--rate): "
+        f"{', '.join(SERVICE_HEADLINE)} first)",
     )
     s.add_argument(
         "--knob",
@@ -335,8 +356,8 @@ def cmd_sensitivity(args) -> int:
     if not args.allow_overflow:
         require_fits(d)  # the capacity check of `hwgrad eval`
     knobs = expand_knobs(d, args.knob) if args.knob else None
-    metrics = tuple(args.metric) if args.metric else METRICS
     dd = as_design(d)
+    metrics = tuple(args.metric) if args.metric else (SERVICE_HEADLINE if "service" in dd else ()) + METRICS
     options = Options(roofline=args.roofline)
     out_index = result_index(dd, options)
     for m in metrics:
@@ -344,7 +365,7 @@ def cmd_sensitivity(args) -> int:
     sens = sensitivity(
         dd["system"], dd["model"], dd["workload"], dd["compression"], dd["efficiency"], dd["economics"],
         metrics=metrics, knobs=knobs, include_integers=args.include_integers, options=options,
-        label=d.get("hardware_name", ""),
+        label=d.get("hardware_name", ""), **{r: dd.get(r) for r in SERVED_ROOTS},
     )  # fmt: skip
     if args.json:
         print(

@@ -91,7 +91,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtr, ndtri
 
-from . import counts, memory, network, pruning
+from . import counts, memory, network, pruning, units
 from .cost import COMPONENTS, PassCost, capacity_used_bytes, forward_pass
 from .smooth import ceil_st, safe_div
 from .specs import Compression, Model, Network, Options, System, Workload, replace, spec
@@ -113,6 +113,17 @@ __all__ = [
     "saturation_message",
     "validate_service",
     "summary",
+    "Pool",
+    "DESIGN_ROOTS",
+    "SERVICE_METRICS",
+    "DISAGGREGATED_METRICS",
+    "DEFAULT_SERVICE_METRICS",
+    "metrics",
+    "capex_usd_per_s",
+    "design_metrics",
+    "add_service_arguments",
+    "service_specs",
+    "validate_design_service",
 ]
 
 #: Newton steps after the chord start, before the final (differentiable) one. ``g`` is
@@ -431,7 +442,7 @@ def steady_state(step_fn, service: Service, engine: Engine, arrival_rate, max_se
         return (gt - dg * tau) / jnp.maximum(1.0 - dg, 0.02), dg
 
     tau_sg, dg = jax.lax.stop_gradient(
-        jax.lax.fori_loop(0, NEWTON_STEPS, newton, (start, jnp.zeros_like(start)))
+        jax.lax.fori_loop(0, NEWTON_STEPS, newton, (start, jnp.zeros_like(start)), unroll=True)
     )
 
     # every step the model needs, at the converged point, as one batch: decode only, with a
@@ -762,7 +773,9 @@ def evaluate_disaggregated(
     ss = steady_state(fn, service, engine, lam / d, n_kv, prefill=False)
     cap_d = d * ss.capacity_rps
     capacity = _smooth_min(_smooth_min(cap_p, cap_d), cap_net)
-    served = _smooth_min(_smooth_min(lam, RHO_MAX * capacity), d * ss.served_rps)
+    # the decode pool's served rate already has min(lam, its capacity): taking the soft minimum
+    # with lam again would meet it at a tie below capacity (a 0.35 % bias, ln 2 / 200)
+    served = _smooth_min(d * ss.served_rps, RHO_MAX * _smooth_min(cap_p, cap_net))
     ttft = w + s_p + transfer
     ttft_var = w_var + (service.input_cv * s_p) ** 2
     util = ss.utilisations.at[3].set(rho_p).at[4].set(rho_net)
@@ -912,38 +925,302 @@ def saturation_message(result: ServiceResult) -> str:
 
 
 def summary(result: ServiceResult) -> dict:
-    """Plain-Python summary of one (unbatched) result: the stable keys of ``hwgrad serve --json``."""
-    f = lambda x: float(np.asarray(x))  # noqa: E731
-    util = np.asarray(result.utilisations, dtype=float)
+    """Plain-Python summary of one (unbatched) result: the stable keys of ``hwgrad serve --json``
+    (the numbers are those of `metrics`, under the same names)."""
+    m = {k: float(np.asarray(v)) for k, v in metrics(result).items()}
     step = result.decode_step
-    comps = dict(zip(COMPONENTS, map(f, step.component_times()), strict=True))
-    return {
-        "goodput_rps": f(result.goodput_rps),
-        "throughput_rps": f(result.throughput_rps),
-        "arrival_rate_rps": f(result.arrival_rate_rps),
-        "capacity_rps": f(result.capacity_rps),
-        "rate_margin_rps": f(result.rate_margin_rps),
-        "saturated": bool(f(result.saturated)),
-        "utilisation": f(result.utilisation),
-        "utilisations": {name: float(u) for name, u in zip(RESOURCES, util, strict=True)},
-        "binding_resource": _resource_name(result.binding),
-        "step_bound_by": max(comps, key=comps.get),
-        "percentile": f(result.percentile),
-        "ttft_mean_s": f(result.ttft_mean_s),
-        "ttft_pct_s": f(result.ttft_pct_s),
-        "tpot_mean_s": f(result.tpot_mean_s),
-        "tpot_pct_s": f(result.tpot_pct_s),
-        "e2e_mean_s": f(result.e2e_mean_s),
-        "slo_attainment": f(result.slo_attainment),
-        "concurrency_per_replica": f(result.concurrency),
-        "step_s": f(result.step_s),
-        "output_tokens_per_s": f(result.output_tokens_per_s),
-        "energy_j_per_token": f(result.energy_j_per_token),
-        "message": saturation_message(result),
+    comps = dict(zip(COMPONENTS, map(lambda x: float(np.asarray(x)), step.component_times()), strict=True))
+    out = {k: m[k] for k in _SUMMARY_NUMBERS[:5]}
+    out["saturated"] = bool(m["saturated"])
+    out["utilisation"] = m["utilisation"]
+    out["utilisations"] = {name: m[f"utilisations.{name}"] for name in RESOURCES}
+    out["binding_resource"] = _resource_name(result.binding)
+    out["step_bound_by"] = max(comps, key=comps.get)
+    out.update({k: m[k] for k in _SUMMARY_NUMBERS[5:-1]})
+    out["energy_j_per_token"] = m["serving_energy_j_per_token"]
+    out["message"] = saturation_message(result)
+    return out
+
+
+# ----------------------------------------------------------------------------- served designs
+
+#: the numbers of `summary` (``hwgrad serve --json``), in its order; ``energy_j_per_token``
+#: is `metrics`' ``serving_energy_j_per_token`` (a design's ``energy_j_per_token`` is the
+#: cost model's static batch)
+_SUMMARY_NUMBERS = (
+    "goodput_rps", "throughput_rps", "arrival_rate_rps", "capacity_rps", "rate_margin_rps", "percentile",
+    "ttft_mean_s", "ttft_pct_s", "tpot_mean_s", "tpot_pct_s", "e2e_mean_s", "slo_attainment",
+    "concurrency_per_replica", "step_s", "output_tokens_per_s", "serving_energy_j_per_token",
+)  # fmt: skip
+
+#: metrics of a served design (`design_metrics`; sweep columns, sensitivity rows, co-design
+#: objectives and constraints), named as the keys of ``hwgrad serve --json``; per-resource
+#: utilisations are ``utilisations.<resource>`` (`RESOURCES`), ``ttft_p90_s`` /
+#: ``tpot_p90_s`` alias ``*_pct_s`` (the percentile is ``service.percentile``), the binding
+#: resource is its index in `RESOURCES`, and the cost of the deployment is
+#: ``serving_usd_per_s`` (capex amortised + electricity at the operating point; the
+#: ``serving_chips`` = ``tp x pp x dp`` of each pool) and ``usd_per_million_good_requests`` (per request meeting both SLOs)
+SERVICE_METRICS = (
+    "goodput_rps", "throughput_rps", "arrival_rate_rps", "capacity_rps", "rate_margin_rps", "saturated",
+    "utilisation", *(f"utilisations.{r}" for r in RESOURCES), "binding_resource_index", "percentile",
+    "ttft_mean_s", "ttft_pct_s", "ttft_p90_s", "tpot_mean_s", "tpot_pct_s", "tpot_p90_s", "e2e_mean_s",
+    "slo_attainment", "ttft_ok_fraction", "tpot_ok_fraction", "concurrency_per_replica", "step_s",
+    "output_tokens_per_s", "serving_energy_j_per_token", "serving_chips", "serving_usd_per_s",
+    "usd_per_million_good_requests",
+)  # fmt: skip
+
+#: added by a disaggregated design (a ``prefill`` `Pool`): the keys ``hwgrad serve --prefill-dp``
+#: adds to its JSON, plus the prefill pool's utilisation
+DISAGGREGATED_METRICS = (
+    "prefill_capacity_rps", "decode_capacity_rps", "prefill_utilisation", "kv_transfer_s",
+    "balanced_prefill_fraction",
+)  # fmt: skip
+
+#: the columns a sweep of a served design writes unless told otherwise
+DEFAULT_SERVICE_METRICS = (
+    "goodput_rps", "ttft_pct_s", "tpot_pct_s", "capacity_rps", "rate_margin_rps", "utilisation",
+    "binding_resource_index", "usd_per_million_good_requests",
+)  # fmt: skip
+
+#: the optional roots of a design (`hwgrad.design`) that make it a served design
+DESIGN_ROOTS = ("service", "engine", "prefill")
+
+
+@spec
+class Pool:
+    """The prefill pool of a disaggregated deployment (a design's ``prefill`` root).
+
+    The design's own ``system`` / ``workload`` are then the decode pool; the KV caches cross
+    the decode system's ``scaleout`` network.
+
+    Attributes:
+      system: one prefill replica's chips (``workload.tp * workload.pp``) and network.
+      workload: its parallelism; ``workload.dp`` prefill replicas (the M/G/c servers).
+    """
+
+    system: Any
+    workload: Any
+
+
+def metrics(result: ServiceResult) -> dict:
+    """The `SERVICE_METRICS` of a result that a result alone defines (traceable; flat names).
+
+    Args:
+      result: a `ServiceResult` (batched or not).
+
+    Returns:
+      ``{name: array}`` (no cost metrics: those need the economics, `design_metrics`).
+    """
+    out = {
+        "goodput_rps": result.goodput_rps,
+        "throughput_rps": result.throughput_rps,
+        "arrival_rate_rps": result.arrival_rate_rps,
+        "capacity_rps": result.capacity_rps,
+        "rate_margin_rps": result.rate_margin_rps,
+        "saturated": result.saturated,
+        "utilisation": result.utilisation,
     }
+    util = jnp.asarray(result.utilisations)
+    out.update({f"utilisations.{r}": util[..., i] for i, r in enumerate(RESOURCES)})
+    out.update(
+        binding_resource_index=jnp.asarray(result.binding, dtype=float),
+        percentile=result.percentile,
+        ttft_mean_s=result.ttft_mean_s,
+        ttft_pct_s=result.ttft_pct_s,
+        ttft_p90_s=result.ttft_pct_s,
+        tpot_mean_s=result.tpot_mean_s,
+        tpot_pct_s=result.tpot_pct_s,
+        tpot_p90_s=result.tpot_pct_s,
+        e2e_mean_s=result.e2e_mean_s,
+        slo_attainment=result.slo_attainment,
+        ttft_ok_fraction=result.ttft_ok_fraction,
+        tpot_ok_fraction=result.tpot_ok_fraction,
+        concurrency_per_replica=result.concurrency,
+        step_s=result.step_s,
+        output_tokens_per_s=result.output_tokens_per_s,
+        serving_energy_j_per_token=result.energy_j_per_token,
+    )
+    return out
+
+
+def capex_usd_per_s(system: System, economics, chips=None):
+    """Capital cost of ``chips`` chips of ``system`` (default ``system.n_chips``) amortised per
+    second of service, USD/s.
+
+    The capex of `hwgrad.evaluate` (chips x (price x server multiplier + the extra tiers'
+    capacity x their price per GB)) over ``lifetime_years x utilization``; a test pins it to
+    `hwgrad.evaluate`'s ``usd_per_million_tokens``.
+    """
+    chip = system.chip
+    tiers = memory.stacked_tiers(system)
+    extra_tier_usd = (
+        jnp.sum(tiers.capacity_bytes[1:] / units.GB * tiers.cost_usd_per_gb[1:]) if len(chip.tiers) > 1 else 0.0
+    )
+    n = system.n_chips if chips is None else chips
+    capex = n * (chip.price_usd * economics.server_cost_multiplier + extra_tier_usd)
+    return capex / (economics.lifetime_years * units.YEAR * economics.utilization)
+
+
+def _pool_chips(workload: Workload):
+    """Chips of a pool: ``tp x pp`` per replica, ``dp`` replicas."""
+    return workload.tp * workload.pp * workload.dp
+
+
+def design_metrics(d, options: Options = Options()) -> dict:
+    """`SERVICE_METRICS` (and `DISAGGREGATED_METRICS` with a ``prefill`` pool) of a design
+    mapping with a ``service`` root, evaluated through `evaluate_service` /
+    `evaluate_disaggregated`: the one binding of a served design for sweeps, sensitivities
+    and co-design.
+
+    Args:
+      d: ``{system, model, workload, compression, efficiency, economics, service}`` plus
+        optional ``engine`` (default `Engine`) and ``prefill`` (a `Pool`: disaggregated;
+        the KV caches cross ``system.scaleout``).
+      options: static evaluation options.
+
+    Returns:
+      ``{name: array}``, traceable (jit, vmap, jacfwd).
+    """
+    engine = d.get("engine") or Engine()
+    service, econ = d["service"], d["economics"]
+    system, wl = d["system"], d["workload"]
+    pool = d.get("prefill")
+    # the deployment is tp x pp x dp chips per pool (whatever system.n_chips says: a co-design
+    # varies the replicas through workload.dp alone)
+    chips = _pool_chips(wl)
+    usd_s = capex_usd_per_s(system, econ, chips)
+    if pool is None:
+        res = evaluate_service(system, d["model"], wl, d["compression"], service, engine, d["efficiency"], options)
+        out = metrics(res)
+    else:
+        dis = evaluate_disaggregated(
+            pool.system, pool.workload, system, wl, d["model"], d["compression"], service, system.scaleout,
+            engine, d["efficiency"], options,
+        )  # fmt: skip
+        res = dis.service
+        out = metrics(res)
+        out.update(
+            prefill_capacity_rps=dis.prefill_capacity_rps,
+            decode_capacity_rps=dis.decode_capacity_rps,
+            prefill_utilisation=dis.prefill_utilisation,
+            kv_transfer_s=dis.kv_transfer_s,
+            balanced_prefill_fraction=dis.balanced_prefill_fraction,
+        )
+        usd_s = usd_s + capex_usd_per_s(pool.system, econ, _pool_chips(pool.workload))
+        chips = chips + _pool_chips(pool.workload)
+    power_w = res.energy_j_per_token * res.output_tokens_per_s
+    usd_s = usd_s + power_w * econ.pue / units.KWH * econ.electricity_usd_per_kwh
+    out["serving_chips"] = jnp.asarray(chips, dtype=float)
+    out["serving_usd_per_s"] = usd_s
+    # a design serving nobody within the SLOs costs "a lot" (finite: a co-design objective
+    # must not see inf); 1e-9 req/s is a request every 30 years
+    out["usd_per_million_good_requests"] = usd_s / jnp.maximum(res.goodput_rps, 1e-9) * 1e6
+    return out
 
 
 # ----------------------------------------------------------------------------- command line
+
+
+#: service flags -> (root, field) of the served design
+_SERVICE_FLAGS = {
+    "rate": ("service", "arrival_rate_rps"),
+    "input_cv": ("service", "input_cv"),
+    "output_cv": ("service", "output_cv"),
+    "ttft_slo_s": ("service", "ttft_slo_s"),
+    "tpot_slo_s": ("service", "tpot_slo_s"),
+    "percentile": ("service", "percentile"),
+    "max_batched_tokens": ("engine", "max_batched_tokens"),
+    "max_num_seqs": ("engine", "max_num_seqs"),
+    "spec_alpha": ("engine", "spec_acceptance"),
+    "spec_k": ("engine", "spec_draft_tokens"),
+    "draft_cost_ratio": ("engine", "draft_cost_ratio"),
+    "kv_offload_fraction": ("engine", "kv_offload_fraction"),
+}
+
+
+def add_service_arguments(p) -> None:
+    """The flags of a served design (``hwgrad serve``, ``sweep``, ``sensitivity``; the keys of a
+    sweep file's ``[design]``): ``--rate`` (or a ``[service]`` table in ``--config``) makes a
+    design a served one; the others default to `Service` / `Engine`'s defaults."""
+    g = p.add_argument_group(
+        "service",
+        "serving under a request rate (hwgrad.service): --rate, or a [service] table in the design file, makes "
+        "the design a served one (metrics goodput_rps, ttft_pct_s, tpot_pct_s, ...; lengths default to "
+        "--prompt-len / --output-len); hwgrad serve defaults to 1 req/s",
+    )
+    g.add_argument("--rate", type=float, help="arrival rate, requests/s over the system (serve: default 1)")
+    g.add_argument("--input-cv", type=float, help="coefficient of variation of prompt lengths (default 0)")
+    g.add_argument("--output-cv", type=float, help="coefficient of variation of output lengths (default 0)")
+    g.add_argument("--ttft-slo-s", type=float, help="TTFT SLO, s (default 1)")
+    g.add_argument("--tpot-slo-s", type=float, help="TPOT SLO, s (default 0.05)")
+    g.add_argument("--percentile", type=float, help="SLO percentile in (0, 1) (default 0.9)")
+    g.add_argument("--max-batched-tokens", type=float, help="token budget per step (chunk; default 8192)")
+    g.add_argument("--max-num-seqs", type=float, help="most sequences decoding at once (default 256)")
+    g.add_argument("--spec-alpha", type=float, help="speculative decoding acceptance in [0, 1) (default 0)")
+    g.add_argument("--spec-k", type=float, help="draft tokens per step (default 0 = off)")
+    g.add_argument("--draft-cost-ratio", type=float, help="draft cost per token / target step (default 0)")
+    g.add_argument("--kv-offload-fraction", type=float, help="KV cache share in tier 1 (default 0)")
+    g.add_argument(
+        "--prefill-dp",
+        type=int,
+        help="disaggregate: this many prefill replicas of the decode replicas' shape (--dp decode replicas; the "
+        "KV cache crosses the scale-out network)",
+    )
+
+
+def service_specs(args, base: dict, system: System, workload: Workload, force: bool = False) -> dict:
+    """The ``service`` / ``engine`` / ``prefill`` roots a design gets from the service flags and
+    the design file's ``[service]`` / ``[engine]`` tables (flags win); ``{}`` when neither
+    asks for a service (unless ``force``, as ``hwgrad serve`` does).
+
+    Mean lengths default to the workload's ``prompt_len`` / ``output_len``.
+    """
+    from .config import _override
+
+    svc_t = dict(base.get("service_fields") or {})
+    eng_t = dict(base.get("engine_fields") or {})
+    for flag, (root, field) in _SERVICE_FLAGS.items():
+        v = getattr(args, flag, None)
+        if v is not None:
+            (svc_t if root == "service" else eng_t)[field] = float(v)
+    prefill_dp = getattr(args, "prefill_dp", None)
+    if not (force or svc_t or eng_t or prefill_dp):
+        return {}
+    svc_t.setdefault("input_tokens", float(workload.prompt_len))
+    svc_t.setdefault("output_tokens", float(workload.output_len))
+    out = {
+        "service": _override(Service(), Service, svc_t, "[service]"),
+        "engine": _override(Engine(), Engine, eng_t, "[engine]"),
+    }
+    if prefill_dp is not None and prefill_dp < 0:
+        raise ValueError(f"--prefill-dp = {prefill_dp}: give 0 (aggregated) or a number of prefill replicas")
+    if prefill_dp:
+        per_replica = float(workload.tp) * float(workload.pp)
+        out["prefill"] = Pool(
+            system=replace(system, n_chips=per_replica * prefill_dp),
+            workload=replace(workload, dp=float(prefill_dp)),
+        )
+    return out
+
+
+def validate_design_service(d: dict) -> None:
+    """`validate_service` of a design's ``service`` / ``engine`` roots, and its ``prefill``
+    pool's specs (`hwgrad.validate`); nothing without a service."""
+    if d.get("service") is None:
+        return
+    validate_service(d["service"], d.get("engine") or Engine(), d["system"])
+    pool = d.get("prefill")
+    if pool is not None:
+        from .validate import validate
+
+        if not isinstance(pool, Pool):
+            raise ValueError(f"prefill = {type(pool).__name__}: expected a hwgrad.service.Pool(system, workload)")
+        validate(pool.system, d["model"], pool.workload, d["compression"])
+        if d["system"].scaleout is None:
+            raise ValueError(
+                "system.scaleout = None: disaggregated prefill and decode pools need a network between them; "
+                "give the system a scale-out network (hg.presets.scaleout('ib-ndr'))"
+            )
 
 
 def register_cli(subparsers) -> None:
@@ -958,29 +1235,9 @@ def register_cli(subparsers) -> None:
         "arrivals: --prompt-len / --output-len are the mean lengths, --dp the replicas sharing the rate.",
     )
     add_design_arguments(p)
-    g = p.add_argument_group("service")
-    g.add_argument(
-        "--rate", type=float, default=1.0, help="arrival rate, requests/s over the system (default 1)"
-    )
-    g.add_argument("--input-cv", type=float, default=0.0, help="coefficient of variation of prompt lengths")
-    g.add_argument("--ttft-slo-s", type=float, default=1.0, help="TTFT SLO, s (default 1)")
-    g.add_argument("--tpot-slo-s", type=float, default=0.05, help="TPOT SLO, s (default 0.05)")
-    g.add_argument("--percentile", type=float, default=0.9, help="SLO percentile in (0, 1) (default 0.9)")
-    g.add_argument("--max-batched-tokens", type=float, default=8192.0, help="token budget per step (chunk)")
-    g.add_argument("--max-num-seqs", type=float, default=256.0, help="most sequences decoding at once")
-    g.add_argument("--spec-alpha", type=float, default=0.0, help="speculative decoding acceptance in [0, 1)")
-    g.add_argument("--spec-k", type=float, default=0.0, help="draft tokens per step (0 = off)")
-    g.add_argument("--draft-cost-ratio", type=float, default=0.0, help="draft cost per token / target step")
-    g.add_argument("--kv-offload-fraction", type=float, default=0.0, help="KV cache share in tier 1")
-    g.add_argument(
-        "--prefill-dp",
-        type=int,
-        default=0,
-        help="disaggregate: this many prefill replicas of the same shape (--dp decode replicas; the KV "
-        "cache crosses the scale-out network)",
-    )
+    add_service_arguments(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=_cmd_serve)
+    p.set_defaults(func=_cmd_serve, serve_command=True)
 
 
 def _cmd_serve(args) -> int:
@@ -990,35 +1247,13 @@ def _cmd_serve(args) -> int:
 
     enable_compile_cache()
     d = design_from_args(args)
+    service, engine, pool = d["service"], d["engine"], d.get("prefill")
     wl = d["workload"]
-    service = Service(
-        arrival_rate_rps=args.rate,
-        input_tokens=float(wl.prompt_len),
-        output_tokens=float(wl.output_len),
-        input_cv=args.input_cv,
-        ttft_slo_s=args.ttft_slo_s,
-        tpot_slo_s=args.tpot_slo_s,
-        percentile=args.percentile,
-    )
-    engine = Engine(
-        max_batched_tokens=args.max_batched_tokens,
-        max_num_seqs=args.max_num_seqs,
-        spec_acceptance=args.spec_alpha,
-        spec_draft_tokens=args.spec_k,
-        draft_cost_ratio=args.draft_cost_ratio,
-        kv_offload_fraction=args.kv_offload_fraction,
-    )
-    validate_service(service, engine, d["system"])
-    if args.prefill_dp < 0:
-        raise ValueError(
-            f"--prefill-dp = {args.prefill_dp}: give 0 (aggregated) or a number of prefill replicas"
-        )
-    if args.prefill_dp:
-        pwl = replace(wl, dp=float(args.prefill_dp))
+    if pool is not None:
         fn = jax.jit(evaluate_disaggregated, static_argnames=("options",))
         out = fn(
-            d["system"],
-            pwl,
+            pool.system,
+            pool.workload,
             d["system"],
             wl,
             d["model"],
@@ -1045,10 +1280,11 @@ def _cmd_serve(args) -> int:
     if args.json:
         print(json.dumps(rep, indent=2, allow_nan=False))
         return 0
+    ttft_slo, tpot_slo = float(service.ttft_slo_s), float(service.tpot_slo_s)
     pct = f"p{rep['percentile'] * 100:g}"
     print(
         f"goodput {rep['goodput_rps']:.4g} req/s ({rep['slo_attainment']:.1%} within TTFT {pct} <= "
-        f"{args.ttft_slo_s:g} s and TPOT {pct} <= {args.tpot_slo_s * 1e3:g} ms)"
+        f"{ttft_slo:g} s and TPOT {pct} <= {tpot_slo * 1e3:g} ms)"
     )
     print(
         f"TTFT {pct} {rep['ttft_pct_s']:.3g} s (mean {rep['ttft_mean_s']:.3g} s) | TPOT {pct} "

@@ -20,6 +20,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = [
     "MemoryTier",
@@ -573,6 +574,14 @@ class Stack:
         workspace); it decides how many sequences of a static batch run at once.
       static_power_fraction: DEPRECATED, unused (power is idle + dynamic,
         `hwgrad.power`); kept so old parameter files load.
+      collective_bandwidth_fraction: five numbers, the collective library's implementation: the
+        fraction of the link bandwidth its kernel reaches for each all-reduce algorithm of
+        `hwgrad.network.ALGORITHMS` (ring, tree, in_network, one_shot, two_shot), 0 where
+        the library does not offer the algorithm; default all 1 (every algorithm at link
+        rate: ``ideal``). Named libraries (NCCL, the custom all-reduces of
+        TensorRT-LLM/SGLang and vLLM, ROCm's) are `hwgrad.network.COLLECTIVE_IMPLEMENTATIONS`;
+        each stack preset names its own (`hwgrad.stacks.COLLECTIVE_BY_STACK`). A TOML
+        ``[stack]`` table takes the name: ``collective = "custom+nccl"``.
     """
 
     bandwidth_efficiency: float | jax.Array = 1.0
@@ -585,6 +594,20 @@ class Stack:
     attention_efficiency: float | jax.Array = 1.0
     comm_bits: float | jax.Array = 16.0
     memory_fraction: float | jax.Array = 1.0
+    # a tuple of five numbers (one leaf per algorithm: specs stay comparable and hashable);
+    # None -> all 1, an array of shape (5,) is split into its elements
+    collective_bandwidth_fraction: tuple = None
+
+    def __post_init__(self):
+        f = self.collective_bandwidth_fraction
+        if f is None:
+            f = (1.0,) * 5
+        elif isinstance(f, list):
+            f = tuple(float(x) for x in f)
+        elif not isinstance(f, tuple):  # an array whose last axis is the algorithm
+            f = tuple(float(x) if np.ndim(x) == 0 and isinstance(x, np.ndarray | np.number) else x
+                      for x in (f[..., i] for i in range(5)))  # fmt: skip
+        object.__setattr__(self, "collective_bandwidth_fraction", f)
 
     @staticmethod
     def ideal() -> Stack:

@@ -82,10 +82,56 @@ STACK_FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def stack_family(software: str) -> str:
-    """The stack family of a measurement's ``software`` text (``""`` if not recognised)."""
+#: On AMD parts a CUDA-first engine is its ROCm build (its own kernels and collective
+#: library), whatever the ``software`` text says.
+ROCM_BUILDS = {"vllm": "vllm/rocm", "vllm-0.6": "vllm/rocm", "vllm-0.13": "vllm/rocm",
+               "sglang": "sglang/rocm", "gpt-fast": "gpt-fast/rocm"}  # fmt: skip
+
+
+def stack_family(software: str, hardware_family: str = "") -> str:
+    """The stack family of a measurement's ``software`` text (``""`` if not recognised);
+    with the row's hardware family (`hwgrad.presets.hardware_family`), a CUDA-first engine
+    on an AMD part is its ROCm build (`ROCM_BUILDS`)."""
     text = software.lower()
     for family, needles in STACK_FAMILIES:
         if any(n in text for n in needles):
+            if hardware_family.startswith("amd"):
+                return ROCM_BUILDS.get(family, family)
             return family
     return ""
+
+
+# ----------------------------------------------------------------------------- collective libraries
+
+#: The collective implementation (`hwgrad.network.COLLECTIVE_IMPLEMENTATIONS`) each stack
+#: family runs. TensorRT-LLM, NIM (TensorRT-LLM inside) and SGLang ship the one-/two-shot
+#: custom all-reduce and fall back to NCCL above its size limit; vLLM has its own custom
+#: all-reduce (slower per call, same kernels' bandwidth); the ROCm builds use the ROCm custom
+#: all-reduce + RCCL; gpt-fast and DeepSpeed-MII call torch.distributed (NCCL/RCCL).
+#: llama.cpp splits layers across GPUs (no tensor-parallel all-reduce) and Gaudi's HCCL has
+#: no measured row: both ``ideal`` (every algorithm at link rate). ``default`` (software not
+#: recognised) is plain NCCL; ``tuned`` the best library in the data (custom + NCCL).
+COLLECTIVE_BY_STACK = {
+    "tensorrt-llm": "custom+nccl",
+    "nim": "custom+nccl",
+    "sglang": "custom+nccl",
+    "vllm": "vllm-custom+nccl",
+    "vllm-0.6": "vllm-custom+nccl",
+    "vllm-0.13": "vllm-custom+nccl",
+    "vllm/rocm": "rocm-custom+rccl",
+    "sglang/rocm": "rocm-custom+rccl",
+    "gpt-fast": "nccl",
+    "gpt-fast/rocm": "nccl",
+    "deepspeed-mii": "nccl",
+    "gaudi": "ideal",
+    "llama.cpp/cuda": "ideal",
+    "llama.cpp/metal": "ideal",
+    "default": "nccl",
+    "tuned": "custom+nccl",
+    "ideal": "ideal",
+}
+
+
+def collective_for(stack_name: str) -> str:
+    """The collective implementation a stack preset (or family) runs (``nccl`` if unknown)."""
+    return COLLECTIVE_BY_STACK.get(stack_name, "nccl")

@@ -412,3 +412,35 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert err.count("\n") == 0 and f"{data}:2: column 'value'" in err
     assert main(["validate", str(write(tmp_path, HEADER, GOOD)), "--params", str(tmp_path / "no.toml")]) == 2
     assert "cannot read calibration parameters" in capsys.readouterr().err
+
+
+def test_docs_and_readme_quote_the_shipped_calibration_header():
+    """docs/calibration.md shows the header's summary lines verbatim, and every percentage the
+    README's fidelity paragraph quotes is one of the header's (no hand-typed numbers)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    toml = (root / "hwgrad" / "presets" / "data" / "calibration.toml").read_text(encoding="utf-8")
+    header = [line[2:] for line in toml.splitlines() if line.startswith("# ")]
+    first = next(i for i, line in enumerate(header) if line.startswith("in-sample:"))
+    last = next(i for i, line in enumerate(header) if line.startswith("(CV refits"))
+    block = "\n".join(header[first : last + 1])
+    assert block in (root / "docs" / "calibration.md").read_text(encoding="utf-8")
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    paragraph = readme[readme.index("Model fidelity") : readme.index("With the shipped defaults")]
+    quoted = set(re.findall(r"(\d+\.\d) %", paragraph))
+    in_header = set(re.findall(r"(\d+\.\d)%", block))
+    assert quoted and quoted <= in_header, sorted(quoted - in_header)
+
+
+def test_a_cuda_first_engine_on_an_amd_part_is_its_rocm_build():
+    from hwgrad.stacks import collective_for, stack_family
+
+    assert stack_family("vLLM") == "vllm"
+    assert stack_family("vLLM", "amd-cdna3") == "vllm/rocm"
+    assert stack_family("vLLM 0.13", "amd-cdna3") == "vllm/rocm"
+    assert stack_family("SGLang", "amd-cdna3") == "sglang/rocm"
+    assert stack_family("llama.cpp", "amd-cdna3") == "llama.cpp/cuda"  # no ROCm split in the data
+    assert stack_family("TensorRT-LLM", "nvidia-hopper") == "tensorrt-llm"
+    assert collective_for("vllm/rocm") == "rocm-custom+rccl"

@@ -390,3 +390,40 @@ def test_sensitivity_all_lists_zero_elasticities(capsys):
     code, out, err = run(capsys, *argv, "--all")
     el = json.loads(out)["tpot_s"]["elasticity"]
     assert "economics.pue" in el and el["economics.pue"] == 0
+
+
+def test_codesign_set_and_knob_flags_change_the_base_design(capsys, tmp_path):
+    """`hwgrad codesign --dry-run` shows the base design after the one `--set` layer; nothing compiles."""
+    out = str(tmp_path / "cd")
+    code, text, err = run(capsys, "codesign", "--out", out, "--dry-run", "--hop-latency", "1.5",
+                          "--set", "workload.batch=64", "--set", "system.network.link_bandwidth_bytes_per_s=900GB/s")  # fmt: skip
+    assert code == 0, err
+    assert "batch 64" in text and "hop latency 1.5 us" in text and "links 900 GB/s" in text
+    assert "set: system.network.hop_latency_s = 1.5e-06" in text
+    assert "variable chips (= tp): [1, 64]" in text
+    code, text, _ = run(capsys, "codesign", "--out", out, "--dry-run")
+    assert code == 0 and "hop latency" in text and "set:" not in text
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--set", "system.network.hop_latncy_s=1us"], "did you mean system.network.hop_latency_s"),
+        (["--hbm-bandwidth", "4.8GB"], "unit 'GB' is not TB/s"),
+        (["--set", "workload.batch=-4"], "workload.batch"),
+    ],
+)
+def test_codesign_bad_set_is_one_line(capsys, tmp_path, argv, needle):
+    code, _, err = run(capsys, "codesign", "--out", str(tmp_path / "cd"), "--dry-run", *argv)
+    assert code == 2
+    assert needle in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_codesign_base_design_takes_settings():
+    """`base_design(settings=...)`, which `study_from_dict` builds the problem on, applies `--set`."""
+    from hwgrad.codesign.study import base_design, default_study_dict
+
+    specs = base_design(default_study_dict(), "<default study>", settings=["system.network.hop_latency_s=2us"])
+    assert float(specs["system"].network.hop_latency_s) == pytest.approx(2e-6)
+    assert float(base_design(default_study_dict(), "x")["system"].network.hop_latency_s) != pytest.approx(2e-6)

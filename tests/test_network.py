@@ -456,3 +456,45 @@ def test_low_latency_tree_cuts_decode_communication():
     )
     t_fat = hg.evaluate(fat, m, wl, c, sol)
     assert float(t_fat.tpot_s) > 0.99 * float(t_base.tpot_s)
+
+
+def test_a_stack_runs_its_collective_library():
+    """The stack's library sets which all-reduce algorithms exist and at what fraction of the
+    link: a decode step's communication equals the all-reduce of network.py with those
+    fractions, the custom + NCCL library is slower than the ideal one, and every preset
+    stack names a library of COLLECTIVE_IMPLEMENTATIONS."""
+    m = hg.presets.model("llama-3.1-70b")
+    s = hg.presets.system("mi300x", 8, fitted=False)  # xGMI mesh: no in-switch reduction
+    wl = hg.Workload(batch=32.0, prompt_len=512.0, output_len=16.0, tp=8.0)
+    c = hg.compression("bf16")
+    lib = network.implementation("custom+nccl").fractions
+    ideal = hg.Efficiency.speed_of_light()
+    custom = hg.replace(ideal, collective_bandwidth_fraction=lib)
+    t_ideal = float(hg.decode_step(s, m, wl, c, ideal).communication_s)
+    t_custom = float(hg.decode_step(s, m, wl, c, custom).communication_s)
+    one = float(network.allreduce_s(s.network, 32.0 * 8192 * 2, 8.0, implementation=lib, scaleout=s.scaleout))
+    assert t_custom > t_ideal
+    assert t_custom == pytest.approx(one * float(m.n_layers) * 2, rel=1e-5)
+    # fractions: 0 = not offered; the names of the presets resolve
+    assert lib[IDX["one_shot"]] == 0.30 and lib[IDX["ring"]] == pytest.approx(367.5 / 450.0)
+    assert list(network.implementation("custom-oneshot").fractions[[IDX["ring"], IDX["tree"]]]) == [0, 0]
+    for name in hg.presets.stack_names():
+        f = np.asarray(hg.presets.stack(name).collective_bandwidth_fraction)
+        assert f.shape == (5,) and np.all((f >= 0) & (f <= 1)) and f.max() > 0, name
+
+
+def test_a_stack_table_names_its_collective_library():
+    from hwgrad.calibrated import efficiency_from_mapping
+
+    st = efficiency_from_mapping({"op_overhead_s": 1e-6, "collective": "vllm-custom+nccl"})
+    assert np.allclose(st.collective_bandwidth_fraction, network.implementation("vllm-custom+nccl").fractions)
+    with pytest.raises(ValueError, match=r"collective = 'ncl'.*did you mean nccl"):
+        efficiency_from_mapping({"collective": "ncl"})
+
+
+def test_a_batch_of_stacks_splits_its_fractions_by_algorithm():
+    """A ``(rows, 5)`` array (one library per calibration row) becomes five ``(rows,)``
+    leaves, one per algorithm, not five rows."""
+    st = hg.Stack(collective_bandwidth_fraction=np.arange(10.0).reshape(2, 5))
+    assert [list(np.asarray(x)) for x in st.collective_bandwidth_fraction] == [[0, 5], [1, 6], [2, 7], [3, 8], [4, 9]]
+    assert hg.Stack(collective_bandwidth_fraction=np.full(5, 0.5)) == hg.Stack(collective_bandwidth_fraction=[0.5] * 5)

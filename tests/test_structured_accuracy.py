@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -18,6 +20,8 @@ from hwgrad import accuracy as acc
 from hwgrad import presets, pruning
 
 DATA = Path(acc.__file__).resolve().parent / "presets" / "data"
+ROOT = Path(acc.__file__).resolve().parents[1]
+SCRIPT = ROOT / "experiments" / "fit_structured_pruning.py"
 FIT = json.loads((DATA / acc.STRUCTURED_FIT_FILE).read_text(encoding="utf-8"))
 FRACTION = st.floats(0.0, 0.9, allow_nan=False)
 
@@ -60,7 +64,7 @@ def test_recovery_and_generation_move_the_loss_the_way_the_data_do():
 def test_shipped_constants_reproduce_the_shipped_predictions():
     fit = acc.load_structured_fit()
     rows = FIT["rows"]
-    for line, r in list(rows.items())[::7]:
+    for line, r in list(rows.items())[::5]:
         kw = {"finetuned": r["finetuned"], "generation": r["generation"]}
         kw[{"depth": "depth_method", "width_hidden": "width_method", "mixed": "mixed_method"}[r["kind"]]] = r[
             "family"
@@ -68,8 +72,8 @@ def test_shipped_constants_reproduce_the_shipped_predictions():
         amounts = {k: (r["removed"] if k == r["kind"] else 0.0) for k in acc.STRUCTURED_KINDS}
         s = acc.Structured(amounts["depth"], amounts["width_hidden"], amounts["mixed"], **kw)
         got = float(acc.structured_delta_loss(s, params_b=_params_b(line), fit=fit))
-        if "Alpaca" not in json.dumps(r):
-            assert got == pytest.approx(r["pred_delta_loss"], abs=2e-3), line
+        # pred_delta_loss is the shipped model (reference protocol, no source factor)
+        assert got == pytest.approx(r["pred_delta_loss"], abs=2e-3), line
 
 
 def _params_b(line: str) -> float:
@@ -84,11 +88,47 @@ def _params_b(line: str) -> float:
 def test_fit_quality_on_the_table():
     err = FIT["errors"]
     assert err["train"]["median_abs_err_delta_loss"] <= 0.1
-    assert err["leave_one_source_out"]["median_abs_err_delta_loss"] <= 0.35
+    # issue 19's target (<= 0.15 nats) holds on rows whose every factor another source
+    # measures; all rows include methods only one source has (docs/accuracy.md)
+    assert err["leave_one_source_out_covered"]["median_abs_err_delta_loss"] <= 0.15
+    assert err["leave_one_source_out"]["median_abs_err_delta_loss"] <= 0.2
+    assert err["leave_one_source_out"]["p90_abs_err_delta_loss"] <= 1.5
     assert err["train"]["censored_predicted_collapsed"] == 1.0
+    n = FIT["n_parameters"]
+    assert n["shipped"] == sum(np.size(v) for v in FIT["constants"].values()) == 24
+    # the 128-token factor sits on the README's paired measurement (Δ at 128 / 2048 tokens)
+    assert -0.3 < err["nuisance"]["ctx128_paired_estimate"] < -0.1
+    assert err["nuisance"]["ctx128_log_mult"] == pytest.approx(
+        err["nuisance"]["ctx128_paired_estimate"], abs=0.05
+    )
     # SliceGPT, Llama-2-7B, 25 % slicing: ppl 5.47 -> 7.24 (ln ratio 0.280)
     got = float(_loss(w=0.25, n=6.738))
     assert got == pytest.approx(np.log(7.24 / 5.47), abs=0.12)
+
+
+def test_rows_and_repeated_configurations_are_reported():
+    rows = FIT["rows"].values()
+    uncovered = [r for r in rows if r["uncovered"] and not r["censored"]]
+    assert len(uncovered) == FIT["errors"]["leave_one_source_out_uncovered"]["n_rows"]
+    assert all("loso_pred" in r for r in rows)
+    # the paper and the zlab reproduction of SliceGPT 50 % on Llama-2-7B differ by ~0.2 nats
+    same = {(c["model"], c["family"], c["removed"]): c for c in FIT["same_configuration"]}
+    c = same[("llama-2-7b", "slicegpt", 0.5)]
+    assert c["cross_source"] and 0.15 < c["spread_delta_loss"] < 0.3
+
+
+def test_docs_show_the_shipped_tables():
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), "--markdown"], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    assert out.strip() and out in (ROOT / "docs" / "accuracy.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_shipped_file_equals_the_script_fit():
+    """The script refits (no held-out refits) and compares with the shipped constants."""
+    done = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_quantisation_and_structured_loss_add_before_the_cap():

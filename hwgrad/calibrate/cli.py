@@ -188,7 +188,9 @@ def cmd_calibrate(args) -> int:
         "([hardware.*], read by hwgrad.presets.chip) and serving-stack costs ([stack.*], hwgrad.presets.stack).",
         f"command: hwgrad calibrate {args.data} -o {args.output}"
         + (" --no-priors" if args.no_priors else "")
-        + (" --shared-only" if args.shared_only else ""),
+        + (" --shared-only" if args.shared_only else "")
+        + (f" --steps {args.steps}" if args.steps != FitSettings.steps else "")
+        + (" --no-cv" if args.no_cv else " --fast-cv" if args.fast_cv else ""),
         f"rows: {fitted.summary(False)['rows']} latency/throughput (fitted) + {fitted.summary(True)['rows']} "
         f"energy (predicted from the power physics, not fitted); skipped {len(prepared.skipped)}",
         "fitted (range): "

@@ -22,7 +22,7 @@ import optax
 from .. import presets
 from ..specs import Stack, replace
 from .cases import Case, Engine, Prepared
-from .parameters import BASE_STACK, PARAMETERS, Calibration
+from .parameters import BASE_STACK, PARAMETERS, Calibration, base_stack
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +101,13 @@ class Fitter:
         self.offset_sd = np.asarray([p.offset_sd for p in self.params], np.float32)
         self.prior_sd = np.asarray([p.prior_sd for p in self.params], np.float32)
         self.log_measured = np.log(engine.measured).astype(np.float32)
+        # each row's stack runs its family's collective library (not fitted)
+        self.collective = jnp.asarray(
+            np.stack([base_stack(c.family).collective_bandwidth_fraction for c in engine.cases])
+            if engine.n_rows
+            else np.zeros((0, 5)),
+            jnp.float32,
+        )
         self._run = jax.jit(self._adam)
 
     def row_u(self, theta, deltas):
@@ -120,8 +127,9 @@ class Fitter:
         fixed = {
             f.name: jnp.full((n,), getattr(base, f.name), jnp.float32)
             for f in dataclasses.fields(Stack)
-            if f.name not in stack_values
+            if f.name not in stack_values and f.name != "collective_bandwidth_fraction"
         }
+        fixed["collective_bandwidth_fraction"] = self.collective
         return Stack(**stack_values, **fixed), chip_values
 
     def loss(self, params, weights, specs):
@@ -208,14 +216,14 @@ class Fitter:
         for fam in sorted(families):
             line = presets.hardware_line(fam)
             hardware[fam] = values(theta + offset("hw_line", line) + offset("hw_family", fam), "chip")
-        stacks = {"default": replace(BASE_STACK, **values(theta, "stack"))}
+        stacks = {"default": replace(base_stack("default"), **values(theta, "stack"))}
         rows_per_stack: dict[str, int] = {}
         for c, w in zip(self.engine.cases, weights, strict=True):
             if w > 0 and c.family:
                 rows_per_stack[c.family] = rows_per_stack.get(c.family, 0) + 1
         for name in self.members.get("stack", ()):
             if name in rows_per_stack:
-                stacks[name] = replace(BASE_STACK, **values(theta + offset("stack", name), "stack"))
+                stacks[name] = replace(base_stack(name), **values(theta + offset("stack", name), "stack"))
         stacks["tuned"] = _tuned(stacks, rows_per_stack)
         return Calibration(hardware=hardware, stacks=stacks)
 
@@ -240,7 +248,9 @@ def _tuned(stacks: dict[str, Stack], rows: dict[str, int]) -> Stack:
     if not pool:
         return stacks["default"]
     fields = ("op_overhead_s", "step_overhead_s", "collective_overhead_s")
-    return replace(stacks["default"], **{f: min(float(getattr(s, f)) for s in pool) for f in fields})
+    best = {f: min(float(getattr(s, f)) for s in pool) for f in fields}
+    lib = base_stack("tuned").collective_bandwidth_fraction
+    return replace(stacks["default"], **best, collective_bandwidth_fraction=lib)
 
 
 def fit(

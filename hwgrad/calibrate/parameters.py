@@ -35,10 +35,14 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import presets
+from ..calibrated import efficiency_from_mapping
+from ..network import COLLECTIVE_IMPLEMENTATIONS
+from ..network import implementation as collective_implementation
 from ..specs import Stack
-from ..stacks import stack_family
+from ..stacks import collective_for, stack_family
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,6 +205,13 @@ PARAM_BY_KEY = {p.key: p for p in PARAMETERS}
 BASE_STACK = Stack(memory_fraction=0.9)
 
 
+def base_stack(family: str) -> Stack:
+    """`BASE_STACK` with the collective library of the stack family ``family``
+    (`hwgrad.stacks.COLLECTIVE_BY_STACK`; ``""``: an unrecognised stack, ``default``)."""
+    fractions = collective_implementation(collective_for(family or "default")).fractions
+    return dataclasses.replace(BASE_STACK, collective_bandwidth_fraction=fractions)
+
+
 def software_family(software: str) -> str:
     """The serving-stack family of a ``software`` cell (``""`` if not recognised)."""
     return stack_family(software)
@@ -251,7 +262,20 @@ def _fmt_value(x: float) -> str:
     return repr(float(f"{x:.6g}"))
 
 
-_STACK_FIELDS = tuple(f.name for f in dataclasses.fields(Stack) if f.name != "static_power_fraction")
+_STACK_FIELDS = tuple(
+    f.name
+    for f in dataclasses.fields(Stack)
+    if f.name not in ("static_power_fraction", "collective_bandwidth_fraction")
+)
+
+
+def _collective_line(st: Stack) -> str:
+    """The stack's collective library by name when it is a named one, else its fractions."""
+    mine = np.asarray(st.collective_bandwidth_fraction, dtype=float)
+    for name, impl in COLLECTIVE_IMPLEMENTATIONS.items():
+        if np.allclose(impl.fractions, mine, rtol=0, atol=1e-9):
+            return f'collective = "{name}"'
+    return "collective_bandwidth_fraction = [" + ", ".join(_fmt_value(x) for x in mine) + "]"
 
 
 def write_calibration(path: str | Path, calibration: Calibration, header: Sequence[str] = ()) -> None:
@@ -263,6 +287,7 @@ def write_calibration(path: str | Path, calibration: Calibration, header: Sequen
         lines += ["", f'[hardware."{key}"]'] + [f"{k} = {_fmt_value(v)}" for k, v in values.items()]
     for name, st in sorted(calibration.stacks.items()):
         lines += ["", f'[stack."{name}"]'] + [f"{f} = {_fmt_value(getattr(st, f))}" for f in _STACK_FIELDS]
+        lines.append(_collective_line(st))
     Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -290,12 +315,7 @@ def load_calibration(path: str | Path) -> Calibration:
     for name, values in doc.get("stack", {}).items():
         if not isinstance(values, dict):
             raise ValueError(f"{path}: [stack.{name}] must be a table of numbers")
-        bad = sorted(set(values) - set(_STACK_FIELDS) - {"static_power_fraction"})
-        if bad:
-            raise ValueError(
-                f"{path}: [stack.{name}] has unknown field(s) {bad}; known: {list(_STACK_FIELDS)}"
-            )
-        stacks[name] = Stack(**{k: _number(v, f"{path} [stack.{name}] {k}") for k, v in values.items()})
+        stacks[name] = efficiency_from_mapping(values, where=f"{path} [stack.{name}]")
     if not hardware and not stacks:
         raise ValueError(f"{path}: no [hardware.*] or [stack.*] tables: not a calibration file")
     return Calibration(hardware=hardware, stacks=stacks)

@@ -73,6 +73,7 @@ from .rounding import Design as Design
 from .rounding import fix_discrete as fix_discrete
 from .rounding import round_and_repair as round_and_repair
 from .study import Study as Study
+from .study import base_design as base_design
 from .study import default_study as default_study
 from .study import default_study_dict as default_study_dict
 from .study import load_study as load_study
@@ -116,6 +117,9 @@ __all__ = [
     "cma_es",
     "gradient_cost_in_forwards",
     "default_study",
+    "default_study_dict",
+    "study_from_dict",
+    "base_design",
     "load_study",
     "run_study",
     "register_cli",

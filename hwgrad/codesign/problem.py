@@ -325,6 +325,11 @@ class Problem:
         )
         if self.technology is not None:
             m.update(self.technology.metrics(specs, self.technology_constants))
+        if specs.get("service") is not None:
+            # a served design: goodput, TTFT/TPOT percentiles, ... (hwgrad.service.design_metrics)
+            from ..service import design_metrics
+
+            m.update(design_metrics(specs, options))
         for con in self.constraints:
             if con.metric.startswith(SPEC_ROOTS):
                 m[con.metric] = get_path(specs, con.metric)

@@ -113,6 +113,43 @@ def _base_specs(base: dict, where: str) -> dict:
     )
 
 
+def _served_specs(doc: dict, specs: dict, where: str, text: str | None) -> dict:
+    """A served design's roots from ``[service]`` (`hwgrad.service.Service` fields; lengths
+    default to ``[base]``'s), ``[engine]`` (`hwgrad.service.Engine`) and ``[prefill]``
+    (disaggregated: ``hardware`` (default ``[base]``'s chip), ``tp``, ``pp``, ``dp`` of the
+    prefill pool; ``[base]`` is then the decode pool)."""
+    from .. import config
+    from ..service import Engine, Pool, Service, validate_design_service
+
+    if not any(k in doc for k in ("service", "engine", "prefill")):
+        return {}
+    if "service" not in doc:
+        raise ValueError(f"{where}: [engine] / [prefill] need a [service] table (arrival_rate_rps, SLOs)")
+    wl = specs["workload"]
+    out = {}
+    try:
+        svc_t = dict(doc["service"])
+        svc_t.setdefault("input_tokens", float(wl.prompt_len))
+        svc_t.setdefault("output_tokens", float(wl.output_len))
+        out["service"] = config._override(Service(), Service, svc_t, f"{where}: [service]")
+        out["engine"] = config._override(Engine(), Engine, dict(doc.get("engine", {})), f"{where}: [engine]")
+        if "prefill" in doc:
+            pt = dict(doc["prefill"])
+            bad = set(pt) - {"hardware", "tp", "pp", "dp"}
+            if bad:
+                raise ValueError(f"[prefill] unknown field(s) {sorted(bad)}; known: hardware, tp, pp, dp")
+            n = {k: float(pt.get(k, 1.0)) for k in ("tp", "pp", "dp")}
+            hw = pt.get("hardware")
+            system = presets.system(hw, int(n["tp"] * n["pp"] * n["dp"])) if hw else dataclasses.replace(
+                specs["system"], n_chips=n["tp"] * n["pp"] * n["dp"]
+            )
+            out["prefill"] = Pool(system=system, workload=dataclasses.replace(wl, **n))
+        validate_design_service({**specs, **out})
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    return out
+
+
 def default_study_dict() -> dict:
     """The built-in study (see ``docs/codesign.md``) as the dict a study file parses to."""
     return {
@@ -144,11 +181,13 @@ def default_study_dict() -> dict:
         "technology": {"memory": "hbm3e", "process": "tsmc_n5", "link": "nvlink4-h100"},
         "variables": [
             # 1-12 stacks (B200 carries 8 HBM3e stacks; 12 is an upper bound, not a product)
-            {"path": "technology.memory_stacks", "min": 1, "max": 12},
+            # whole stacks and links: a design with 1.5 stacks cannot be built (relaxed during
+            # the descent, rounded and repaired at the end)
+            {"path": "technology.memory_stacks", "min": 1, "max": 12, "integer": True},
             # up to the reticle limit, 26 x 33 mm = 858 mm^2 (economics.csv die_area_b200_per_die high)
             {"path": "technology.logic_die_area_mm2", "min": 100, "max": 858},
             # NVLink4 links per chip: H100 has 18 (interconnect.csv nvlink4-h100 n_links)
-            {"path": "technology.links", "min": 1, "max": 18},
+            {"path": "technology.links", "min": 1, "max": 18, "integer": True},
             {"path": "system.network.endpoint_overhead_s", "min": 0.5e-6, "max": 5e-6},
             {
                 "path": ["system.n_chips", "workload.tp"],
@@ -175,9 +214,10 @@ def default_study_dict() -> dict:
     }
 
 
-def default_study(stack: str | None = None) -> Study:
-    """The built-in study; ``stack``: a serving-stack preset (``hwgrad.presets.stack_names()``)."""
-    return study_from_dict(default_study_dict(), "<default study>", stack=stack)
+def default_study(stack: str | None = None, settings=()) -> Study:
+    """The built-in study; ``stack``: a serving-stack preset (``hwgrad.presets.stack_names()``);
+    ``settings``: changes to its base design (see `study_from_dict`)."""
+    return study_from_dict(default_study_dict(), "<default study>", stack=stack, settings=settings)
 
 
 def _line_of(text: str | None, needle: str, occurrence: int = 0) -> str:
@@ -192,13 +232,42 @@ def _line_of(text: str | None, needle: str, occurrence: int = 0) -> str:
     return ""
 
 
-def study_from_dict(
-    doc: dict, where: str, text: str | None = None, root: Path | None = None, stack: str | None = None
-) -> Study:
-    """Build a `Study` from a parsed study file (errors name the table, field and line).
+def base_design(
+    doc: dict,
+    where: str,
+    text: str | None = None,
+    root: Path | None = None,
+    stack: str | None = None,
+    settings=(),
+) -> dict:
+    """The base design of a parsed study file: its ``[base]`` table, then ``settings``.
 
-    ``stack`` overrides ``[base] stack`` (a serving-stack preset name)."""
-    known = {"study", "base", "variables", "constraints", "accuracy", "price_model", "pareto", "technology"}
+    Args:
+      doc: the parsed study file (`default_study_dict` for the built-in study).
+      where: the file name, for errors.
+      text: the file's text, for line numbers in errors.
+      root: the directory a relative ``[base] design`` file is read from.
+      stack: overrides ``[base] stack`` (a serving-stack preset name).
+      settings: ``(path, value)`` pairs or ``"PATH=VALUE"`` strings set on the base design
+        through the one ``--set`` implementation ([`hwgrad.cli.apply_assignments`][hwgrad.cli.apply_assignments];
+        ``hwgrad codesign --set``, ``--hbm-bandwidth``, ...), in SI units. With a ``[technology]``
+        table the chip's memory, FLOPS, power and links are derived from the technology, which
+        is calibrated on this base chip: setting them moves the starting design.
+
+    Returns:
+      The specs (``system``, ``model``, ``workload``, ``compression``, ``efficiency``,
+      ``economics``; ``service``, ``engine`` and ``prefill`` from the ``[service]``,
+      ``[engine]`` and ``[prefill]`` tables of a served design); ``efficiency`` and
+      ``economics`` may be ``None`` (the defaults) when no setting names them.
+
+    Raises:
+      ValueError: an unknown ``[base]`` field or setting path (with suggestions), or a base
+        design that fails validation.
+    """
+    known = {
+        "study", "base", "variables", "constraints", "accuracy", "price_model", "pareto", "technology",
+        "service", "engine", "prefill",
+    }  # fmt: skip
     for key in doc:
         if key not in known:
             raise ValueError(
@@ -210,6 +279,41 @@ def study_from_dict(
     if "design" in base and root is not None:
         base["design"] = str((root / base["design"]).resolve())
     specs = _base_specs(base, where)
+    # a served design's roots join before the settings, so --set service.arrival_rate_rps works
+    specs.update(_served_specs(doc, specs, where, text))
+    settings = list(settings)
+    if settings:
+        from ..calibrated import calibrated_efficiency
+        from ..cli import apply_assignments
+        from ..design import ROOTS
+        from ..service import validate_design_service
+        from ..validate import validate
+
+        if specs["efficiency"] is None:
+            specs["efficiency"] = calibrated_efficiency()
+        if specs["economics"] is None:
+            specs["economics"] = presets.default_economics()
+        specs = apply_assignments(specs, settings)
+        validate(**{k: specs[k] for k in ROOTS})
+        validate_design_service(specs)
+    return specs
+
+
+def study_from_dict(
+    doc: dict,
+    where: str,
+    text: str | None = None,
+    root: Path | None = None,
+    stack: str | None = None,
+    settings=(),
+) -> Study:
+    """Build a `Study` from a parsed study file (errors name the table, field and line).
+
+    ``stack`` overrides ``[base] stack`` (a serving-stack preset name); ``settings``
+    (``(path, value)`` pairs or ``"PATH=VALUE"`` strings) change the base design (see
+    `base_design`)."""
+    base = dict(doc.get("base", {}))
+    specs = base_design(doc, where, text, root, stack, settings)
     model = specs["model"]
     variables = []
     var_keys = {"path", "min", "max", "scale", "values", "integer", "per_layer", "name", "divisor_of"}
@@ -353,8 +457,16 @@ def study_from_dict(
     return Study(problem=problem, **kw)
 
 
-def load_study(path: str | os.PathLike, stack: str | None = None) -> Study:
-    """Parse a TOML study file (see ``docs/codesign.md``)."""
+def load_study(path: str | os.PathLike, stack: str | None = None, settings=()) -> Study:
+    """Parse a TOML study file (see ``docs/codesign.md``); ``stack`` and ``settings`` as in
+    `study_from_dict`."""
+    doc, text = read_study_file(path)
+    path = Path(path)
+    return study_from_dict(doc, str(path), text, path.parent, stack=stack, settings=settings)
+
+
+def read_study_file(path: str | os.PathLike) -> tuple[dict, str]:
+    """``(parsed TOML, text)`` of a study file; one-line errors for unreadable or invalid files."""
     import tomllib
 
     path = Path(path)
@@ -366,4 +478,4 @@ def load_study(path: str | os.PathLike, stack: str | None = None) -> Study:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML ({exc})") from None
-    return study_from_dict(doc, str(path), text, path.parent, stack=stack)
+    return doc, text

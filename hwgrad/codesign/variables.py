@@ -12,9 +12,14 @@ import numpy as np
 
 from .. import counts
 from .. import paths as _paths
+from ..service import DISAGGREGATED_METRICS, SERVICE_METRICS
 from ..specs import Options
 
-SPEC_ROOTS = ("system", "model", "workload", "compression", "efficiency", "economics", "technology")
+SPEC_ROOTS = (
+    "system", "model", "workload", "compression", "efficiency", "economics", "technology",
+    # a served design (hwgrad.service): its request stream, engine and disaggregated prefill pool
+    "service", "engine", "prefill",
+)  # fmt: skip
 SCALES = ("log", "logit", "linear")
 LOGIT_EPS = 1e-4
 HARD = Options(roofline="hard")
@@ -29,6 +34,16 @@ OBJECTIVES = {
     "gco2e_per_token": 1.0,
     "tokens_per_s_per_chip": -1.0,
     "tokens_per_s": -1.0,
+    # a served design ([service] in a study; hwgrad.service.SERVICE_METRICS)
+    "goodput_rps": -1.0,
+    "usd_per_million_good_requests": 1.0,
+    "ttft_pct_s": 1.0,
+    "tpot_pct_s": 1.0,
+    "ttft_p90_s": 1.0,
+    "tpot_p90_s": 1.0,
+    "capacity_rps": -1.0,
+    "output_tokens_per_s": -1.0,
+    "serving_usd_per_s": 1.0,
 }
 RESULT_SCALARS = (
     "tpot_s",
@@ -61,7 +76,7 @@ DERIVED = (
     "memory_usd",
     "logic_usd",
 )
-METRICS = RESULT_SCALARS + DERIVED
+METRICS = RESULT_SCALARS + DERIVED + SERVICE_METRICS + DISAGGREGATED_METRICS
 
 
 def leaf_paths(specs: dict) -> list[str]:

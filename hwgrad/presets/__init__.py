@@ -529,8 +529,9 @@ def stack(name: str = "tuned") -> Stack:
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
         hint = f"did you mean {', '.join(close)}?" if close else f"use one of {', '.join(known)}"
         raise ValueError(f"unknown stack {name!r}: {hint}")
-    fields = {f.name for f in dataclasses.fields(Stack)}
-    return Stack(**{k: float(v) for k, v in stacks[name].items() if k in fields})
+    from ..calibrated import efficiency_from_mapping
+
+    return efficiency_from_mapping(stacks[name], where=f"calibration.toml [stack.{name}]")
 
 
 def chip_notes(name: str) -> tuple[str, ...]:

@@ -46,7 +46,10 @@ def register_cli(subparsers) -> None:
         "path (SI units, or give the unit: 2TB/s) or a knob flag name in its unit (hbm-bandwidth=2:10:5 in TB/s, "
         "hop-latency=0.5:5:4 in us); repeatable; the design point comes from the flags below",
     )
-    p.add_argument("--metric", action="append", metavar="NAME", help="inline sweeps: metric(s) to write (default: all)")
+    p.add_argument(
+        "--metric", action="append", metavar="NAME",
+        help="inline sweeps: metric(s) to write (default: the headline metrics; with --rate the service's first)",
+    )  # fmt: skip
     p.add_argument("--out", metavar="FILE", help="output .csv or .parquet (default: [sweep].out)")
     p.add_argument(
         "--resume", action="store_true", help="continue an interrupted sweep (finished chunks are kept)"
@@ -80,6 +83,9 @@ def register_cli(subparsers) -> None:
         "--distributed", action="store_true", help="jax.distributed.initialize() with cluster auto-detection"
     )
     add_design_arguments(p, config=False)
+    from ..service import add_service_arguments
+
+    add_service_arguments(p)  # --rate: sweep a served design (goodput_rps, ttft_pct_s, ... columns)
     p.set_defaults(func=cmd_sweep, config_is_design=False)
     from .. import sensitivity
 
@@ -109,14 +115,14 @@ def _init_distributed(args) -> None:
 def _inline_sweep(args) -> dict:
     """The sweep of ``--space`` axes around the design point of the design flags (no file)."""
     from ..cli import design_from_args, parse_axis
-    from ..design import DEFAULT_METRICS
+    from ..design import default_metrics
     from ..specs import Options
     from .spaces import Axis, grid
 
     design = design_from_args(args)
     space = grid(*(Axis(**parse_axis(text)) for text in args.space))
     return dict(
-        design=design, space=space, metrics=tuple(args.metric) if args.metric else DEFAULT_METRICS,
+        design=design, space=space, metrics=tuple(args.metric) if args.metric else default_metrics(design),
         chunk_size=65536, batch_size=512, out=None, out_inside=True, pareto=None, feasible_only=False,
         options=Options(),
     )  # fmt: skip

@@ -5,7 +5,8 @@ arguments, so new values never recompile):
 
     shard_map over the "sweep" mesh axis (all devices, all hosts)
       -> lax.map over batches of ``batch_size`` points  (cache-sized working set)
-        -> vmap of hwgrad.evaluate over one batch
+        -> vmap of hwgrad.evaluate over one batch (`hwgrad.design.evaluate_design`: with
+           the service metrics of a served design)
 
 Each device runs the same per-batch program on the same batch shape whatever the device
 count, so results are identical (bitwise) to a single-device run. Chunks of ``chunk_size``
@@ -28,7 +29,15 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ..design import DEFAULT_METRICS, as_design, design_digest, float_dtype, result_index, set_leaves
+from ..design import (
+    DEFAULT_METRICS,
+    as_design,
+    design_digest,
+    evaluate_design,
+    float_dtype,
+    result_index,
+    set_leaves,
+)
 from ..paths import Index
 from ..specs import Options
 from .pareto import Block, Pareto, feasible_rows, pareto_filter
@@ -89,8 +98,6 @@ class Evaluator:
         batch_size: int = 512,
         gradient: bool = False,
     ):
-        from ..cost import evaluate
-
         self.design = as_design(design)
         self.paths = tuple(paths)
         self.metrics = tuple(metrics)
@@ -110,7 +117,7 @@ class Evaluator:
 
         def point(x):
             d = jax.tree_util.tree_unflatten(treedef, set_leaves(base, targets, x))
-            res = jax.tree_util.tree_leaves(evaluate(**d, options=options))
+            res = jax.tree_util.tree_leaves(evaluate_design(d, options))
             return jnp.stack([jnp.asarray(res[i], self.dtype)[e] for i, e in out_targets])
 
         self.gradient = bool(gradient)

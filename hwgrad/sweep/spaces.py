@@ -277,6 +277,7 @@ def validate_space(d: Mapping, space: Space) -> None:
     sparsity) are checked over the product of their candidates. Whole-number fields must be
     swept with ``integer = true`` (or whole values): a sweep never truncates.
     """
+    from ..service import validate_design_service
     from ..validate import validate
 
     d = as_design(d)
@@ -307,6 +308,7 @@ def validate_space(d: Mapping, space: Space) -> None:
         point = jax.tree_util.tree_unflatten(index.treedef, leaves)
         try:
             validate(*(point[r] for r in ROOTS))
+            validate_design_service(point)
         except ValueError as exc:
             where = ", ".join(f"{space.axes[j].path} = {v:g}" for j, v in assign.items())
             raise ValueError(f"sweep point with {where}: {exc}") from None
