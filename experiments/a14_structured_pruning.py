@@ -14,7 +14,9 @@ activations). Modes:
 
 Each mode runs the co-design optimiser (`hwgrad.codesign.optimize`, augmented-Lagrangian
 Adam) from the base design, then `hwgrad.codesign.round_and_repair` (hard roofline; the same
-feasibility rule as every co-design output).
+feasibility rule as every co-design output). The joint problem contains both single-knob
+problems, so it also starts from their rounded designs (three starts in parallel) and keeps
+the cheapest feasible design among the rounded descents and those two designs.
 
 Which layers to drop is decided by an ASSUMED layer-importance profile
 (`hwgrad.codesign.default_layer_sensitivity`: the first and last layers most sensitive,
@@ -36,6 +38,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import common as c
+import jax.numpy as jnp
 import numpy as np
 
 from hwgrad import accuracy as acc
@@ -103,16 +106,38 @@ def shortgpt_verdict(dropped: list[int], n_layers: int) -> str:
 
 def compute(out_dir: Path, quick: bool = False) -> dict:
     steps = 60 if quick else 400
-    rows, warnings, records = [], [], []
+    rows, warnings, records, designs = [], [], [], {}
     for mode in MODES:
         study = cd.study_from_dict(study_doc(mode), NAME)
         p = study.problem
-        run = cd.optimize(p, steps, 1, lr=study.lr, seed=0, inner_steps=study.inner_steps)
-        d = cd.round_and_repair(p, run.best_values)
+        starts = [p.project(p.z0)]
+        if mode == "joint":
+            # the joint problem contains both single-knob designs: they are two more starts
+            for other in ("quant", "prune"):
+                vals = dict(p.start_values)
+                vals.update({k: jnp.asarray(v) for k, v in designs[other].items() if k in vals})
+                starts.append(p.project(p.to_z(vals)))
+        run = cd.optimize(
+            p,
+            steps,
+            len(starts),
+            lr=study.lr,
+            seed=0,
+            inner_steps=study.inner_steps,
+            z_init=jnp.stack(starts),
+        )
+        # round every start and keep the cheapest feasible design (the same rule as a study)
+        cands = [cd.round_and_repair(p, p.from_z(run.z[i])) for i in range(len(starts))]
+        # ... and the single-knob designs themselves (descent from them may not improve them)
+        cands += [cd.round_and_repair(p, p.from_z(starts[i])) for i in range(1, len(starts))]
+        best = min(range(len(cands)), key=lambda i: (not cands[i].feasible, cands[i].objective))
+        d = cands[best]
+        designs[mode] = d.values
         n = p.n_layers
         gates = np.asarray(d.values.get("compression.layer_keep_gates", np.ones(n)), dtype=float)
         dropped = [int(i) for i in np.flatnonzero(gates < 0.5)]
-        relaxed_gates = np.asarray(run.best_values.get("compression.layer_keep_gates", np.ones(n)))
+        relaxed = p.from_z(run.z[best] if best < len(starts) else starts[best - len(starts) + 1])
+        relaxed_gates = np.asarray(relaxed.get("compression.layer_keep_gates", np.ones(n)))
         if mode != "quant":
             specs, _ = p.specs_at({k: np.asarray(v) for k, v in d.values.items()})
             st = acc.Structured.from_compression(
@@ -135,7 +160,15 @@ def compute(out_dir: Path, quick: bool = False) -> dict:
             "batch": float(d.values["workload.batch"]),
             "memory_stacks": float(d.values["technology.memory_stacks"]),
             "relaxed_gate_sum": float(relaxed_gates.sum()),
-            "gradient_steps": len(run.trajectory),
+            "gradient_steps": steps,
+            "starts": len(starts),
+            "chosen": [
+                "descent from base",
+                "descent from quant",
+                "descent from prune",
+                "quant design",
+                "prune design",
+            ][best],
             "report": d.report,
         }
         rows.append(row)
