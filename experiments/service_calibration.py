@@ -16,9 +16,11 @@ TPOT is compared with the row's value (mean TPOT / inter-token latency); TTFT wi
 TTFT its notes give ("mean TTFT 70.4 ms", "TTFT 406.77 ms"), also with the admission queue a
 closed-loop client builds when the model's engine holds fewer than ``C`` requests
 (``service_ttft_queued``, `_admission_wait_s`). Prints the median and p90
-absolute percentage error of each and writes the per-row table as JSON::
+absolute percentage error of each and writes the per-row table as JSON:
 
-    python experiments/service_calibration.py [--out out/service_calibration.json]
+```
+python experiments/service_calibration.py [--out out/service_calibration.json]
+```
 
 Poisson arrivals are an approximation of a closed-loop client (a new request arrives when
 one finishes), so TTFT queueing is the part to read with care.

@@ -599,6 +599,26 @@ def capacity_used_bytes(system: System, model: Model, workload: Workload, compre
     return memory.resident_bytes(model, compression, workload) @ memory.class_fractions(system)
 
 
+# ----------------------------------------------------------------------------- cost of ownership
+
+
+def capex_usd(system: System, economics: Economics, chips=None):
+    """Capital cost of ``chips`` chips of ``system`` (default ``system.n_chips``), USD: each
+    chip's price x the server multiplier + the capacity of its extra tiers x their price per GB."""
+    chip = system.chip
+    tiers = memory.stacked_tiers(system)
+    extra_tier_usd = (
+        jnp.sum(tiers.capacity_bytes[1:] / units.GB * tiers.cost_usd_per_gb[1:]) if len(chip.tiers) > 1 else 0.0
+    )
+    n = system.n_chips if chips is None else chips
+    return n * (chip.price_usd * economics.server_cost_multiplier + extra_tier_usd)
+
+
+def served_seconds(economics: Economics):
+    """Seconds of service over the lifetime: ``lifetime_years x utilization``."""
+    return economics.lifetime_years * units.YEAR * economics.utilization
+
+
 # ----------------------------------------------------------------------------- the whole request
 
 
@@ -645,14 +665,8 @@ def evaluate(
     # cost: capex amortised over the lifetime + electricity at the facility PUE
     chip = system.chip
     tiers = memory.stacked_tiers(system)
-    extra_tier_usd = (
-        jnp.sum(tiers.capacity_bytes[1:] / units.GB * tiers.cost_usd_per_gb[1:])
-        if len(chip.tiers) > 1
-        else 0.0
-    )
-    capex = chips * (chip.price_usd * economics.server_cost_multiplier + extra_tier_usd)
-    lifetime_s = economics.lifetime_years * units.YEAR
-    served_s = lifetime_s * economics.utilization
+    capex = capex_usd(system, economics)
+    served_s = served_seconds(economics)
     energy_kwh_per_token = energy_per_token * economics.pue / units.KWH
     usd_per_token = (
         capex / (served_s * tokens_per_s) + energy_kwh_per_token * economics.electricity_usd_per_kwh

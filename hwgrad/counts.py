@@ -259,6 +259,25 @@ def _expected_max(mean, var, skew, rho, p, upper, lower, discrete):
     return jnp.where((p > 1.0) & (var_eff > 0), value, mean)
 
 
+def _busiest_rank_load_if_moe(n_experts, top_k, n_tokens, ep):
+    """`ep_busiest_rank_load`, skipped at run time for a dense model (``E == 0``: both
+    loads are 0). A `jax.lax.cond` on the expert count: under ``vmap`` over designs of one
+    model the predicate is not batched and stays a branch, so dense models do not pay the
+    order statistics (measured: 92 % of a dense 70B evaluate's gradient time, 49.8 -> 3.8 us
+    per point); a batched or non-scalar count falls back to evaluating them (exact zeros
+    for the dense rows either way)."""
+    e = jnp.asarray(n_experts)
+    zeros = jnp.zeros(jnp.broadcast_shapes(jnp.shape(n_tokens), jnp.shape(top_k), e.shape, jnp.shape(ep)))
+    if e.ndim != 0:
+        return ep_busiest_rank_load(n_experts, top_k, n_tokens, ep)
+    args = tuple(jnp.broadcast_to(jnp.asarray(x, dtype=zeros.dtype), zeros.shape) for x in (top_k, n_tokens, ep))
+
+    def moe(k, t, p):
+        return tuple(jnp.broadcast_to(v, zeros.shape) for v in ep_busiest_rank_load(e, k, t, p))
+
+    return jax.lax.cond(e > 0, moe, lambda k, t, p: (zeros, zeros), *args)
+
+
 def ep_busiest_rank_load(n_experts, top_k, n_tokens, ep):
     """Expected load of the busiest of ``ep`` expert-parallel ranks under top-``k`` routing.
 
@@ -632,7 +651,7 @@ def forward_counts(
     n_mat = _ffn_matrices(m)
     k_act = m.n_experts_active
     chips_per_rank = tp / ep
-    experts_busy, pairs_busy = ep_busiest_rank_load(m.n_experts, k_act, tokens, ep)
+    experts_busy, pairs_busy = _busiest_rank_load_if_moe(m.n_experts, k_act, tokens, ep)
     experts_mean = expected_distinct_experts(m.n_experts, k_act, tokens) / ep
     pairs_mean = tokens * k_act / ep
     non_routed = m.n_shared_experts * p_exp + d * m.n_experts

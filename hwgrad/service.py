@@ -92,7 +92,7 @@ import numpy as np
 from jax.scipy.special import ndtr, ndtri
 
 from . import counts, memory, network, pruning, units
-from .cost import COMPONENTS, PassCost, capacity_used_bytes, forward_pass
+from .cost import COMPONENTS, PassCost, capacity_used_bytes, capex_usd, forward_pass, served_seconds
 from .smooth import ceil_st, safe_div
 from .specs import Compression, Model, Network, Options, System, Workload, replace, spec
 from .speculative import expected_tokens_per_step
@@ -1047,18 +1047,10 @@ def capex_usd_per_s(system: System, economics, chips=None):
     """Capital cost of ``chips`` chips of ``system`` (default ``system.n_chips``) amortised per
     second of service, USD/s.
 
-    The capex of `hwgrad.evaluate` (chips x (price x server multiplier + the extra tiers'
-    capacity x their price per GB)) over ``lifetime_years x utilization``; a test pins it to
-    `hwgrad.evaluate`'s ``usd_per_million_tokens``.
+    `hwgrad.cost.capex_usd` (the capex of `hwgrad.evaluate`) over
+    `hwgrad.cost.served_seconds`.
     """
-    chip = system.chip
-    tiers = memory.stacked_tiers(system)
-    extra_tier_usd = (
-        jnp.sum(tiers.capacity_bytes[1:] / units.GB * tiers.cost_usd_per_gb[1:]) if len(chip.tiers) > 1 else 0.0
-    )
-    n = system.n_chips if chips is None else chips
-    capex = n * (chip.price_usd * economics.server_cost_multiplier + extra_tier_usd)
-    return capex / (economics.lifetime_years * units.YEAR * economics.utilization)
+    return capex_usd(system, economics, chips) / served_seconds(economics)
 
 
 def _pool_chips(workload: Workload):

@@ -82,21 +82,11 @@ STACK_FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-#: On AMD parts a CUDA-first engine is its ROCm build (its own kernels and collective
-#: library), whatever the ``software`` text says.
-ROCM_BUILDS = {"vllm": "vllm/rocm", "vllm-0.6": "vllm/rocm", "vllm-0.13": "vllm/rocm",
-               "sglang": "sglang/rocm", "gpt-fast": "gpt-fast/rocm"}  # fmt: skip
-
-
-def stack_family(software: str, hardware_family: str = "") -> str:
-    """The stack family of a measurement's ``software`` text (``""`` if not recognised);
-    with the row's hardware family (`hwgrad.presets.hardware_family`), a CUDA-first engine
-    on an AMD part is its ROCm build (`ROCM_BUILDS`)."""
+def stack_family(software: str) -> str:
+    """The stack family of a measurement's ``software`` text (``""`` if not recognised)."""
     text = software.lower()
     for family, needles in STACK_FAMILIES:
         if any(n in text for n in needles):
-            if hardware_family.startswith("amd"):
-                return ROCM_BUILDS.get(family, family)
             return family
     return ""
 

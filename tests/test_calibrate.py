@@ -432,15 +432,3 @@ def test_docs_and_readme_quote_the_shipped_calibration_header():
     quoted = set(re.findall(r"(\d+\.\d) %", paragraph))
     in_header = set(re.findall(r"(\d+\.\d)%", block))
     assert quoted and quoted <= in_header, sorted(quoted - in_header)
-
-
-def test_a_cuda_first_engine_on_an_amd_part_is_its_rocm_build():
-    from hwgrad.stacks import collective_for, stack_family
-
-    assert stack_family("vLLM") == "vllm"
-    assert stack_family("vLLM", "amd-cdna3") == "vllm/rocm"
-    assert stack_family("vLLM 0.13", "amd-cdna3") == "vllm/rocm"
-    assert stack_family("SGLang", "amd-cdna3") == "sglang/rocm"
-    assert stack_family("llama.cpp", "amd-cdna3") == "llama.cpp/cuda"  # no ROCm split in the data
-    assert stack_family("TensorRT-LLM", "nvidia-hopper") == "tensorrt-llm"
-    assert collective_for("vllm/rocm") == "rocm-custom+rccl"

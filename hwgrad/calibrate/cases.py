@@ -186,8 +186,8 @@ def _prepare_row(row: Measurement) -> Case | str:
                 )
             else:
                 notes.append(f"KV cache holds {fit_n} of {batch} concurrent sequences ({note})")
+    family = stack_family(row.software)
     hw_family = presets.hardware_family(row.hardware)
-    family = stack_family(row.software, hw_family)
     return Case(
         row=row,
         system=system,
