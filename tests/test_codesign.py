@@ -176,11 +176,19 @@ def test_study_file_errors(tmp_path):
 def test_per_layer_bits_enter_cost_as_weighted_mean():
     specs = _specs()
     n = int(specs["model"].n_layers)
-    p = cd.Problem(specs, [cd.Variable("compression.weight_bits", 2.0, 16.0, per_layer=True)])
-    vals = {"compression.weight_bits": jnp.full((n,), 4.0).at[: n // 2].set(8.0)}
-    s, layer = p.specs_at(vals)
+    gates = cd.Variable("compression.layer_keep_gates", 0.0, 1.0, "linear", values=(0, 1), per_layer=True)
+    p = cd.Problem(specs, [cd.Variable("compression.weight_bits", 2.0, 16.0, per_layer=True), gates])
+    assert p.dim == 2 * n
+    assert np.all(np.asarray(p.start_values["compression.layer_keep_gates"]) == 1.0)  # keep all
+    bits = jnp.full((n,), 4.0).at[: n // 2].set(8.0)
+    s, layer = p.specs_at({"compression.weight_bits": bits, "compression.layer_keep_gates": jnp.ones(n)})
     assert math.isclose(float(s["compression"].weight_bits), 6.0, rel_tol=1e-5)
     assert layer["weight_bits"].shape == (n,)
+    # dropping the 8-bit half: the weights that remain are all 4-bit; the model has n/2 layers
+    g = jnp.ones(n).at[: n // 2].set(0.0)
+    s, layer = p.specs_at({"compression.weight_bits": bits, "compression.layer_keep_gates": g})
+    assert math.isclose(float(s["compression"].weight_bits), 4.0, rel_tol=1e-5)
+    assert float(jnp.sum(s["compression"].layer_keep_gates)) == n / 2
 
 
 def test_black_box_baselines_count_evaluations():
@@ -201,3 +209,50 @@ def test_default_study_short_run_is_feasible(tmp_path):
     assert res["design"].objective < res["start"].objective
     for name in ("report.md", "trajectory.csv", "pareto.csv", "codesign.png", "checkpoint.npz"):
         assert (tmp_path / name).exists()
+
+
+def _bits_and_x(m, values):
+    """tpot = b + 1/x (cheaper with larger x), power = b x <= 10, delta_ppl = 10 / b <= 2."""
+    b, x = values["compression.weight_bits"], values["workload.microbatches"]
+    return {"tpot_s": b + 1.0 / x, "power_w": b * x, "delta_ppl": 10.0 / b}
+
+
+def test_rounding_repairs_continuous_variables():
+    # relaxed b = 5.2, x = 1.9; b rounds to 6 (nearest in log space; 4 misses delta_ppl), so
+    # b x = 11.4 > 10: only the continuous x can repair it, down to x = 10 / 6
+    bits = cd.Variable("compression.weight_bits", 2.0, 8.0, values=(2, 3, 4, 6, 8))
+    x = cd.Variable("workload.microbatches", 0.5, 20.0)
+    cons = [cd.Constraint("power_w", upper=10.0), cd.Constraint("delta_ppl", upper=2.0)]
+    p = _toy(_bits_and_x, [bits, x], cons)
+    relaxed = {"compression.weight_bits": jnp.asarray(5.2), "workload.microbatches": jnp.asarray(1.9)}
+    kept = cd.round_and_repair(p, relaxed, continuous_steps=0)
+    assert not kept.feasible and float(kept.values["workload.microbatches"]) == pytest.approx(1.9, rel=1e-5)
+    d = cd.round_and_repair(p, relaxed)
+    assert d.feasible and d.continuous_repair_steps >= 1
+    assert float(d.values["compression.weight_bits"]) == 6.0
+    xr = float(d.values["workload.microbatches"])
+    assert 10.0 / 6.0 * 0.98 < xr <= 10.0 / 6.0 * (1 + p.feasibility_rtol)
+    # evaluating a rounded design as it is (max_passes = 0, as fronts and reports do) repairs nothing
+    assert not cd.round_and_repair(p, relaxed, max_passes=0).feasible
+
+
+@pytest.mark.slow
+def test_rounding_repairs_continuous_variables_on_the_model():
+    # Llama-3.1-8B on 8x H100: bits can only round to 16 (one allowed level), which makes TPOT
+    # 3 % over its budget; the repair lowers the (continuous) batch until TPOT fits
+    specs = _specs()
+    specs["workload"] = hg.Workload(batch=128.0, prompt_len=2048.0, output_len=64.0, tp=8.0)
+    variables = [
+        cd.Variable("compression.weight_bits", 12.0, 16.0, values=(16,)),
+        cd.Variable("workload.batch", 1.0, 256.0),
+    ]
+    p = cd.Problem(specs, variables, "usd_per_million_tokens", [cd.Constraint("tpot_s", upper=1.0)])
+    start = {"compression.weight_bits": jnp.asarray(16.0), "workload.batch": jnp.asarray(128.0)}
+    d0 = cd.round_and_repair(p, start, continuous_steps=0)
+    limit = 0.97 * float(d0.metrics["tpot_s"])
+    assert not cd.round_and_repair(p, start, [limit], continuous_steps=0).feasible
+    d = cd.round_and_repair(p, start, [limit])
+    assert d.feasible and d.continuous_repair_steps >= 1
+    assert float(d.values["workload.batch"]) < 128.0
+    assert float(d.metrics["tpot_s"]) <= limit * (1 + p.feasibility_rtol)
+    assert d.objective >= d0.objective  # a smaller batch costs more per token

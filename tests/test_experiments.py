@@ -147,6 +147,18 @@ def test_codesign_front_and_convergence(out):
         assert best[f"best $/M tokens, {method}"] < 1.55
 
 
+@pytest.mark.slow  # three co-design problems (80 keep gates + bits + hardware): minutes
+def test_structured_pruning_study(out):
+    s = run("a14_structured_pruning", out)
+    rows = {r["mode"]: r for r in s["rows"]}
+    assert set(rows) == {"quant", "prune", "joint"}
+    for r in rows.values():  # every mode ends on a buildable design within both budgets
+        assert r["feasible"] and r["delta_loss_nats"] <= s["budget_nats"] * 1.001
+        assert r["tpot_ms"] <= 30.0 * 1.001
+    assert rows["quant"]["layers_kept"] == 80 and rows["prune"]["weight_bits"] == 16.0
+    assert s["shortgpt_verdict"]
+
+
 def test_iso_slo_picks_the_cheapest_point_within_budget():
     c = importlib.import_module("common")
     rows = [

@@ -19,13 +19,15 @@ limits; mirrored for lower limits), so every term is dimensionless and of order 
 
 Discrete variables (a set of values such as bits in {2, 3, 4, 6, 8, 16}, integers, TP degrees
 dividing the head count) are relaxed to their interval during descent, then rounded to the
-nearest allowed value and repaired by a greedy one-step neighbourhood search, and the final
-design is re-evaluated with the hard roofline (``Options(roofline="hard")``).
+nearest allowed value and repaired by a greedy one-step neighbourhood search (and, if still
+infeasible, by projected-gradient steps on the continuous variables with the integers fixed),
+and the final design is re-evaluated with the hard roofline (``Options(roofline="hard")``).
 
 Per-layer mixed precision: a variable with ``per_layer=True`` holds one value per layer. The
 accuracy model (`hwgrad.accuracy`) sees the whole vector with a layer-sensitivity
 profile; the cost model, which has scalar bits, sees the parameter-weighted mean stored bits
-(exact for bytes moved and held, since every layer is read once per token).
+(exact for bytes moved and held, since every layer is read once per token). Per-layer keep
+gates (``compression.layer_keep_gates``, in [0, 1], rounded to {0, 1}) prune whole layers.
 
 Starts run in parallel under ``vmap``; Pareto fronts are a ``vmap`` over budgets. Random
 search and CMA-ES on the same problem (`random_search`, `cma_es`) count model
@@ -51,6 +53,7 @@ References:
 from __future__ import annotations
 
 from .baselines import cma_es as cma_es
+from .baselines import gradient_cost_in_forwards as gradient_cost_in_forwards
 from .baselines import random_search as random_search
 from .cli import cmd_codesign as cmd_codesign
 from .cli import register_cli as register_cli
@@ -112,6 +115,7 @@ __all__ = [
     "pareto",
     "random_search",
     "cma_es",
+    "gradient_cost_in_forwards",
     "default_study",
     "default_study_dict",
     "study_from_dict",

@@ -116,6 +116,11 @@ class Problem:
             start, self.technology_constants = technology.calibrate(specs)
             specs["technology"] = start
         self.technology = technology
+        gates_path = "compression.layer_keep_gates"
+        if any(gates_path in v.paths for v in variables) and specs["compression"].layer_keep_gates is None:
+            # per-layer keep gates as design variables start from "keep every layer"
+            n = int(float(specs["model"].n_layers))
+            specs["compression"] = dataclasses.replace(specs["compression"], layer_keep_gates=np.ones(n))
         self.specs = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=float), specs)
         self.variables = tuple(variables)
         if not self.variables:
@@ -240,6 +245,13 @@ class Problem:
             bits = layer.get("compression.weight_bits", jnp.full(self.n_layers, c.weight_bits))
             sp = layer.get("compression.sparsity", jnp.full(self.n_layers, c.sparsity))
             kv = layer.get("compression.kv_bits", jnp.full(self.n_layers, c.kv_bits))
+            gates = layer.get("compression.layer_keep_gates")
+            kv_w = jnp.full(self.n_layers, 1.0 / self.n_layers)
+            if gates is not None:
+                # the means run over the layers kept (a dropped layer stores no weights or KV)
+                w = w * gates / jnp.maximum(jnp.sum(w * gates), 1e-9)
+                kv_w = gates / jnp.maximum(jnp.sum(gates), 1e-9)
+                c = dataclasses.replace(c, layer_keep_gates=gates)
             o = c.weight_overhead_bits
             if c.pattern == "dense":
                 mean_bits, mean_sp = jnp.sum(w * bits), jnp.asarray(0.0)
@@ -247,9 +259,11 @@ class Problem:
                 mean_sp = jnp.sum(w * sp)
                 mean_bits = jnp.sum(w * (1 - sp) * (bits + o)) / (1 - mean_sp) - o
             # every layer caches the same number of KV elements: the plain mean is exact
-            c = dataclasses.replace(c, weight_bits=mean_bits, sparsity=mean_sp, kv_bits=jnp.mean(kv))
+            c = dataclasses.replace(c, weight_bits=mean_bits, sparsity=mean_sp, kv_bits=jnp.sum(kv_w * kv))
             specs = {**specs, "compression": c}
             layer = {"weight_bits": bits, "sparsity": sp, "kv_bits": kv}
+            if gates is not None:
+                layer["gates"] = gates
         if self.technology is not None:
             specs = self.technology.apply(specs, self.technology_constants)
         if self.price_model is not None:
@@ -278,17 +292,25 @@ class Problem:
         )
         if layer:
             args = (layer["weight_bits"], layer["kv_bits"], c.act_bits, layer["sparsity"])
+            if "gates" in layer:
+                # a dropped layer adds no quantisation or sparsity noise (its loss is the
+                # structured term's): relaxed, exact at gates in {0, 1}
+                g = layer["gates"]
+                args = (g * args[0] + (1 - g) * 16.0, g * args[1] + (1 - g) * 16.0, args[2], g * args[3])
             acc_kw["layer_sensitivity"] = self.layer_sensitivity
         else:
             args = (c.weight_bits, c.kv_bits, c.act_bits, c.sparsity if c.pattern != "dense" else 0.0)
         if self.structured:
             # shape-changing pruning (layers, width, heads): its fitted loss adds to that of
             # quantisation and sparsity (hwgrad.accuracy.delta_loss(structured=...))
+            # per-layer gates are weighed by the layer-importance profile (an assumption, see
+            # Structured.from_compression): the same profile as the per-layer quantisation noise
             acc_kw["structured"] = accuracy.Structured.from_compression(
                 specs["model"],
                 c,
                 finetuned=self.accuracy.structured_finetuned,
                 generation=self.structured_generation,
+                layer_importance=self.layer_sensitivity if "gates" in layer else None,
             )
         m["delta_loss"] = accuracy.delta_loss(*args, **acc_kw)
         m["delta_ppl"] = accuracy.delta_ppl(*args, baseline_ppl=self.accuracy.baseline_ppl, **acc_kw)

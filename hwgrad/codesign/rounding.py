@@ -31,6 +31,10 @@ class Design:
       binding: names of constraints that are violated or active (slack below 1 % of the limit).
       at_bound: variables that sit on a bound (binding too: widening it may help).
       report: one line: feasible, or the violated constraints and how far off they are.
+      objective: the first objective metric of the design (natural units).
+      evaluations: hard-roofline model evaluations spent by rounding and repair.
+      continuous_repair_steps: projected-gradient steps taken on the continuous variables to
+        repair an infeasible rounding (0: none were needed or none helped).
     """
 
     values: dict
@@ -42,6 +46,7 @@ class Design:
     objective: float
     evaluations: int = 0
     at_bound: list = dataclasses.field(default_factory=list)
+    continuous_repair_steps: int = 0
 
 
 def _flat_discrete(problem: Problem):
@@ -83,16 +88,29 @@ def round_and_repair(
     max_passes: int = 60,
     tol: float | None = None,
     batch: int = 256,
+    continuous_steps: int = 20,
 ) -> Design:
     """Round discrete variables, repair greedily, and re-evaluate with the hard roofline.
 
     Rounding takes the nearest allowed value in the variable's transformed space. The repair
     then moves one discrete coordinate by one allowed level at a time: while infeasible, the
     move that most reduces the total violation ``sum max(0, g)``; once feasible, the move that
-    most lowers the objective among moves that stay feasible; until no move helps.
-    Continuous variables keep their relaxed values. ``tol``: the feasibility tolerance
-    (default: the problem's ``feasibility_rtol``, the one rule of
-    `hwgrad.codesign.feasibility`).
+    most lowers the objective among moves that stay feasible (ties on the objective, to 1e-6
+    in its log units, go to the move with the largest total slack ``-sum g``, so that
+    dropping one of several equally cheap layers drops the least important); until no move
+    helps.
+
+    Continuous variables keep their relaxed values unless the design is still infeasible
+    after the discrete repair (rounding the integers moved it off the relaxed optimum): then
+    up to ``continuous_steps`` projected-gradient steps on the continuous variables alone
+    (integers fixed) minimise ``sum max(0, g)^2`` on the hard roofline, each step a parallel
+    line search over step sizes scored by the same rule, until the design is feasible or no
+    step helps; the discrete moves then run once more to lower the objective.
+    ``continuous_steps = 0`` switches this off, and so does ``max_passes = 0`` (evaluate the
+    rounded design as it is).
+
+    ``tol``: the feasibility tolerance (default: the problem's ``feasibility_rtol``, the one
+    rule of `hwgrad.codesign.feasibility`).
     """
     tol = problem.feasibility_rtol if tol is None else float(tol)
     limits = problem.default_limits() if limits is None else jnp.asarray(limits, dtype=float)
@@ -101,7 +119,7 @@ def round_and_repair(
     for idx, zs in disc:
         z[idx] = zs[np.argmin(np.abs(zs - z[idx]))]
 
-    key = ("score", tol, batch)
+    key = ("score-slack", tol, batch)
     if key not in problem._cache:
 
         def one(zz, lim):
@@ -109,7 +127,12 @@ def round_and_repair(
             g = problem.constraint_values(m, lim)
             J = problem.objective_value(m)
             sv = jnp.sum(jnp.maximum(g - tol, 0.0))
-            return jnp.where(jnp.isfinite(J), J, jnp.inf), jnp.where(jnp.isnan(sv), jnp.inf, sv)
+            gs = jnp.sum(g)
+            return (
+                jnp.where(jnp.isfinite(J), J, jnp.inf),
+                jnp.where(jnp.isnan(sv), jnp.inf, sv),
+                jnp.where(jnp.isfinite(gs), gs, jnp.inf),
+            )
 
         problem._cache[key] = jax.jit(
             lambda zb, lim: jax.lax.map(lambda q: one(q, lim), zb, batch_size=batch)
@@ -120,36 +143,51 @@ def round_and_repair(
         return score_fn(zb, limits)
 
     evaluations = 1
-    J, sv = (float(x[0]) for x in score(jnp.asarray(np.repeat(z[None], batch, 0))))
-    for _ in range(max_passes if disc else 0):
-        cands = []
-        for idx, zs in disc:
-            k = int(np.argmin(np.abs(zs - z[idx])))
-            for j in (k - 1, k + 1):
-                if 0 <= j < len(zs):
-                    c = z.copy()
-                    c[idx] = zs[j]
-                    cands.append(c)
-        if not cands:
-            break
-        cz = np.stack(cands)
-        # pad to a fixed batch multiple so the compiled program is reused
-        n = len(cz)
-        pad = (-n) % batch
-        cJ, cs = score(jnp.asarray(np.concatenate([cz, np.repeat(cz[-1:], pad, 0)])))
-        cJ, cs = np.asarray(cJ)[:n], np.asarray(cs)[:n]
-        evaluations += n
-        if sv > 0:
-            order = np.lexsort((cJ, cs))
-            k = order[0]
-            if cs[k] >= sv - 1e-12:
+    J, sv, _ = (float(x[0]) for x in score(jnp.asarray(np.repeat(z[None], batch, 0))))
+
+    def discrete_passes(z, J, sv, evaluations):
+        for _ in range(max_passes if disc else 0):
+            cands = []
+            for idx, zs in disc:
+                k = int(np.argmin(np.abs(zs - z[idx])))
+                for j in (k - 1, k + 1):
+                    if 0 <= j < len(zs):
+                        c = z.copy()
+                        c[idx] = zs[j]
+                        cands.append(c)
+            if not cands:
                 break
-        else:
-            ok = np.where(cs <= 0, cJ, np.inf)
-            k = int(np.argmin(ok))
-            if not ok[k] < J - 1e-9:
-                break
-        z, J, sv = cz[k], float(cJ[k]), float(cs[k])
+            cz = np.stack(cands)
+            cJ, cs, cg = _score_padded(score, cz, batch)
+            evaluations += len(cz)
+            if sv > 0:
+                order = np.lexsort((cJ, cs))
+                k = order[0]
+                if cs[k] >= sv - 1e-12:
+                    break
+            else:
+                # lowest objective among feasible moves; moves that tie on it (to 1e-6 in log
+                # units: e.g. dropping any one of several equal layers) keep the most total slack
+                ok = np.where(cs <= 0, cJ, np.inf)
+                k = int(np.lexsort((cg, np.round(ok, 6)))[0])
+                if not ok[k] < J - 1e-9:
+                    break
+            z, J, sv = cz[k], float(cJ[k]), float(cs[k])
+        return z, J, sv, evaluations
+
+    z, J, sv, evaluations = discrete_passes(z, J, sv, evaluations)
+    repair_steps = 0
+    if sv > 0 and continuous_steps > 0 and max_passes > 0:
+        # the rounded integers moved the design off the relaxed optimum and out of the
+        # feasible set: re-optimise the continuous variables with the integers fixed
+        z2, J2, sv2, n_eval, repair_steps = _repair_continuous(
+            problem, z, limits, tol, score, continuous_steps, batch
+        )
+        evaluations += n_eval
+        if repair_steps:
+            z, J, sv = z2, J2, sv2
+            # the integers may now have room to lower the objective again
+            z, J, sv, evaluations = discrete_passes(z, J, sv, evaluations)
     vals = problem.from_z(jnp.asarray(z))
     m = jax.tree_util.tree_map(lambda a: a[0], problem.batch_metrics(z[None], HARD))
     g = np.asarray(problem.constraint_values(m, limits))
@@ -166,8 +204,63 @@ def round_and_repair(
         report=infeasibility_report(problem, cons, tol),
         objective=float(m[first]),
         evaluations=evaluations,
+        continuous_repair_steps=repair_steps,
         at_bound=variables_at_bound(problem, vals, problem.feasibility_rtol),
     )
+
+
+def _score_padded(score, cz: np.ndarray, batch: int):
+    """Score ``(n, D)`` candidates, padded to a multiple of ``batch`` so that the compiled
+    program is reused."""
+    n = len(cz)
+    pad = (-n) % batch
+    out = score(jnp.asarray(np.concatenate([cz, np.repeat(cz[-1:], pad, 0)])))
+    return tuple(np.asarray(a)[:n] for a in out)
+
+
+#: step sizes of the continuous repair's line search (largest move of one coordinate, z units)
+_REPAIR_STEPS_Z = np.geomspace(1e-4, 3.0, 48)
+
+
+def _repair_continuous(problem: Problem, z, limits, tol: float, score, steps: int, batch: int):
+    """Projected-gradient repair of the continuous coordinates of ``z`` (discrete ones fixed).
+
+    Returns ``(z, J, sv, evaluations, steps taken)``; ``steps taken = 0`` when no step
+    lowered the violation (``z`` unchanged).
+    """
+    mask = np.ones(problem.dim, dtype=bool)
+    for idx, _ in _flat_discrete(problem):
+        mask[idx] = False
+    if not mask.any():
+        return z, np.inf, np.inf, 0, 0
+    key = ("repair-grad", tol)
+    if key not in problem._cache:
+
+        def pen(zz, lim):
+            g = problem.constraint_values(problem.metrics_z(zz, HARD), lim)
+            return jnp.sum(jnp.maximum(g, 0.0) ** 2)
+
+        problem._cache[key] = jax.jit(jax.grad(pen))
+    grad_fn = problem._cache[key]
+    lo, hi = np.asarray(problem.z_lower), np.asarray(problem.z_upper)
+    J, sv, _ = (float(x[0]) for x in score(jnp.asarray(np.repeat(z[None], batch, 0))))
+    evaluations, taken = 1, 0
+    for _ in range(steps):
+        if sv <= 0:
+            break
+        d = np.where(mask, np.asarray(grad_fn(jnp.asarray(z), limits)), 0.0)
+        scale = np.max(np.abs(d))
+        if not (np.isfinite(scale) and scale > 0):
+            break
+        cz = np.clip(z[None] - _REPAIR_STEPS_Z[:, None] * (d / scale)[None], lo, hi)
+        cJ, cs, _ = _score_padded(score, cz, batch)
+        evaluations += len(cz)
+        k = int(np.lexsort((cJ, cs))[0])
+        if not cs[k] < sv - 1e-12:
+            break
+        z, J, sv = cz[k], float(cJ[k]), float(cs[k])
+        taken += 1
+    return z, J, sv, evaluations, taken
 
 
 def fix_discrete(problem: Problem, design: Design) -> Problem | None:

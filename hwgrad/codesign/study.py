@@ -335,6 +335,8 @@ def study_from_dict(
                     if "technology" not in doc:
                         raise ValueError(f"path {path!r} needs a [technology] table (e.g. memory = 'hbm3e')")
                     continue  # checked by Problem, which builds the technology values
+                if path == "compression.layer_keep_gates" and specs["compression"].layer_keep_gates is None:
+                    continue  # Problem starts the gates at 1 (keep every layer)
                 get_path(specs, path)
             variables.append(
                 Variable(

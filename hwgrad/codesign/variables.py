@@ -111,8 +111,9 @@ class Variable:
         default ``log`` when ``lower > 0``, else ``logit`` within [0, 1], else ``linear``.
       values: allowed values after rounding (bits, TP degrees); ``None`` = continuous.
       integer: round to whole numbers (when ``values`` is not given).
-      per_layer: one value per layer (``compression.weight_bits``, ``compression.kv_bits`` or
-        ``compression.sparsity`` only).
+      per_layer: one value per layer (``compression.weight_bits``, ``compression.kv_bits``,
+        ``compression.sparsity`` or ``compression.layer_keep_gates`` only; keep gates:
+        bounds [0, 1], ``scale = "linear"``, ``values = (0, 1)``).
       name: label in reports (default: the first path).
     """
 
@@ -185,7 +186,13 @@ class Variable:
         return None
 
 
-PER_LAYER = ("compression.weight_bits", "compression.kv_bits", "compression.sparsity")
+PER_LAYER = (
+    "compression.weight_bits",
+    "compression.kv_bits",
+    "compression.sparsity",
+    # structured pruning: keep gate of each layer in [0, 1] (1 = keep; rounded to {0, 1})
+    "compression.layer_keep_gates",
+)
 
 
 @dataclasses.dataclass(frozen=True)
