@@ -179,8 +179,8 @@ def _normal_max_table():
 def normal_max_moments(p):
     """``(E[M_p], E[M_p^2])`` for the maximum ``M_p`` of ``p`` iid standard normals,
     interpolated linearly between whole ``p`` (exact there; ``p`` clipped to [1, 1024])."""
-    ps, m1, m2 = _normal_max_table()
     p = jnp.clip(p, 1.0, float(_ORDER_STAT_MAX_P))
+    ps, m1, m2 = (jnp.asarray(t, dtype=p.dtype) for t in _normal_max_table())  # float64 runs too
     return jnp.interp(p, ps, m1), jnp.interp(p, ps, m2)
 
 

@@ -302,8 +302,10 @@ def test_calibration_file_round_trip(tmp_path):
 
 TRUE = cb.Calibration(
     hardware={"shared": {"bandwidth_efficiency": 0.78, "flops_efficiency": 0.5, "kernel_memory_latency_s": 8e-7}},
+    # unrecognised software ("synthetic") runs the default stack's library: plain NCCL
     stacks={"default": hg.Stack(op_overhead_s=4e-6, step_overhead_s=2e-4, collective_overhead_s=5e-6,
-                                memory_fraction=0.9)},
+                                memory_fraction=0.9,
+                                collective_bandwidth_fraction=hg.network.implementation("nccl").fractions)},
 )
 
 SYNTHETIC = [
