@@ -93,7 +93,8 @@ def round_and_repair(
     """Round discrete variables, repair greedily, and re-evaluate with the hard roofline.
 
     Rounding takes the nearest allowed value in the variable's transformed space. The repair
-    then moves one discrete coordinate by one allowed level at a time: while infeasible, the
+    then moves one discrete coordinate at a time (one allowed level, or for variables with more
+    than 16 levels also 2, 4, 8, ... levels): while infeasible, the
     move that most reduces the total violation ``sum max(0, g)``; once feasible, the move that
     most lowers the objective among moves that stay feasible (ties on the objective, to 1e-6
     in its log units, go to the move with the largest total slack ``-sum g``, so that
@@ -150,7 +151,11 @@ def round_and_repair(
             cands = []
             for idx, zs in disc:
                 k = int(np.argmin(np.abs(zs - z[idx])))
-                for j in (k - 1, k + 1):
+                # one level either way; a variable with many levels (a batch of 1-1024) also
+                # tries jumps of 2, 4, 8, ... levels, so the search crosses its range in a few
+                # passes instead of one level per pass
+                jumps = [1] + ([2**i for i in range(1, int(np.log2(len(zs))) + 1)] if len(zs) > 16 else [])
+                for j in (k + sgn * d for d in jumps for sgn in (-1, 1)):
                     if 0 <= j < len(zs):
                         c = z.copy()
                         c[idx] = zs[j]
