@@ -361,8 +361,13 @@ def set_cpu_devices(n: int | None = None) -> int | None:
     except (ImportError, AttributeError):
         started = True
     if started:
-        if n is not None:
-            raise ValueError(f"--cpu-devices {n}: jax has already started; set it before any computation")
+        # asking for the count jax already runs with is fine (an API caller that evaluated
+        # something first); any other count can no longer be set
+        if n is not None and int(n) != len(jax.devices("cpu")):
+            raise ValueError(
+                f"--cpu-devices {n}: jax has already started with {len(jax.devices('cpu'))} CPU device(s); "
+                "set it before any computation"
+            )
         return None
     if n is None:
         if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
