@@ -41,9 +41,7 @@ def load_efficiency(path: str | Path, name: str = "tuned") -> Stack:
 def efficiency_from_mapping(values: dict, where: str = "efficiency") -> Stack:
     """A `Stack` from a table of its numeric fields; ``collective`` names its collective
     library (an entry of `hwgrad.network.COLLECTIVE_IMPLEMENTATIONS`)."""
-    import difflib
-
-    from .network import COLLECTIVE_IMPLEMENTATIONS
+    from .network import implementation
 
     values = dict(values)
     collective = values.pop("collective", None)
@@ -69,13 +67,10 @@ def efficiency_from_mapping(values: dict, where: str = "efficiency") -> Stack:
     if fractions is not None:
         out["collective_bandwidth_fraction"] = tuple(float(x) for x in fractions)
     if collective is not None:
-        if collective not in COLLECTIVE_IMPLEMENTATIONS:
-            close = difflib.get_close_matches(str(collective), COLLECTIVE_IMPLEMENTATIONS, n=2, cutoff=0.4)
-            hint = f"did you mean {', '.join(close)}?" if close else "use one of " + ", ".join(
-                COLLECTIVE_IMPLEMENTATIONS
-            )
-            raise ValueError(f"{where}: collective = {collective!r} is not a collective implementation; {hint}")
-        out["collective_bandwidth_fraction"] = COLLECTIVE_IMPLEMENTATIONS[collective].fractions
+        try:
+            out["collective_bandwidth_fraction"] = implementation(collective).fractions
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
     return Stack(**out)
 
 

@@ -438,10 +438,6 @@ def _passes(system, model, workload, compression, efficiency, options, new_token
     )
 
 
-def _take(passes, i):
-    return jax.tree_util.tree_map(lambda v: v[i], passes)
-
-
 def _request_passes(system, model, workload, compression, efficiency, options):
     """The prefill and the decode quadrature nodes, evaluated as one batched pass.
 
@@ -461,7 +457,7 @@ def _request_passes(system, model, workload, compression, efficiency, options):
     context = jnp.concatenate([jnp.zeros(1), ctx])
     steady = jnp.concatenate([jnp.zeros(1), jnp.ones(k)])
     both = _passes(system, model, workload, compression, efficiency, options, new_tokens, context, steady)
-    pre = _take(both, 0)
+    pre = jax.tree_util.tree_map(lambda v: v[0], both)
     dec = jax.tree_util.tree_map(lambda v: span * jnp.tensordot(weights, v[1:], axes=(0, 0)), both)
     return pre, dec
 

@@ -53,6 +53,7 @@ Anchors (``interconnect.csv``, measured rows; reproduced within 15 % by ``tests/
 
 from __future__ import annotations
 
+import difflib
 from typing import NamedTuple
 
 import jax.numpy as jnp
@@ -158,9 +159,9 @@ COLLECTIVE_IMPLEMENTATIONS: dict[str, CollectiveImplementation] = {
 def implementation(name: str) -> CollectiveImplementation:
     """The entry ``name`` of `COLLECTIVE_IMPLEMENTATIONS` (``ValueError`` if unknown)."""
     if name not in COLLECTIVE_IMPLEMENTATIONS:
-        raise ValueError(
-            f"collective implementation = {name!r}: unknown; use one of {', '.join(COLLECTIVE_IMPLEMENTATIONS)}"
-        )
+        close = difflib.get_close_matches(str(name), COLLECTIVE_IMPLEMENTATIONS, n=2, cutoff=0.4)
+        hint = f"did you mean {', '.join(close)}?" if close else f"use one of {', '.join(COLLECTIVE_IMPLEMENTATIONS)}"
+        raise ValueError(f"collective = {name!r} (a collective implementation): unknown; {hint}")
     return COLLECTIVE_IMPLEMENTATIONS[name]
 
 

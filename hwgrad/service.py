@@ -1113,20 +1113,20 @@ def design_metrics(d, options: Options = Options()) -> dict:
 # ----------------------------------------------------------------------------- command line
 
 
-#: service flags -> (root, field) of the served design
+#: service flags -> (root, field) of the served design, and the flag's help
 _SERVICE_FLAGS = {
-    "rate": ("service", "arrival_rate_rps"),
-    "input_cv": ("service", "input_cv"),
-    "output_cv": ("service", "output_cv"),
-    "ttft_slo_s": ("service", "ttft_slo_s"),
-    "tpot_slo_s": ("service", "tpot_slo_s"),
-    "percentile": ("service", "percentile"),
-    "max_batched_tokens": ("engine", "max_batched_tokens"),
-    "max_num_seqs": ("engine", "max_num_seqs"),
-    "spec_alpha": ("engine", "spec_acceptance"),
-    "spec_k": ("engine", "spec_draft_tokens"),
-    "draft_cost_ratio": ("engine", "draft_cost_ratio"),
-    "kv_offload_fraction": ("engine", "kv_offload_fraction"),
+    "rate": ("service", "arrival_rate_rps", "arrival rate, requests/s over the system (serve: default 1)"),
+    "input_cv": ("service", "input_cv", "coefficient of variation of prompt lengths (default 0)"),
+    "output_cv": ("service", "output_cv", "coefficient of variation of output lengths (default 0)"),
+    "ttft_slo_s": ("service", "ttft_slo_s", "TTFT SLO, s (default 1)"),
+    "tpot_slo_s": ("service", "tpot_slo_s", "TPOT SLO, s (default 0.05)"),
+    "percentile": ("service", "percentile", "SLO percentile in (0, 1) (default 0.9)"),
+    "max_batched_tokens": ("engine", "max_batched_tokens", "token budget per step (chunk; default 8192)"),
+    "max_num_seqs": ("engine", "max_num_seqs", "most sequences decoding at once (default 256)"),
+    "spec_alpha": ("engine", "spec_acceptance", "speculative decoding acceptance in [0, 1) (default 0)"),
+    "spec_k": ("engine", "spec_draft_tokens", "draft tokens per step (default 0 = off)"),
+    "draft_cost_ratio": ("engine", "draft_cost_ratio", "draft cost per token / target step (default 0)"),
+    "kv_offload_fraction": ("engine", "kv_offload_fraction", "KV cache share in tier 1 (default 0)"),
 }
 
 
@@ -1140,18 +1140,8 @@ def add_service_arguments(p) -> None:
         "the design a served one (metrics goodput_rps, ttft_pct_s, tpot_pct_s, ...; lengths default to "
         "--prompt-len / --output-len); hwgrad serve defaults to 1 req/s",
     )
-    g.add_argument("--rate", type=float, help="arrival rate, requests/s over the system (serve: default 1)")
-    g.add_argument("--input-cv", type=float, help="coefficient of variation of prompt lengths (default 0)")
-    g.add_argument("--output-cv", type=float, help="coefficient of variation of output lengths (default 0)")
-    g.add_argument("--ttft-slo-s", type=float, help="TTFT SLO, s (default 1)")
-    g.add_argument("--tpot-slo-s", type=float, help="TPOT SLO, s (default 0.05)")
-    g.add_argument("--percentile", type=float, help="SLO percentile in (0, 1) (default 0.9)")
-    g.add_argument("--max-batched-tokens", type=float, help="token budget per step (chunk; default 8192)")
-    g.add_argument("--max-num-seqs", type=float, help="most sequences decoding at once (default 256)")
-    g.add_argument("--spec-alpha", type=float, help="speculative decoding acceptance in [0, 1) (default 0)")
-    g.add_argument("--spec-k", type=float, help="draft tokens per step (default 0 = off)")
-    g.add_argument("--draft-cost-ratio", type=float, help="draft cost per token / target step (default 0)")
-    g.add_argument("--kv-offload-fraction", type=float, help="KV cache share in tier 1 (default 0)")
+    for flag, (_, _, text) in _SERVICE_FLAGS.items():
+        g.add_argument("--" + flag.replace("_", "-"), type=float, help=text)
     g.add_argument(
         "--prefill-dp",
         type=int,
@@ -1171,7 +1161,7 @@ def service_specs(args, base: dict, system: System, workload: Workload, force: b
 
     svc_t = dict(base.get("service_fields") or {})
     eng_t = dict(base.get("engine_fields") or {})
-    for flag, (root, field) in _SERVICE_FLAGS.items():
+    for flag, (root, field, _) in _SERVICE_FLAGS.items():
         v = getattr(args, flag, None)
         if v is not None:
             (svc_t if root == "service" else eng_t)[field] = float(v)

@@ -595,7 +595,7 @@ class Stack:
     comm_bits: float | jax.Array = 16.0
     memory_fraction: float | jax.Array = 1.0
     # a tuple of five numbers (one leaf per algorithm: specs stay comparable and hashable);
-    # None -> all 1, an array of shape (5,) is split into its elements
+    # None -> all 1; an array of shape (..., 5) (one library per row) is split along its last axis
     collective_bandwidth_fraction: tuple = None
 
     def __post_init__(self):

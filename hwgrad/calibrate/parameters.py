@@ -208,7 +208,7 @@ BASE_STACK = Stack(memory_fraction=0.9)
 def base_stack(family: str) -> Stack:
     """`BASE_STACK` with the collective library of the stack family ``family``
     (`hwgrad.stacks.COLLECTIVE_BY_STACK`; ``""``: an unrecognised stack, ``default``)."""
-    fractions = collective_implementation(collective_for(family or "default")).fractions
+    fractions = collective_implementation(collective_for(family)).fractions
     return dataclasses.replace(BASE_STACK, collective_bandwidth_fraction=fractions)
 
 

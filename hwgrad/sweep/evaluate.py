@@ -363,9 +363,9 @@ def set_cpu_devices(n: int | None = None) -> int | None:
     if started:
         # asking for the count jax already runs with is fine (an API caller that evaluated
         # something first); any other count can no longer be set
-        if n is not None and int(n) != len(jax.devices("cpu")):
+        if n is not None and int(n) != (running := len(jax.devices("cpu"))):
             raise ValueError(
-                f"--cpu-devices {n}: jax has already started with {len(jax.devices('cpu'))} CPU device(s); "
+                f"--cpu-devices {n}: jax has already started with {running} CPU device(s); "
                 "set it before any computation"
             )
         return None
