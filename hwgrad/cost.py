@@ -422,19 +422,26 @@ def _gauss_legendre(n: int):
     return jnp.asarray((x + 1.0) / 2.0), jnp.asarray(w / 2.0)
 
 
-def _passes(system, model, workload, compression, efficiency, options, new_tokens, context_len, steady_state):
+def _passes(
+    system, model, workload, compression, efficiency, options, new_tokens, context_len, steady_state, batch=None
+):
     """Several forward passes of one traced graph: ``vmap`` over ``(k,)`` arrays of
-    ``new_tokens``, ``context_len`` and ``steady_state`` (0/1). One trace and one compiled
-    copy of the forward pass serve the prefill and every decode node (compile time is
-    proportional to the traced graph, not to the number of points)."""
+    ``new_tokens``, ``context_len``, ``steady_state`` (0/1) and ``batch`` (sequences; default
+    ``workload.batch`` for every pass). One trace and one compiled copy of the forward pass
+    serve the prefill and every decode node (compile time is proportional to the traced
+    graph, not to the number of points)."""
+    batch_axis = None if batch is None else 0
+    batch = workload.batch if batch is None else jnp.asarray(batch, dtype=float)
 
-    def one(n, c, s):
-        return forward_pass(system, model, workload, compression, efficiency, n, c, options, steady_state=s)
+    def one(n, c, s, b):
+        wl = replace(workload, batch=b)
+        return forward_pass(system, model, wl, compression, efficiency, n, c, options, steady_state=s)
 
-    return jax.vmap(one)(
+    return jax.vmap(one, in_axes=(0, 0, 0, batch_axis))(
         jnp.asarray(new_tokens, dtype=float),
         jnp.asarray(context_len, dtype=float),
         jnp.asarray(steady_state, dtype=float),
+        batch,
     )
 
 
@@ -515,14 +522,22 @@ def serve(system, model, workload, compression, efficiency, options=Options()) -
     * ``static``: a prefill of the batch, then ``output_len`` decode steps as the context
       grows (Gauss-Legendre quadrature), in `static_waves` back-to-back waves;
       tokens/s = ``dp B O / e2e``.
-    * ``continuous`` (concurrency ``C = batch``): in steady state the sequences in flight
-      are spread evenly over their decode, so one step reads the KV cache of ``C``
-      sequences at mean context ``I + O / 2`` (exact for the summed KV bytes) and also
-      carries the prefill of the arriving requests, ``C I / O`` tokens per step on
-      average (chunked prefill fused into the step: weights are read once for both). TPOT
-      is that step; TTFT is the request's own prefill (one sequence) plus the wait for the
-      step in flight; Little's law gives ``dp C O / e2e`` tokens/s with
-      ``e2e = TTFT + O TPOT``; energy per token is the step's energy / ``C``.
+    * ``continuous`` (concurrency ``C = batch``, a closed loop): in steady state the
+      sequences in flight are spread evenly over their decode, so a decode step reads the
+      KV cache of ``C`` sequences at mean context ``I + O / 2`` (exact for the summed KV
+      bytes). ``C / O`` requests finish per step and as many arrive, bringing
+      ``q = C I / O`` prompt tokens per step; the engine prefills them in chunk steps of
+      ``s = clip(q, min(I, S), S)`` tokens (what arrived since the last chunk: at least one
+      prompt, at most the budget ``S = stack.prefill_chunk_tokens``), i.e. ``q / s`` chunk
+      steps per decode step. A request's TPOT is its mean step, ``T_dec + ((C - 1) I / O /
+      s) T_chunk`` (the other requests' prompts; its own is in its TTFT, so ``C = 1`` is
+      plain decode); energy per token counts all ``q / s`` chunk steps. Prompts are not
+      spread over every step (a chunk of thousands of tokens is compute-bound and routes
+      to every expert of an MoE; decode tokens keep the weight-absorbed MLA form).
+      The chunk's own weight read is counted beside the decode step's (an overcount of at
+      most ``q / s`` of a decode step's weight time). TTFT is the request's own prefill
+      (one sequence) plus the wait for the step in flight; Little's law gives
+      ``dp C O / e2e`` tokens/s with ``e2e = TTFT + O TPOT``.
     * ``disaggregated``: the decode pool's steps carry no prefill (TPOT at ``C``
       sequences, mean context ``I + O / 2``); TTFT is the prefill of one request on a
       prefill pool of the same chips plus the transfer of its KV cache over the network
@@ -549,18 +564,35 @@ def serve(system, model, workload, compression, efficiency, options=Options()) -
         )
     c, i_len = workload.batch, workload.prompt_len
     mean_ctx = i_len + n_out / 2.0
-    one = replace(workload, batch=1.0)
-    pre = forward_pass(system, model, one, compression, efficiency, i_len, 0.0, options)
     if mode == "continuous":
-        new_tokens = 1.0 + safe_div(i_len, n_out)
-        step = forward_pass(
-            system, model, workload, compression, efficiency, new_tokens, mean_ctx, options, steady_state=True
-        )
+        # closed loop at concurrency C: C / O requests finish (and C / O arrive) per decode step,
+        # bringing q = C I / O prompt tokens; a chunk step carries what arrived since the last
+        # one (at least one prompt, or a full chunk of a longer one; at most the budget S)
+        i_one = jnp.maximum(i_len, 1.0)
+        budget = efficiency.prefill_chunk_tokens
+        q = c * i_len / n_out
+        chunk = jnp.clip(q, jnp.minimum(i_one, budget), budget)
+        passes = _passes(
+            system, model, workload, compression, efficiency, options,
+            new_tokens=jnp.stack(jnp.broadcast_arrays(i_len, 1.0, i_one)),
+            context_len=jnp.stack(jnp.broadcast_arrays(0.0, mean_ctx, 0.0)),
+            steady_state=jnp.array([0.0, 1.0, 1.0]),
+            batch=jnp.stack(jnp.broadcast_arrays(1.0, c, chunk / i_one)),
+        )  # fmt: skip
+        pre, dec, chk = (jax.tree_util.tree_map(lambda v, i=i: v[i], passes) for i in range(3))
+        # a request's mean step: a decode step + the chunk steps of the *other* C - 1
+        # requests' prompts ((C - 1) I / O tokens per step; its own prompt is in its TTFT)
+        share = jnp.maximum(c - 1.0, 0.0) * i_len / n_out / chunk
+        step = jax.tree_util.tree_map(lambda a, b: a + share * b, dec, chk)
+        step = replace(step, on_memory_fraction=dec.on_memory_fraction)
         ttft = pre.time_s + step.time_s
         e2e = ttft + n_out * step.time_s
         tokens_per_s = workload.dp * c * n_out / e2e
-        energy = step.energy_j / c
+        # energy per output token: every prompt's chunk work (q tokens per step) over C tokens
+        energy = (dec.energy_j + q / chunk * chk.energy_j) / c
     elif mode == "disaggregated":
+        one = replace(workload, batch=1.0)
+        pre = forward_pass(system, model, one, compression, efficiency, i_len, 0.0, options)
         step = forward_pass(
             system, model, workload, compression, efficiency, 1.0, mean_ctx, options, steady_state=True
         )

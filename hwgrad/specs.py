@@ -572,6 +572,12 @@ class Stack:
         cache use (vLLM's ``gpu_memory_utilization`` and TensorRT-LLM's
         ``kv_cache_free_gpu_mem_fraction`` default to 0.9; the rest is the framework's
         workspace); it decides how many sequences of a static batch run at once.
+      prefill_chunk_tokens: the engine's token budget of one step, the chunk size of chunked
+        prefill (vLLM ``--max-num-batched-tokens``, SGLang ``--chunked-prefill-size``,
+        TensorRT-LLM ``max_num_tokens``); 8192 in the InferenceMAX launch scripts
+        (calibration.csv notes) and vLLM's V1 default for serving on 80 GB parts. Range
+        256-262144 tokens; continuous batching (`hwgrad.cost.serve`) prefills arriving
+        prompts in steps of at most this many tokens.
       static_power_fraction: DEPRECATED, unused (power is idle + dynamic,
         `hwgrad.power`); kept so old parameter files load.
       collective_bandwidth_fraction: five numbers, the collective library's implementation: the
@@ -594,6 +600,7 @@ class Stack:
     attention_efficiency: float | jax.Array = 1.0
     comm_bits: float | jax.Array = 16.0
     memory_fraction: float | jax.Array = 1.0
+    prefill_chunk_tokens: float | jax.Array = 8192.0
     # a tuple of five numbers (one leaf per algorithm: specs stay comparable and hashable);
     # None -> all 1; an array of shape (..., 5) (one library per row) is split along its last axis
     collective_bandwidth_fraction: tuple = None

@@ -16,21 +16,66 @@ def _setup(hw="h100-sxm", n=1, model="llama-3-8b"):
     return hg.presets.system(hw, n, fitted=False), hg.presets.model(model), hg.compression("bf16", "bf16")
 
 
-def test_continuous_step_is_one_fused_pass_of_decode_and_prefill_tokens():
+def test_continuous_step_is_a_decode_step_plus_its_share_of_chunk_steps():
     s, m, c = _setup()
     wl = hg.Workload(batch=64.0, prompt_len=1000.0, output_len=500.0, batching="continuous")
     r = hg.evaluate(s, m, wl, c, IDEAL, options=HARD)
-    # C sequences each decode 1 token and bring I/O = 2 prompt tokens per step, at mean context I + O/2
-    step = cost.forward_pass(s, m, wl, c, IDEAL, 3.0, 1250.0, HARD, steady_state=True)
-    assert float(r.tpot_s) == pytest.approx(float(step.time_s), rel=1e-6)
+    # 64 / 500 requests arrive per step with 1000 prompt tokens each: q = 128 tokens per step,
+    # prefilled one whole prompt per chunk step (1000 <= 8192): a request sees the other 63
+    # requests' chunk steps, 63 / 500 per step (its own prompt is in its TTFT)
+    dec = cost.forward_pass(s, m, wl, c, IDEAL, 1.0, 1250.0, HARD, steady_state=True)
     one = hg.replace(wl, batch=1.0)
+    chunk = cost.forward_pass(s, m, one, c, IDEAL, 1000.0, 0.0, HARD, steady_state=True)
+    step = float(dec.time_s) + 0.126 * float(chunk.time_s)
+    assert float(r.tpot_s) == pytest.approx(step, rel=1e-6)
     pre = cost.forward_pass(s, m, one, c, IDEAL, 1000.0, 0.0, HARD)
-    assert float(r.ttft_s) == pytest.approx(float(pre.time_s + step.time_s), rel=1e-6)
+    assert float(r.ttft_s) == pytest.approx(float(pre.time_s) + step, rel=1e-6)
     e2e = float(r.ttft_s) + 500.0 * float(r.tpot_s)
     assert float(r.e2e_latency_s) == pytest.approx(e2e, rel=1e-6)
     # Little's law: C requests in flight, each lasting e2e, each producing O tokens
     assert float(r.tokens_per_s) == pytest.approx(64 * 500 / e2e, rel=1e-6)
-    assert float(r.energy_j_per_token) == pytest.approx(float(step.energy_j) / 64, rel=1e-6)
+    energy = (float(dec.energy_j) + 0.128 * float(chunk.energy_j)) / 64
+    assert float(r.energy_j_per_token) == pytest.approx(energy, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("batch", "prompt", "budget", "chunk_seqs"),
+    [
+        (256.0, 1000.0, 8192.0, 1.024),  # q = 1024 > I: the prompts that arrived share one chunk step
+        (8.0, 20000.0, 8192.0, 8192.0 / 20000.0),  # I > S: full chunks of a longer prompt
+        (2048.0, 1000.0, 2048.0, 2.048),  # q > S: every chunk step is a full budget
+    ],
+)
+def test_continuous_chunk_steps_by_hand(batch, prompt, budget, chunk_seqs):
+    s, m, c = _setup()
+    stack = hg.replace(IDEAL, prefill_chunk_tokens=budget)
+    wl = hg.Workload(batch=batch, prompt_len=prompt, output_len=250.0, batching="continuous")
+    r = hg.evaluate(s, m, wl, c, stack, options=HARD)
+    q = batch * prompt / 250.0
+    share = q * (batch - 1.0) / batch / (chunk_seqs * prompt)  # the others' chunk steps per decode step
+    dec = cost.forward_pass(s, m, wl, c, stack, 1.0, prompt + 125.0, HARD, steady_state=True)
+    chunk = cost.forward_pass(s, m, hg.replace(wl, batch=chunk_seqs), c, stack, prompt, 0.0, HARD, steady_state=True)
+    assert float(r.tpot_s) == pytest.approx(float(dec.time_s) + share * float(chunk.time_s), rel=1e-6)
+
+
+def test_continuous_decode_tokens_read_only_their_experts_and_keep_absorbed_mla():
+    # the prompts of arriving requests do not ride in every step: an MoE decode step at
+    # concurrency 4 streams the experts of 4 tokens, and MLA decode keeps the absorbed form
+    for name, hw, tp in (("gpt-oss-120b", "h100-sxm", 2), ("deepseek-v3", "mi300x", 8)):
+        s = hg.presets.system(hw, tp, fitted=False)
+        m = hg.presets.model(name)
+        c = hg.compression("fp8", "bf16")
+        wl = hg.Workload(batch=4.0, prompt_len=8192.0, output_len=1024.0, tp=float(tp), batching="continuous")
+        r = hg.evaluate(s, m, wl, c, IDEAL, options=HARD)
+        dec = cost.forward_pass(s, m, wl, c, IDEAL, 1.0, 8192.0 + 512.0, HARD, steady_state=True)
+        share = 3.0 * 8192.0 / 1024.0 / 8192.0  # the other 3 requests' prompts
+        chunk = cost.forward_pass(s, m, hg.replace(wl, batch=1.0), c, IDEAL, 8192.0, 0.0, HARD, steady_state=True)
+        assert float(r.decode.weights_s) == pytest.approx(
+            float(dec.weights_s) + share * float(chunk.weights_s), rel=1e-6
+        )
+        # the step with the prompts spread evenly (4 x 9 tokens each) reads many more experts
+        spread = cost.forward_pass(s, m, wl, c, IDEAL, 9.0, 8192.0 + 512.0, HARD, steady_state=True)
+        assert float(r.decode.weights_s) < 0.8 * float(spread.weights_s)
 
 
 def test_continuous_tends_to_static_decode_as_prompts_vanish():
