@@ -562,24 +562,27 @@ def serve(system, model, workload, compression, efficiency, options=Options()) -
             prefill=pre,
             decode_step=jax.tree_util.tree_map(lambda v: v / n_out, dec),
         )
+    if mode not in ("continuous", "disaggregated"):
+        raise ValueError(f"workload.batching = {mode!r}: use one of static, continuous, disaggregated")
     c, i_len = workload.batch, workload.prompt_len
     mean_ctx = i_len + n_out / 2.0
+    # closed loop at concurrency C: C / O requests finish (and C / O arrive) per decode step,
+    # bringing q = C I / O prompt tokens; a chunk step carries what arrived since the last
+    # one (at least one prompt, or a full chunk of a longer one; at most the budget S)
+    i_one = jnp.maximum(i_len, 1.0)
+    budget = efficiency.prefill_chunk_tokens
+    q = c * i_len / n_out
+    chunk = jnp.clip(q, jnp.minimum(i_one, budget), budget)
+    # (new tokens, context, steady state, sequences): the request's own prefill, the decode
+    # step and, under continuous batching, a prompt chunk step, as one traced pass
+    kinds = [(i_len, 0.0, 0.0, 1.0), (1.0, mean_ctx, 1.0, c)]
     if mode == "continuous":
-        # closed loop at concurrency C: C / O requests finish (and C / O arrive) per decode step,
-        # bringing q = C I / O prompt tokens; a chunk step carries what arrived since the last
-        # one (at least one prompt, or a full chunk of a longer one; at most the budget S)
-        i_one = jnp.maximum(i_len, 1.0)
-        budget = efficiency.prefill_chunk_tokens
-        q = c * i_len / n_out
-        chunk = jnp.clip(q, jnp.minimum(i_one, budget), budget)
-        passes = _passes(
-            system, model, workload, compression, efficiency, options,
-            new_tokens=jnp.stack(jnp.broadcast_arrays(i_len, 1.0, i_one)),
-            context_len=jnp.stack(jnp.broadcast_arrays(0.0, mean_ctx, 0.0)),
-            steady_state=jnp.array([0.0, 1.0, 1.0]),
-            batch=jnp.stack(jnp.broadcast_arrays(1.0, c, chunk / i_one)),
-        )  # fmt: skip
-        pre, dec, chk = (jax.tree_util.tree_map(lambda v, i=i: v[i], passes) for i in range(3))
+        kinds.append((i_one, 0.0, 1.0, chunk / i_one))
+    columns = (jnp.stack(jnp.broadcast_arrays(*col)) for col in zip(*kinds, strict=True))
+    passes = _passes(system, model, workload, compression, efficiency, options, *columns)
+    pre, step, *chk = (jax.tree_util.tree_map(lambda v, i=i: v[i], passes) for i in range(len(kinds)))
+    if mode == "continuous":
+        dec, chk = step, chk[0]
         # a request's mean step: a decode step + the chunk steps of the *other* C - 1
         # requests' prompts ((C - 1) I / O tokens per step; its own prompt is in its TTFT)
         share = jnp.maximum(c - 1.0, 0.0) * i_len / n_out / chunk
@@ -590,12 +593,7 @@ def serve(system, model, workload, compression, efficiency, options=Options()) -
         tokens_per_s = workload.dp * c * n_out / e2e
         # energy per output token: every prompt's chunk work (q tokens per step) over C tokens
         energy = (dec.energy_j + q / chunk * chk.energy_j) / c
-    elif mode == "disaggregated":
-        one = replace(workload, batch=1.0)
-        pre = forward_pass(system, model, one, compression, efficiency, i_len, 0.0, options)
-        step = forward_pass(
-            system, model, workload, compression, efficiency, 1.0, mean_ctx, options, steady_state=True
-        )
+    else:  # disaggregated: the decode pool's steps carry no prefill
         kv = counts.kv_cache_bytes(model, compression, 1.0, i_len) / (
             counts.kv_shard_factor(model, workload.tp) * workload.pp
         )
@@ -603,8 +601,6 @@ def serve(system, model, workload, compression, efficiency, options=Options()) -
         e2e = ttft + n_out * step.time_s
         tokens_per_s = workload.dp * c / step.time_s
         energy = step.energy_j / c + safe_div(pre.energy_j, n_out)
-    else:
-        raise ValueError(f"workload.batching = {mode!r}: use one of static, continuous, disaggregated")
     return Timing(
         ttft_s=ttft,
         tpot_s=step.time_s,
