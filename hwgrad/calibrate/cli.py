@@ -18,7 +18,7 @@ import numpy as np
 from ..measurements import METRICS, read_measurements
 from .cases import Engine, prepare
 from .crossval import cross_validate
-from .fit import FitSettings, fit
+from .fit import FitSettings, Fitter, fit, row_weights
 from .parameters import PARAMETERS, Calibration, default_calibration, load_calibration, write_calibration
 from .report import Report, format_summary, validate
 
@@ -197,6 +197,8 @@ def cmd_calibrate(args) -> int:
         + "; ".join(
             f"{p.key} [{p.lo:g}, {p.hi:g}] {p.unit} at {','.join(p.levels) or 'shared'}" for p in PARAMETERS
         ),
+        f"fitted numbers: {Fitter(engine, settings).fitted_numbers(row_weights(prepared.cases, settings.balance))} "
+        "(shared values + the offsets of the vendor lines and stacks that have rows)",
         f"loss: Cauchy on log(pred/measured), scale {settings.loss_scale:g}; rows weighted 1/sqrt(rows of their "
         f"hardware); Adam {settings.steps} steps; priors on offsets (shrinkage to the line / shared value)",
         f"in-sample:      {format_summary(fitted.summary(False))}",

@@ -43,7 +43,7 @@ class FitSettings:
     """
 
     parameters: tuple[str, ...] = tuple(p.key for p in PARAMETERS)
-    levels: tuple[str, ...] = ("hw_line", "hw_family", "stack")
+    levels: tuple[str, ...] = ("hw_line", "stack")
     priors: bool = True
     loss_scale: float = 0.1
     steps: int = 500
@@ -94,10 +94,21 @@ class Fitter:
             self.index[level] = np.asarray(
                 [pos.get(_LEVEL_OF_CASE[level](c), len(names)) for c in engine.cases], np.int32
             )
+            # (members, parameters): which member gets an offset of which parameter
             self.mask[level] = np.asarray(
-                [1.0 if level in p.levels and p.key in settings.parameters else 0.0 for p in self.params],
+                [
+                    [
+                        1.0
+                        if level in p.levels
+                        and p.key in settings.parameters
+                        and (not p.members or name in p.members)
+                        else 0.0
+                        for p in self.params
+                    ]
+                    for name in names
+                ],
                 np.float32,
-            )
+            ).reshape(len(names), len(self.params))
         self.offset_sd = np.asarray([p.offset_sd for p in self.params], np.float32)
         self.prior_sd = np.asarray([p.prior_sd for p in self.params], np.float32)
         self.log_measured = np.log(engine.measured).astype(np.float32)
@@ -113,8 +124,8 @@ class Fitter:
     def row_u(self, theta, deltas):
         u = jnp.broadcast_to(theta[None, :], (self.engine.n_rows, len(self.params)))
         for level, d in deltas.items():
-            full = jnp.concatenate([d, jnp.zeros((1, d.shape[1]), d.dtype)], axis=0)
-            u = u + full[self.index[level]] * self.mask[level][None, :]
+            full = jnp.concatenate([d * self.mask[level], jnp.zeros((1, d.shape[1]), d.dtype)], axis=0)
+            u = u + full[self.index[level]]
         return u
 
     def specs(self, theta, deltas) -> tuple[Stack, dict]:
@@ -141,7 +152,7 @@ class Fitter:
         data = jnp.sum(weights * rho) / jnp.maximum(jnp.sum(weights), 1e-12)
         prior = 0.0
         for level, dl in deltas.items():
-            prior = prior + 0.5 * jnp.sum((dl * self.mask[level][None, :] / self.offset_sd[None, :]) ** 2)
+            prior = prior + 0.5 * jnp.sum((dl * self.mask[level] / self.offset_sd[None, :]) ** 2)
         if self.settings.priors:
             z = (theta - self.init_u) / self.prior_sd * self.active
             prior = prior + 0.5 * jnp.sum(z**2)
@@ -156,7 +167,9 @@ class Fitter:
             params, state = carry
             value, (g_theta, g_deltas) = grad_fn(params, weights, specs)
             g_theta = g_theta * self.active * stage_mask
-            g_deltas = {k: v * seen[k][:, None] * stage_mask[None, :] for k, v in g_deltas.items()}
+            g_deltas = {
+                k: v * seen[k][:, None] * stage_mask[None, :] * self.mask[k] for k, v in g_deltas.items()
+            }
             g = jax.tree_util.tree_map(lambda x: jnp.where(jnp.isfinite(x), x, 0.0), (g_theta, g_deltas))
             updates, state = opt.update(g, state, params)
             return (optax.apply_updates(params, updates), state), value
@@ -186,7 +199,7 @@ class Fitter:
             }
             for lv in seen:
                 seen_all[lv] = np.maximum(
-                    seen_all[lv], seen[lv] * (self.mask[lv] * self.stage_mask[stage]).max()
+                    seen_all[lv], seen[lv] * (self.mask[lv] * self.stage_mask[stage]).max(axis=1, initial=0.0)
                 )
             (theta, deltas), loss = self._run(
                 (theta, deltas), jnp.asarray(w), {k: jnp.asarray(v) for k, v in seen.items()},
@@ -198,6 +211,16 @@ class Fitter:
         )
         return calib, np.concatenate(losses) if losses else np.zeros(0)
 
+    def fitted_numbers(self, weights: np.ndarray) -> int:
+        """How many numbers a fit with row weights ``weights`` chooses: the active shared
+        values plus one offset per (member with weighted rows, parameter it may move)."""
+        n = int(self.active.sum())
+        for level, names in self.members.items():
+            for i in range(len(names)):
+                if np.any((weights > 0) & (self.index[level] == i)):
+                    n += int(self.mask[level][i].sum())
+        return n
+
     def _calibration(self, theta, deltas, seen, weights) -> Calibration:
         def values(u, target):
             return {p.field: float(p.from_u(u[j])) for j, p in enumerate(self.params) if p.target == target}
@@ -206,7 +229,8 @@ class Fitter:
             names = self.members.get(level, ())
             if name not in names or not float(seen[level][names.index(name)]):
                 return np.zeros_like(theta)
-            return deltas[level][names.index(name)] * self.mask[level]
+            i = names.index(name)
+            return deltas[level][i] * self.mask[level][i]
 
         hardware = {"shared": values(theta, "chip")}
         families = {fam for fam, _ in presets.HARDWARE_FAMILIES.values()}
