@@ -15,8 +15,8 @@ import pytest
 
 import hwgrad as hg
 from hwgrad import calibrate as cb
-from hwgrad.cli import main
 from hwgrad.calibrate.fit import Fitter
+from hwgrad.cli import main
 from hwgrad.cost import evaluate_jit
 from hwgrad.measurements import REQUIRED_COLUMNS, Measurement, read_measurements
 
@@ -440,6 +440,55 @@ def test_offsets_only_where_the_parameter_allows_and_counted():
     assert client["bandwidth_efficiency"] != shared["bandwidth_efficiency"]
 
 
+def test_identification_matches_the_exact_hessian_at_a_perfect_fit(tmp_path):
+    """At zero residuals the Gauss-Newton curvature is the loss's Hessian: the posterior sd
+    of each shared number equals the one from jax.hessian of the fit's own objective."""
+    import jax
+    import jax.numpy as jnp
+
+    from hwgrad.calibrate.identify import format_identification, identification
+
+    prepared = cb.prepare(read_measurements(synthetic_file(tmp_path, TRUE)))
+    settings = cb.FitSettings(levels=())
+    fitter = Fitter(cb.Engine(prepared.cases), settings)
+    weights = np.ones(len(prepared.cases))
+    st = TRUE.stacks["default"]
+    truth = {**TRUE.hardware["shared"], **{f: float(getattr(st, f)) for f in ("op_overhead_s", "step_overhead_s",
+             "collective_overhead_s")}, "active_power_fraction": 0.3}  # fmt: skip
+    theta = np.asarray(
+        [p.to_u(truth.get(p.field, p.init) if p.key != "stack.flops_efficiency" else 1.0 - 1e-6)
+         for p in fitter.params], np.float32)  # fmt: skip
+    # stack.flops_efficiency at its upper bound (the truth's 1.0) has no curvature; hold it
+    # at the chip's value instead: the rows see the product of the two FLOPS fractions
+    j_chip = [p.key for p in fitter.params].index("chip.flops_efficiency")
+    j_stack = [p.key for p in fitter.params].index("stack.flops_efficiency")
+    theta[j_stack] = fitter.params[j_stack].to_u(0.9)
+    theta[j_chip] = fitter.params[j_chip].to_u(0.5 / 0.9)
+    params = (theta, {})
+    table = identification(fitter, params, weights)
+    lat = [j for j, p in enumerate(fitter.params) if p.stage == "latency"]
+    assert [t.key for t in table] == [fitter.params[j].key for j in lat]
+    n = len(prepared.cases)
+    d = settings.loss_scale
+    hess = jax.hessian(lambda t: fitter.loss((t, {}), jnp.asarray(weights, jnp.float32), fitter.engine.specs))(
+        jnp.asarray(theta)
+    )
+    cov = np.linalg.inv(np.asarray(hess, np.float64)[np.ix_(lat, lat)] * n / d**2)
+    for k, j in enumerate(lat):
+        p = fitter.params[j]
+        s = 1.0 / (1.0 + math.exp(-float(theta[j])))
+        value = float(p.from_u(jnp.float32(theta[j])))
+        slope = (p.hi - p.lo) if p.kind == "fraction" else value * math.log(p.hi / p.lo)
+        want = abs(slope) * s * (1 - s) * math.sqrt(cov[k, k])
+        assert table[k].sd == pytest.approx(want, rel=0.05), p.key
+        assert 0.0 <= table[k].ratio <= 1.0
+    # the launch gap is pinned by these rows; the per-kernel latency ramp is not
+    by_key = {t.key: t for t in table}
+    assert by_key["stack.op_overhead_s"].ratio < 0.3
+    lines = format_identification(table)
+    assert lines[0].startswith("identified by the data") and len(lines) == len(table) + 1
+
+
 @pytest.mark.slow
 def test_cross_validation_on_synthetic_rows_is_accurate(tmp_path):
     prepared = cb.prepare(read_measurements(synthetic_file(tmp_path, TRUE)))
@@ -501,7 +550,11 @@ def test_docs_and_readme_quote_the_shipped_calibration_header():
     first = next(i for i, line in enumerate(header) if line.startswith("in-sample:"))
     last = next(i for i, line in enumerate(header) if line.startswith("(CV refits"))
     block = "\n".join(header[first : last + 1])
-    assert block in (root / "docs" / "calibration.md").read_text(encoding="utf-8")
+    docs = (root / "docs" / "calibration.md").read_text(encoding="utf-8")
+    assert block in docs
+    # and the identification table (posterior vs prior spread of every fitted number)
+    first = next(i for i, line in enumerate(header) if line.startswith("identified by the data"))
+    assert "\n".join(header[first:]) in docs
     readme = (root / "README.md").read_text(encoding="utf-8")
     paragraph = readme[readme.index("Model fidelity") : readme.index("With the shipped defaults")]
     quoted = set(re.findall(r"(\d+\.\d) %", paragraph))

@@ -14,6 +14,7 @@ The package, by concept (each module's docstring explains its part):
 * `hwgrad.calibrate.report`: predictions, errors and reports (``hwgrad validate``);
 * `hwgrad.calibrate.fit`: the fit (Adam through the model, Cauchy loss, priors);
 * `hwgrad.calibrate.crossval`: leave-one-hardware-out and leave-one-generation-out;
+* `hwgrad.calibrate.identify`: which fitted numbers the data identify (posterior vs prior sd);
 * `hwgrad.calibrate.cli`: ``hwgrad validate`` and ``hwgrad calibrate``.
 """
 

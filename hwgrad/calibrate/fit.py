@@ -178,14 +178,23 @@ class Fitter:
         return params, losses
 
     def run(self, weights: np.ndarray) -> tuple[Calibration, np.ndarray]:
+        """Fit with row weights ``weights``: ``(calibration, loss per step)``."""
+        params, seen, losses = self.optimise(weights)
+        return self.calibration(params, seen, weights), losses
+
+    def optimise(self, weights: np.ndarray):
         """Two stages: the latency parameters on the latency/throughput rows, then (those
-        frozen) the energy parameters on the energy rows."""
+        frozen) the energy parameters on the energy rows.
+
+        Returns:
+          ``((theta, deltas), seen, losses)``: the unconstrained shared values ``(P,)`` and
+          offsets ``{level: (members, P)}``, which members had rows, the loss per step.
+        """
         is_energy = np.asarray([c.row.is_energy for c in self.engine.cases])
         theta = jnp.asarray(self.init_u)
         deltas = {lv: jnp.zeros((len(m), len(self.params)), jnp.float32) for lv, m in self.members.items()}
         losses = []
         seen_all = {lv: np.zeros(len(m), np.float32) for lv, m in self.members.items()}
-        lat_w = np.where(is_energy, 0.0, weights).astype(np.float32)
         for stage, rows in (("latency", ~is_energy), ("energy", is_energy)):
             w = np.where(rows, weights, 0.0).astype(np.float32)
             if w.sum() == 0:
@@ -206,10 +215,8 @@ class Fitter:
                 jnp.asarray(self.stage_mask[stage]), self.engine.specs,
             )  # fmt: skip
             losses.append(np.asarray(loss))
-        calib = self._calibration(
-            np.asarray(theta), {k: np.asarray(v) for k, v in deltas.items()}, seen_all, lat_w
-        )
-        return calib, np.concatenate(losses) if losses else np.zeros(0)
+        params = (np.asarray(theta), {k: np.asarray(v) for k, v in deltas.items()})
+        return params, seen_all, np.concatenate(losses) if losses else np.zeros(0)
 
     def fitted_numbers(self, weights: np.ndarray) -> int:
         """How many numbers a fit with row weights ``weights`` chooses: the active shared
@@ -221,7 +228,12 @@ class Fitter:
                     n += int(self.mask[level][i].sum())
         return n
 
-    def _calibration(self, theta, deltas, seen, weights) -> Calibration:
+    def calibration(self, params, seen, weights) -> Calibration:
+        """The resolved `Calibration` of unconstrained ``params`` from `optimise`."""
+        theta, deltas = params
+        is_energy = np.asarray([c.row.is_energy for c in self.engine.cases])
+        weights = np.where(is_energy, 0.0, weights)
+
         def values(u, target):
             return {p.field: float(p.from_u(u[j])) for j, p in enumerate(self.params) if p.target == target}
 
