@@ -125,7 +125,7 @@ def _stage(fitter: Fitter, theta, deltas, w, stage) -> list[Identified]:
             a[[m for m, n in enumerate(numbers) if n[0] == "shared" and n[2] == j]] = 1.0
             u += float(deltas[level][i, j] * fitter.mask[level][i, j])
         sd_u = math.sqrt(max(float(a @ cov @ a), 0.0))
-        prior_u = math.sqrt(float(np.sum(a * prior_var)))
+        prior_u = math.sqrt(float(np.sum(prior_var[a > 0])))
         s = 1.0 / (1.0 + math.exp(-u))
         value = float(p.from_u(jnp.float32(u)))
         slope = (p.hi - p.lo) if p.kind == "fraction" else value * math.log(p.hi / p.lo)
