@@ -4,13 +4,13 @@ What is fitted is kept apart by what it belongs to:
 
 * **Hardware** (fields of `Chip`): the achievable fraction of peak
   memory bandwidth and of peak FLOPS, and the small-transfer ramp per kernel. Each value is
-  ``shared + line offset + family offset`` (families are architecture generations, lines
-  the vendor product lines, `hwgrad.presets.HARDWARE_FAMILIES`); offsets carry a
-  Gaussian prior (shrinkage), so a family with few rows stays near its line and a family
-  without rows (the next generation) takes its line's value.
-* **Software** (fields of `Stack`): per-kernel launch gap, per-step
-  engine cost and per-collective software latency, per stack family
-  (`hwgrad.stacks.stack_family`), each an offset from the shared value with a prior.
+  ``shared + line offset`` (lines are the vendor product lines,
+  `hwgrad.presets.HARDWARE_FAMILIES`); every architecture generation of a line, the next
+  one included, takes its line's value. Offsets carry a Gaussian prior (shrinkage), and a
+  parameter's ``members`` name the lines or stacks whose rows can move it.
+* **Software** (fields of `Stack`): per-kernel launch gap and kernel FLOPS fraction per
+  stack family (`hwgrad.stacks.stack_family`), each an offset from the shared value with a
+  prior; per-step engine cost and per-collective software latency shared.
 
 Every parameter is fitted in a bounded space: ``lo + (hi - lo) sigmoid(u)`` for fractions
 and ``lo (hi / lo)^sigmoid(u)`` for times, so a fit can only choose values inside the
