@@ -82,6 +82,12 @@ STACK_FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+#: The production serving engines of datacenter parts among `STACK_FAMILIES` (candidates
+#: for the ``tuned`` stack; with the batched research harnesses, the stacks whose rows
+#: identify a kernel FLOPS fraction).
+PRODUCTION_ENGINES = ("tensorrt-llm", "sglang", "sglang/rocm", "vllm-0.13", "vllm-0.6", "vllm", "vllm/rocm", "nim")
+
+
 def stack_family(software: str) -> str:
     """The stack family of a measurement's ``software`` text (``""`` if not recognised)."""
     text = software.lower()

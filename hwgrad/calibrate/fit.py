@@ -21,6 +21,7 @@ import optax
 
 from .. import presets
 from ..specs import Stack, replace
+from ..stacks import PRODUCTION_ENGINES
 from .cases import Case, Engine, Prepared
 from .parameters import BASE_STACK, PARAMETERS, Calibration, base_stack
 
@@ -112,6 +113,7 @@ class Fitter:
         self.offset_sd = np.asarray([p.offset_sd for p in self.params], np.float32)
         self.prior_sd = np.asarray([p.prior_sd for p in self.params], np.float32)
         self.log_measured = np.log(engine.measured).astype(np.float32)
+        self.is_energy = np.asarray([c.row.is_energy for c in engine.cases], bool)
         # each row's stack runs its family's collective library (not fitted)
         self.collective = jnp.asarray(
             np.stack([base_stack(c.family).collective_bandwidth_fraction for c in engine.cases])
@@ -190,7 +192,7 @@ class Fitter:
           ``((theta, deltas), seen, losses)``: the unconstrained shared values ``(P,)`` and
           offsets ``{level: (members, P)}``, which members had rows, the loss per step.
         """
-        is_energy = np.asarray([c.row.is_energy for c in self.engine.cases])
+        is_energy = self.is_energy
         theta = jnp.asarray(self.init_u)
         deltas = {lv: jnp.zeros((len(m), len(self.params)), jnp.float32) for lv, m in self.members.items()}
         losses = []
@@ -218,21 +220,30 @@ class Fitter:
         params = (np.asarray(theta), {k: np.asarray(v) for k, v in deltas.items()})
         return params, seen_all, np.concatenate(losses) if losses else np.zeros(0)
 
+    def numbers(self, weights: np.ndarray) -> list[tuple[str, int, int]]:
+        """The numbers a fit with row weights ``weights`` chooses, as ``(level, member index,
+        parameter index)`` (``("shared", -1, j)`` for a shared value): every active shared
+        value, and an offset per member with weighted rows of the parameter's stage that the
+        parameter may move."""
+        out = []
+        for j, p in enumerate(self.params):
+            if not self.active[j]:
+                continue
+            out.append(("shared", -1, j))
+            rows = (weights > 0) & (self.is_energy == (p.stage == "energy"))
+            for level, names in self.members.items():
+                out += [(level, i, j) for i in range(len(names))
+                        if self.mask[level][i, j] and np.any(rows & (self.index[level] == i))]  # fmt: skip
+        return out
+
     def fitted_numbers(self, weights: np.ndarray) -> int:
-        """How many numbers a fit with row weights ``weights`` chooses: the active shared
-        values plus one offset per (member with weighted rows, parameter it may move)."""
-        n = int(self.active.sum())
-        for level, names in self.members.items():
-            for i in range(len(names)):
-                if np.any((weights > 0) & (self.index[level] == i)):
-                    n += int(self.mask[level][i].sum())
-        return n
+        """How many numbers a fit with row weights ``weights`` chooses (`numbers`)."""
+        return len(self.numbers(weights))
 
     def calibration(self, params, seen, weights) -> Calibration:
         """The resolved `Calibration` of unconstrained ``params`` from `optimise`."""
         theta, deltas = params
-        is_energy = np.asarray([c.row.is_energy for c in self.engine.cases])
-        weights = np.where(is_energy, 0.0, weights)
+        weights = np.where(self.is_energy, 0.0, weights)
 
         def values(u, target):
             return {p.field: float(p.from_u(u[j])) for j, p in enumerate(self.params) if p.target == target}
@@ -264,24 +275,11 @@ class Fitter:
         return Calibration(hardware=hardware, stacks=stacks)
 
 
-#: stacks eligible for "tuned": the production serving engines of datacenter parts
-_TUNED_CANDIDATES = (
-    "tensorrt-llm",
-    "sglang",
-    "sglang/rocm",
-    "vllm-0.13",
-    "vllm-0.6",
-    "vllm",
-    "vllm/rocm",
-    "nim",
-)
-
-
 def _tuned(stacks: dict[str, Stack], rows: dict[str, int]) -> Stack:
     """The ``tuned`` stack: per software cost, the lowest value any production serving
     engine with >= 10 rows achieves in the data, and the highest kernel FLOPS fraction (what
     a well-tuned deployment reaches)."""
-    pool = [stacks[n] for n in _TUNED_CANDIDATES if n in stacks and rows.get(n, 0) >= 10]
+    pool = [stacks[n] for n in PRODUCTION_ENGINES if n in stacks and rows.get(n, 0) >= 10]
     if not pool:
         return stacks["default"]
     fields = ("op_overhead_s", "step_overhead_s", "collective_overhead_s")

@@ -59,35 +59,27 @@ def identification(fitter: Fitter, params, weights: np.ndarray) -> list[Identifi
     """Posterior sd against prior sd of every number the fit chose (`Fitter.optimise`'s
     ``params`` at row weights ``weights``)."""
     theta, deltas = (np.asarray(params[0]), {k: np.asarray(v) for k, v in params[1].items()})
-    is_energy = np.asarray([c.row.is_energy for c in fitter.engine.cases])
+    numbers = fitter.numbers(weights)
     out: list[Identified] = []
-    for stage, rows in (("latency", ~is_energy), ("energy", is_energy)):
+    for stage, rows in (("latency", ~fitter.is_energy), ("energy", fitter.is_energy)):
         w = np.where(rows, weights, 0.0)
-        if w.sum() == 0:
-            continue
-        out += _stage(fitter, theta, deltas, w, stage)
+        mine = [n for n in numbers if fitter.params[n[2]].stage == stage]
+        if w.sum() > 0 and mine:
+            out += _stage(fitter, theta, deltas, w, mine)
     return out
 
 
-def _numbers(fitter: Fitter, w: np.ndarray, stage: str):
-    """``(level, member index, parameter index, prior sd)`` of the stage's fitted numbers."""
-    numbers = []
-    for j, p in enumerate(fitter.params):
-        if p.stage != stage or not fitter.active[j]:
-            continue
-        prior = p.prior_sd if fitter.settings.priors else math.inf
-        numbers.append(("shared", -1, j, prior))
-        for level, names in fitter.members.items():
-            for i in range(len(names)):
-                if fitter.mask[level][i, j] and np.any((w > 0) & (fitter.index[level] == i)):
-                    numbers.append((level, i, j, p.offset_sd))
-    return numbers
+def _prior_sd(fitter: Fitter, level: str, j: int) -> float:
+    """Prior sd of a number in unconstrained units (``inf``: a shared value without prior)."""
+    p = fitter.params[j]
+    if level != "shared":
+        return p.offset_sd
+    return p.prior_sd if fitter.settings.priors else math.inf
 
 
-def _stage(fitter: Fitter, theta, deltas, w, stage) -> list[Identified]:
-    numbers = _numbers(fitter, w, stage)
-    if not numbers:
-        return []
+def _stage(fitter: Fitter, theta, deltas, w, numbers) -> list[Identified]:
+    """The stage's numbers (`Fitter.numbers`) on its rows (weights ``w``)."""
+    prior_sd = np.asarray([_prior_sd(fitter, level, j) for level, _, j in numbers], np.float64)
     lv = np.asarray([n[0] for n in numbers])
     mi = np.asarray([n[1] for n in numbers])
     pj = np.asarray([n[2] for n in numbers])
@@ -106,16 +98,14 @@ def _stage(fitter: Fitter, theta, deltas, w, stage) -> list[Identified]:
     r, jac = np.asarray(r, np.float64), np.asarray(jac, np.float64)
     keep = w > 0
     scale = fitter.settings.loss_scale
-    omega = keep.sum() * w / (w.sum() * scale**2 * (1.0 + (r / scale) ** 2))
-    jac, omega = np.where(keep[:, None], jac, 0.0), np.where(keep, omega, 0.0)
-    jac = np.where(np.isfinite(jac), jac, 0.0)
-    prior_sd = np.asarray([n[3] for n in numbers], np.float64)
+    omega = np.where(keep, keep.sum() * w / (w.sum() * scale**2 * (1.0 + (r / scale) ** 2)), 0.0)
+    jac = np.where(keep[:, None] & np.isfinite(jac), jac, 0.0)
     hess = jac.T @ (omega[:, None] * jac) + np.diag(1.0 / prior_sd**2)
     cov = np.linalg.pinv(hess)
-    prior_var = np.where(np.isfinite(prior_sd), prior_sd**2, np.inf)
+    prior_var = prior_sd**2
 
     out = []
-    for k, (level, i, j, _) in enumerate(numbers):
+    for k, (level, i, j) in enumerate(numbers):
         p = fitter.params[j]
         # a member's value is shared + its offset: its spread includes the shared value's
         a = np.zeros(len(numbers))
@@ -126,12 +116,10 @@ def _stage(fitter: Fitter, theta, deltas, w, stage) -> list[Identified]:
             u += float(deltas[level][i, j] * fitter.mask[level][i, j])
         sd_u = math.sqrt(max(float(a @ cov @ a), 0.0))
         prior_u = math.sqrt(float(np.sum(prior_var[a > 0])))
-        s = 1.0 / (1.0 + math.exp(-u))
-        value = float(p.from_u(jnp.float32(u)))
-        slope = (p.hi - p.lo) if p.kind == "fraction" else value * math.log(p.hi / p.lo)
+        value, slope = jax.value_and_grad(p.from_u)(jnp.float32(u))  # delta method
         member = "shared" if level == "shared" else fitter.members[level][i]
         ratio = min(sd_u / prior_u, 1.0) if math.isfinite(prior_u) else math.nan
-        out.append(Identified(p.key, member, value, abs(slope) * s * (1 - s) * sd_u, ratio))
+        out.append(Identified(p.key, member, float(value), abs(float(slope)) * sd_u, ratio))
     return out
 
 

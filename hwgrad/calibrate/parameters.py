@@ -42,7 +42,7 @@ from ..calibrated import efficiency_from_mapping
 from ..network import COLLECTIVE_IMPLEMENTATIONS
 from ..network import implementation as collective_implementation
 from ..specs import Stack
-from ..stacks import collective_for, stack_family
+from ..stacks import PRODUCTION_ENGINES, collective_for, stack_family
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,18 +108,7 @@ class Parameter:
 #: long prompts): the batch-1 decode rows of llama.cpp, gpt-fast and the client parts do not
 #: identify them.
 _COMPUTE_BOUND_LINES = ("nvidia-datacenter", "amd-instinct", "intel-gaudi")
-_BATCHED_STACKS = (
-    "deepspeed-mii",
-    "gaudi",
-    "nim",
-    "sglang",
-    "sglang/rocm",
-    "tensorrt-llm",
-    "vllm",
-    "vllm-0.13",
-    "vllm-0.6",
-    "vllm/rocm",
-)
+_BATCHED_STACKS = (*PRODUCTION_ENGINES, "deepspeed-mii", "gaudi")
 PARAMETERS: tuple[Parameter, ...] = (
     Parameter(
         "chip",
