@@ -170,6 +170,24 @@ def test_stack_and_hardware_families():
     assert hg.presets.hardware_family("groq-lpu") == "shared"
 
 
+def test_rows_without_a_fitted_stack_say_the_default_is_used():
+    # SGLang on CUDA is a recognised family with no calibration rows; "my own server" is not
+    # recognised: both are predicted with the default stack, and the row notes say so
+    prepared = cb.prepare(
+        [row(software="SGLang 0.5 (CUDA)"), row(id="2", software="my own server"), row(id="3", software="vLLM")]
+    )
+    calib = cb.default_calibration()
+    report = cb.validate(prepared, calib)
+    notes = [c.notes for c in report.cases]
+    assert "stack sglang has no fitted profile: default stack used" in notes[0]
+    assert "software not recognised: default stack used" in notes[1]
+    assert not any("default stack" in n for n in notes[2])
+    # the prediction is the default stack's: the same as the unrecognised row's
+    assert report.predicted[0] == pytest.approx(report.predicted[1], rel=1e-6)
+    assert not any("default stack" in n for c in cb.validate(prepared, cb.Calibration.speed_of_light()).cases
+                   for n in c.notes)  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- preparing rows
 
 

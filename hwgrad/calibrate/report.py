@@ -179,14 +179,23 @@ def predict(prepared: Prepared, calibration: Calibration, engine: Engine | None 
     return engine.predict(calibration)
 
 
+def _note_default_stack(case: Case, calibration: Calibration) -> Case:
+    if calibration.ideal or case.family in calibration.stacks:
+        return case
+    what = f"stack {case.family} has no fitted profile" if case.family else "software not recognised"
+    return dataclasses.replace(case, notes=(*case.notes, f"{what}: default stack used"))
+
+
 def validate(
     prepared: Prepared, calibration: Calibration, label: str = "", engine: Engine | None = None
 ) -> Report:
-    """Predict every row and compare with the measurements (see `Report`)."""
+    """Predict every row and compare with the measurements (see `Report`). A row whose
+    stack has no fitted profile in ``calibration`` (software not recognised, or a family
+    without calibration rows) is predicted with the ``default`` stack, and its notes say so."""
     engine = engine or Engine(prepared.cases)
     return Report(
         label=label,
-        cases=prepared.cases,
+        cases=tuple(_note_default_stack(c, calibration) for c in prepared.cases),
         predicted=engine.predict(calibration),
         measured=engine.measured,
         skipped=prepared.skipped,
