@@ -16,9 +16,10 @@ from hwgrad import presets
 from hwgrad import sweep as sw
 
 MODEL = "llama-3.1-8b"
-# a TDP large enough that the power roofline (hwgrad.power) never binds: with a known TDP the
-# step may slow to the power cap, a real change of latency that this test is not about
-FILLED = dict(tdp_w=1e5, price_usd=30000.0, energy_j_per_flop_bf16=4e-13, die_area_mm2=800.0)
+# a TDP large enough that the power roofline (hwgrad.power) never binds, even on a wafer (WSE-3
+# SRAM traffic alone draws ~100 kW at a few pJ/byte): with a known TDP the step may slow to
+# the power cap, a real change of latency that this test is not about
+FILLED = dict(tdp_w=1e7, price_usd=30000.0, energy_j_per_flop_bf16=4e-13, die_area_mm2=800.0)
 
 
 def _design(hardware: str, fill: bool):
@@ -26,6 +27,10 @@ def _design(hardware: str, fill: bool):
     if fill:
         chip = system.chip
         changes = {k: v for k, v in FILLED.items() if not math.isfinite(float(getattr(chip, k)))}
+        if "energy_j_per_flop_bf16" in changes:
+            # an unknown energy per FLOP leaves the power roofline undefined (no cap): filling
+            # it in must not bring in a cap at the chip's known TDP either
+            changes["tdp_w"] = FILLED["tdp_w"]
         system = hg.replace(system, chip=hg.replace(chip, **changes))
     model = presets.model(MODEL)
     wl = hg.Workload(batch=8.0, prompt_len=512.0, output_len=128.0, tp=1.0)
@@ -42,7 +47,8 @@ def _same_defined_rows(hardware: str):
     for i, m in enumerate(a.metrics):
         if m in ("tpot_s", "ttft_s", "e2e_latency_s", "tokens_per_s"):
             assert m not in a.undefined
-            np.testing.assert_allclose(a.elasticity[i], b.elasticity[i], rtol=1e-5, atol=1e-7, err_msg=m)
+            # atol: float32 noise of elasticities that are ~0 (up to 5e-5 on client parts)
+            np.testing.assert_allclose(a.elasticity[i], b.elasticity[i], rtol=1e-5, atol=1e-4, err_msg=m)
             assert np.all(np.isfinite(a.elasticity[i])), m
     return a
 
