@@ -276,10 +276,15 @@ class Calibration:
             out.update(self.hardware.get(key, {}))
         return out
 
+    def has_profile(self, family: str) -> bool:
+        """Whether `stack_for` gives ``family`` its own stack (or the ideal one), not the
+        ``default`` stack of unrecognised software and families without calibration rows."""
+        return self.ideal or family in self.stacks
+
     def stack_for(self, family: str) -> Stack:
         if self.ideal:
             return Stack.ideal()
-        if family in self.stacks:
+        if self.has_profile(family):
             return self.stacks[family]
         return self.stacks.get("default", Stack.ideal())
 

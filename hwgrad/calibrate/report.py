@@ -180,7 +180,7 @@ def predict(prepared: Prepared, calibration: Calibration, engine: Engine | None 
 
 
 def _note_default_stack(case: Case, calibration: Calibration) -> Case:
-    if calibration.ideal or case.family in calibration.stacks:
+    if calibration.has_profile(case.family):
         return case
     what = f"stack {case.family} has no fitted profile" if case.family else "software not recognised"
     return dataclasses.replace(case, notes=(*case.notes, f"{what}: default stack used"))
