@@ -120,6 +120,13 @@ SCHEMA = {
             "weight_dtype": ("text", "weight format name (bf16, fp8, int4, ...): sets the bits below"),
             "kv_dtype": ("text", "KV-cache format name (default bf16)"),
             "act_dtype": ("text", "activation format name (default: the weight format's usual)"),
+            "attention_dtype": ("text", "format of the attention projections (default: the weight format's)"),
+            "embedding_dtype": ("text", "format of the embedding table and LM head (default: the weight format's)"),
+            "checkpoint": (
+                "text",
+                "a published mixed-precision checkpoint (`hwgrad.dtypes.CHECKPOINTS`, e.g. "
+                "meta-llama/Llama-3.1-405B-FP8): sets the two formats above",
+            ),
         },
         ("layer_keep_gates",),
         'weight_dtype = "fp8"\nkv_dtype = "fp8"',

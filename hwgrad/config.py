@@ -271,7 +271,7 @@ def load(path: str | Path) -> dict:
         out["workload_fields"] = frozenset(doc["workload"])
     if "compression" in doc:
         comp_t = table(doc, "compression", w)
-        names = {k: comp_t.pop(k) for k in ("weight_dtype", "kv_dtype", "act_dtype") if k in comp_t}
+        names = {k: comp_t.pop(k) for k in dtypes.NAMED_FIELDS if k in comp_t}
         try:
             base = dtypes.compression(**names) if names else Compression()
         except ValueError as exc:

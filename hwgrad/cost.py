@@ -184,12 +184,13 @@ class Result:
 # ----------------------------------------------------------------------------- helpers
 
 
-def seconds_per_flop(system: System, compression: Compression):
+def seconds_per_flop(system: System, compression: Compression, bits=None):
     """1 / peak FLOP/s at the activation width, interpolated between 4, 8 and 16 bits.
 
     Peaks double per halving of operand width on tensor cores, so ``1/peak`` is linear in
     bits between the published points; 2:4 sparsity runs at the dense peak on half the
-    FLOPs (see `counts.flop_fraction`).
+    FLOPs (see `counts.flop_fraction`). ``bits`` (e.g. `counts.op_compute_bits`, one width
+    per op) replaces ``compression.act_bits``.
     """
     chip = system.chip
     inv = jnp.stack(
@@ -199,7 +200,8 @@ def seconds_per_flop(system: System, compression: Compression):
             safe_div(1.0, chip.peak_flops_bf16),
         ]
     )
-    return jnp.interp(jnp.clip(compression.act_bits, 4.0, 16.0), jnp.array([4.0, 8.0, 16.0]), inv)
+    bits = compression.act_bits if bits is None else bits
+    return jnp.interp(jnp.clip(bits, 4.0, 16.0), jnp.array([4.0, 8.0, 16.0]), inv)
 
 
 def gemm_tile_factor(chip, model: Model, workload: Workload, new_tokens, mode: str = "straight_through"):
@@ -273,7 +275,8 @@ def forward_pass(
     # parallel tiers, shared channels and phase-aware near-memory compute (memory.py)
     flops_frac = chip.flops_efficiency * efficiency.flops_efficiency
     tile = gemm_tile_factor(chip, model, micro, new_tokens, options.roofline)
-    t_flop = seconds_per_flop(system, compression) / flops_frac * tile
+    op_bits = counts.op_compute_bits(compression)
+    t_flop = seconds_per_flop(system, compression, op_bits) / flops_frac * tile
     oc = memory.op_costs(
         system.chip,
         tiers,
@@ -350,7 +353,7 @@ def forward_pass(
         system.chip,
         tiers,
         compression.act_bits,
-        jnp.sum(oc.host_flops) * per_chip,
+        oc.host_flops * per_chip,
         oc.nmc_flops * per_chip,
         oc.interface_bytes * per_chip,
         oc.internal_bytes * per_chip,
@@ -361,6 +364,7 @@ def forward_pass(
         m_micro / slots,
         options.smooth_p,
         options.roofline,
+        host_bits=op_bits,
     )
     time_s = pw.time_s
     e_tier = chips * pw.memory_tier_j

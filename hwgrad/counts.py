@@ -408,6 +408,39 @@ def weight_bits_per_param(c: Compression):
     return (1.0 - sparsity) * value_bits + 1.0
 
 
+def _own_or_default_bits(c: Compression, bits):
+    """``bits`` where given (> 0), else the stored bits of the other weights."""
+    return jnp.where(jnp.asarray(bits) > 0, bits, weight_bits_per_param(c))
+
+
+def attention_weight_bits_per_param(c: Compression):
+    """Stored bits per attention-projection weight (`Compression.attention_weight_bits`)."""
+    return _own_or_default_bits(c, c.attention_weight_bits)
+
+
+def embedding_weight_bits_per_param(c: Compression):
+    """Stored bits per embedding / LM-head weight (`Compression.embedding_weight_bits`)."""
+    return _own_or_default_bits(c, c.embedding_weight_bits)
+
+
+def op_compute_bits(c: Compression):
+    """``(len(OP_NAMES),)`` operand width each op's matmuls run at.
+
+    ``act_bits`` everywhere, except ops whose weights have their own width: the attention
+    projections and the LM head run at ``max(act_bits, width)`` (capped at 16), as a
+    W8A8 stack multiplies a bf16 weight with bf16 kernels.
+    """
+
+    def own(bits):
+        bits = jnp.asarray(bits)
+        return jnp.where(bits > 0, jnp.maximum(c.act_bits, jnp.minimum(bits, 16.0)), c.act_bits)
+
+    act = c.act_bits
+    return jnp.stack(
+        jnp.broadcast_arrays(own(c.attention_weight_bits), act, act, act, act, own(c.embedding_weight_bits), act)
+    )
+
+
 def flop_fraction(c: Compression):
     """Fraction of dense matmul FLOPs executed: 2:4 halves them; unstructured does not."""
     return 0.5 if c.pattern == "2:4" else 1.0
@@ -585,8 +618,9 @@ def forward_counts(
     tp_a = attention_group_chips(w)  # chips that share one copy of the non-expert weights
     b_a = b / adp  # sequences per attention group
     tokens_a = tokens / adp
-    wbits = weight_bits_per_param(c)
-    wbyte = wbits / 8.0
+    wbyte = weight_bits_per_param(c) / 8.0
+    attn_wbyte = attention_weight_bits_per_param(c) / 8.0
+    emb_wbyte = embedding_weight_bits_per_param(c) / 8.0
     abyte = c.act_bits / 8.0
     kv_bits = c.kv_bits + c.kv_overhead_bits
     frac = flop_fraction(c)
@@ -602,7 +636,7 @@ def forward_counts(
     # attention projections (all layers), tensor-parallel inside an attention group
     p_attn = attention_params_per_layer(m) - d
     attn_proj_flops = 2.0 * tokens_a * p_attn * m.n_layers * frac / tp_a
-    attn_proj_bytes = p_attn * m.n_layers * wbyte / tp_a
+    attn_proj_bytes = p_attn * m.n_layers * attn_wbyte / tp_a
     if m.attention == "mla":
         q_width = m.n_heads * (m.qk_nope_head_dim + m.qk_rope_head_dim)
         attn_io = d + q_width + m.kv_lora_rank + m.qk_rope_head_dim + m.n_heads * m.v_head_dim
@@ -678,11 +712,11 @@ def forward_counts(
 
     # LM head: only the last position of each sequence is projected to the vocabulary
     head_flops = 2.0 * b_a * lm_head_params(m) / tp_a
-    head_bytes = lm_head_params(m) * wbyte / tp_a
+    head_bytes = lm_head_params(m) * emb_wbyte / tp_a
     head_act = b_a * (d + m.vocab_size) * abyte / tp_a
 
     # embedding gather: one row per token of the chip's attention group
-    emb_bytes = tokens_a * d * wbyte
+    emb_bytes = tokens_a * d * emb_wbyte
     emb_act = tokens_a * d * abyte
 
     zero = jnp.zeros_like(jnp.asarray(tokens, dtype=float))
@@ -778,9 +812,13 @@ def weight_bytes_resident(m: Model, c: Compression, w: Workload):
     """
     m, c = pruning.resolve(m, c)
     routed = n_moe_layers(m) * m.n_experts * expert_params(m)
-    rest = param_count(m) - routed
-    params = routed / w.tp + rest / attention_group_chips(w)
-    return params * weight_bits_per_param(c) / 8.0 / w.pp
+    attn = m.n_layers * attention_params_per_layer(m)
+    emb = embedding_params(m) + (0.0 if m.tied_embeddings else lm_head_params(m))
+    rest = param_count(m) - routed - attn - emb
+    wbits = weight_bits_per_param(c)
+    group_bits = rest * wbits + attn * attention_weight_bits_per_param(c) + emb * embedding_weight_bits_per_param(c)
+    bits = routed * wbits / w.tp + group_bits / attention_group_chips(w)
+    return bits / 8.0 / w.pp
 
 
 def kv_bytes_resident(m: Model, c: Compression, w: Workload):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+import re
 from pathlib import Path
 
 from . import dtypes
@@ -69,6 +70,8 @@ class Measurement:
       software: serving stack text ("" when absent).
       batching: serving mode, one of `BATCHING` (``static`` when blank or absent).
       defaulted: names of the columns that were blank and took a default.
+      checkpoint: the Hugging Face checkpoint the ``notes`` name (``checkpoint org/name``),
+        "" if none; mixed-precision checkpoints are known to `hwgrad.dtypes.CHECKPOINTS`.
     """
 
     id: str
@@ -90,6 +93,7 @@ class Measurement:
     defaulted: tuple[str, ...] = ()
     batching: str = "static"
     source: str = ""
+    checkpoint: str = ""
 
     @property
     def is_energy(self) -> bool:
@@ -207,7 +211,17 @@ def _parse_row(cells: _Cells) -> Measurement:
         defaulted=tuple(defaulted),
         batching=batching,
         source=cells.text("source", required=False),
+        checkpoint=_checkpoint(cells.text("notes", required=False)),
     )
+
+
+_CHECKPOINT = re.compile(r"\bcheckpoint\s+([\w.-]+/[\w.-]+)", re.IGNORECASE)
+
+
+def _checkpoint(notes: str) -> str:
+    """The first ``checkpoint org/name`` the notes mention ("" if none)."""
+    found = _CHECKPOINT.search(notes)
+    return found.group(1) if found else ""
 
 
 def read_measurements(path: str | Path, skip_unknown: bool = False) -> MeasurementSet:

@@ -130,6 +130,7 @@ def pass_power(
     busy_fraction,
     p: float,
     mode: str,
+    host_bits=None,
 ) -> PassPower:
     """Energy of one pass on one chip and its time under the TDP (module docstring).
 
@@ -137,7 +138,9 @@ def pass_power(
       chip: the `Chip`.
       tiers: stacked tiers (`hwgrad.memory.stacked_tiers`).
       act_bits: activation width (energy per FLOP scales with ``act_bits / 16``).
-      host_flops: FLOPs on the host die.
+      host_flops: FLOPs on the host die (a number, or one per op with ``host_bits``).
+      host_bits: operand width of each entry of ``host_flops`` (default ``act_bits``;
+        `hwgrad.counts.op_compute_bits`: a bf16 weight's GEMM costs bf16 energy per FLOP).
       nmc_flops, interface_bytes, internal_bytes: ``(T,)`` per tier.
       channel_bytes: ``(K,)`` per shared channel.
       link_bytes: bytes this chip sends over the network.
@@ -147,9 +150,10 @@ def pass_power(
       p, mode: smooth-max sharpness and roofline mode.
     """
     scale = jnp.clip(act_bits, 4.0, 16.0) / 16.0
-    e_host = chip.energy_j_per_flop_bf16 * scale
+    host_scale = scale if host_bits is None else jnp.clip(host_bits, 4.0, 16.0) / 16.0
+    host_flops_bf16 = jnp.sum(host_flops * host_scale)  # bf16-equivalent FLOPs
     e_nmc = tiers.nmc_energy_j_per_flop * scale
-    compute_host = host_flops * e_host
+    compute_host = host_flops_bf16 * chip.energy_j_per_flop_bf16
     compute_nmc = jnp.sum(nmc_flops * e_nmc)
     memory_tier = interface_bytes * tiers.energy_j_per_byte + internal_bytes * tiers.nmc_energy_j_per_byte
     if len(chip.channels):
@@ -162,7 +166,7 @@ def pass_power(
     # the cap sees only finite energies (an unknown FLOP energy stays NaN in the report but
     # must not poison the time or its gradient)
     dyn_safe = (
-        host_flops * _finite(chip.energy_j_per_flop_bf16) * scale
+        host_flops_bf16 * _finite(chip.energy_j_per_flop_bf16)
         + compute_nmc
         + jnp.sum(memory_tier)
         + channel

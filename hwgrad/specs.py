@@ -442,6 +442,19 @@ class Compression:
       heads_kept_fraction: query heads kept (whole heads; GQA: whole groups after rounding).
       kv_heads_kept_fraction: KV heads kept (GQA only; MHA follows the query heads, MLA has
         one shared latent).
+
+    Mixed-precision checkpoints keep some weights in another format than the rest:
+
+      attention_weight_bits: stored bits per attention-projection weight (scales included);
+        ``0`` = the format of the other weights (``weight_bits + weight_overhead_bits``,
+        with their sparsity).
+      embedding_weight_bits: the same for the token embedding table and the LM head.
+
+    gpt-oss's MXFP4 keeps attention, embeddings and LM head in bf16 (OpenAI gpt-oss model
+    card, 2025); Meta's Llama-3.1-405B-FP8 quantises the FFN only (Llama 3 paper,
+    arXiv:2407.21783 sec. 6.2). Weights given their own width are dense, and their GEMMs
+    run at ``max(act_bits, width)`` bits: a 16-bit weight is not multiplied on fp8 tensor
+    cores (`hwgrad.counts.op_compute_bits`).
     """
 
     weight_bits: float | jax.Array = 16.0
@@ -456,6 +469,8 @@ class Compression:
     ffn_kept_fraction: float | jax.Array = 1.0
     heads_kept_fraction: float | jax.Array = 1.0
     kv_heads_kept_fraction: float | jax.Array = 1.0
+    attention_weight_bits: float | jax.Array = 0.0
+    embedding_weight_bits: float | jax.Array = 0.0
     # static: the sparse format selects the index-overhead formula (text, not a number)
     pattern: str = static("dense")
 

@@ -122,6 +122,8 @@ def check_bound(path: str, value) -> float:
     x = _positive(value, path, allow_zero=True)
     if field in ("weight_bits", "kv_bits", "act_bits") and not 1 <= x <= 32:
         raise ValueError(f"{path} = {x:g}: must lie in [1, 32] bits")
+    if field in ("attention_weight_bits", "embedding_weight_bits") and x != 0 and not 1 <= x <= 32:
+        raise ValueError(f"{path} = {x:g}: must lie in [1, 32] bits (0 = the format of the other weights)")
     if field == "sparsity":
         _fraction(x, path, high_open=True)
     elif field.endswith("_efficiency") or field == "utilization":
@@ -179,6 +181,12 @@ def validate_compression(c: Compression, name: str = "compression") -> None:
             raise ValueError(f"{name}.{field} = {bits:g}: must lie in [1, 32] bits")
     for field in ("weight_overhead_bits", "kv_overhead_bits"):
         _positive(getattr(c, field), f"{name}.{field}", allow_zero=True)
+    for field in ("attention_weight_bits", "embedding_weight_bits"):
+        bits = _positive(getattr(c, field), f"{name}.{field}", allow_zero=True)
+        if bits != 0 and not 1 <= bits <= 32:
+            raise ValueError(
+                f"{name}.{field} = {bits:g}: must lie in [1, 32] bits, or be 0 for the format of the other weights"
+            )
     if c.pattern not in SPARSITY_PATTERNS:
         raise ValueError(f"{name}.pattern = {c.pattern!r}: use one of {', '.join(SPARSITY_PATTERNS)}")
     s = _fraction(c.sparsity, f"{name}.sparsity", high_open=True)

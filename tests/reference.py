@@ -32,19 +32,25 @@ def decode_step_s(
     link_bw,
     alpha_s,
     allreduce=None,
+    attn_weight_bytes=None,
+    attn_peak_flops=None,
+    head_weight_bytes=None,
+    head_peak_flops=None,
 ):
+    """Seconds of one decode step; ``attn_*`` / ``head_*`` (default: the other weights'
+    bytes and peak) are the attention projections' and the embedding + LM head's own
+    weight bytes and matmul peak (mixed-precision checkpoints)."""
+    attn_b = weight_bytes if attn_weight_bytes is None else attn_weight_bytes
+    attn_peak = peak_flops if attn_peak_flops is None else attn_peak_flops
+    head_b = weight_bytes if head_weight_bytes is None else head_weight_bytes
+    head_peak = peak_flops if head_peak_flops is None else head_peak_flops
     hd = head_dim
     tok = batch
     ops = []
     # attention projections q, k, v, o
     attn_w = d_model * (n_heads * hd) * 2 + d_model * (n_kv_heads * hd) * 2
-    ops.append(
-        (
-            2 * tok * attn_w / tp,
-            attn_w * weight_bytes / tp
-            + tok * (2 * d_model + 2 * n_heads * hd + 2 * n_kv_heads * hd) * act_bytes / tp,
-        )
-    )
+    attn_bytes = attn_w * attn_b / tp + tok * (2 * d_model + 2 * n_heads * hd + 2 * n_kv_heads * hd) * act_bytes / tp
+    per_layer = max(2 * tok * attn_w / tp / attn_peak, attn_bytes / mem_bw)
     # attention over context + the new token
     kv_split = min(tp, n_kv_heads)
     span = context + 1
@@ -60,13 +66,13 @@ def decode_step_s(
     ops.append(
         (2 * tok * mlp_w / tp, mlp_w * weight_bytes / tp + tok * (2 * d_model + 2 * d_ff) * act_bytes / tp)
     )
-    per_layer = sum(max(f / peak_flops, b / mem_bw) for f, b in ops)
+    per_layer += sum(max(f / peak_flops, b / mem_bw) for f, b in ops)
     # LM head and embedding gather
     head = max(
-        2 * batch * vocab * d_model / tp / peak_flops,
-        (vocab * d_model * weight_bytes + batch * (d_model + vocab) * act_bytes) / tp / mem_bw,
+        2 * batch * vocab * d_model / tp / head_peak,
+        (vocab * d_model * head_b + batch * (d_model + vocab) * act_bytes) / tp / mem_bw,
     )
-    emb = (tok * d_model * weight_bytes + tok * d_model * act_bytes) / mem_bw
+    emb = (tok * d_model * head_b + tok * d_model * act_bytes) / mem_bw
     # all-reduces: best of ring and tree
     n = tok * d_model * act_bytes
     if allreduce is not None:  # a fabric's all-reduce (seconds for n bytes over p chips), in bf16

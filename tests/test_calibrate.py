@@ -15,6 +15,7 @@ import pytest
 
 import hwgrad as hg
 from hwgrad import calibrate as cb
+from hwgrad import dtypes
 from hwgrad.calibrate.fit import Fitter
 from hwgrad.cli import main
 from hwgrad.cost import evaluate_jit
@@ -92,6 +93,18 @@ def test_bad_input_names_file_line_and_column(tmp_path, line, pattern):
     path = write(tmp_path, HEADER, GOOD.replace("1,llama", "0,llama", 1), line)
     with pytest.raises(ValueError, match=re.escape(str(path)) + pattern):
         read_measurements(path)
+
+
+def test_the_checkpoint_named_in_the_notes_sets_mixed_formats(tmp_path):
+    notes = '"Checkpoint meta-llama/Llama-3.1-405B-FP8; TP=8"'
+    path = write(tmp_path, HEADER + ",notes", GOOD + "," + notes, GOOD.replace("1,llama", "2,llama", 1) + ",none")
+    meta, plain = read_measurements(path).rows
+    assert (meta.checkpoint, plain.checkpoint) == ("meta-llama/Llama-3.1-405B-FP8", "")
+    shipped = {r.checkpoint for r in read_measurements(SHIPPED).rows}
+    assert {"meta-llama/Llama-3.1-405B-FP8", "openai/gpt-oss-120b"} <= shipped
+    # every checkpoint the shipped rows name is known to hwgrad.dtypes (a new one is a
+    # decision to make: mixed or not)
+    assert {c.lower() for c in shipped - {""}} <= set(dtypes.CHECKPOINTS)
 
 
 def test_bad_batching_is_a_file_line_column_error(tmp_path):

@@ -17,9 +17,24 @@ HARD = hg.Options(roofline="hard")
 SMOOTH = hg.Options(roofline="smooth")
 
 
+def _peak(chip, bits):
+    return float(chip.peak_flops_bf16 if bits == 16 else chip.peak_flops_fp8)
+
+
+def _own(bits, default):
+    return default if float(bits) == 0 else float(bits)
+
+
 def _reference(system, model, workload, comp, context):
     chip, net = system.chip, system.network
+    w_bits = float(comp.weight_bits + comp.weight_overhead_bits)
+    act = float(comp.act_bits)
+    attn_bits, head_bits = _own(comp.attention_weight_bits, w_bits), _own(comp.embedding_weight_bits, w_bits)
     return decode_step_s(
+        attn_weight_bytes=attn_bits / 8,
+        attn_peak_flops=_peak(chip, act if float(comp.attention_weight_bits) == 0 else max(act, attn_bits)),
+        head_weight_bytes=head_bits / 8,
+        head_peak_flops=_peak(chip, act if float(comp.embedding_weight_bits) == 0 else max(act, head_bits)),
         n_layers=float(model.n_layers),
         d_model=float(model.d_model),
         n_heads=float(model.n_heads),
@@ -30,10 +45,10 @@ def _reference(system, model, workload, comp, context):
         batch=float(workload.batch),
         context=context,
         tp=float(workload.tp),
-        weight_bytes=float(comp.weight_bits + comp.weight_overhead_bits) / 8,
+        weight_bytes=w_bits / 8,
         kv_bytes=float(comp.kv_bits) / 8,
-        act_bytes=float(comp.act_bits) / 8,
-        peak_flops=float(chip.peak_flops_bf16 if comp.act_bits == 16 else chip.peak_flops_fp8),
+        act_bytes=act / 8,
+        peak_flops=_peak(chip, act),
         mem_bw=float(chip.tiers[0].bandwidth_bytes_per_s),
         link_bw=float(net.link_bandwidth_bytes_per_s),
         alpha_s=2 * float(net.hop_latency_s) + float(net.endpoint_overhead_s),
@@ -54,6 +69,10 @@ CASES = [
     ("llama-3.1-70b", "h100-sxm", 8, 32, "fp8", 2048.0),
     ("llama-3.1-8b", "h200-sxm", 2, 256, "bf16", 8000.0),  # compute-bound MLP at this batch
     ("qwen2.5-coder-7b", "b200", 4, 1024, "fp8", 500.0),
+    # Meta's FP8 405B checkpoint: bf16 attention and embeddings (bf16 GEMMs), fp8 FFN; at
+    # batch 512 the bf16 attention projections are compute-bound at the bf16 peak
+    ("llama-3.1-405b", "h100-sxm", 8, 512, "meta-llama/Llama-3.1-405B-FP8", 2048.0),
+    ("llama-3.1-405b", "h100-sxm", 8, 1, "meta-llama/Llama-3.1-405B-FP8", 2048.0),
 ]
 
 
@@ -62,7 +81,11 @@ def test_decode_step_matches_numpy_reference(model_name, hw, tp, batch, dtype, c
     system = hg.presets.system(hw, tp, fitted=False)
     model = hg.presets.model(model_name)
     wl = hg.Workload(batch=float(batch), tp=float(tp))
-    comp = hg.compression(dtype, dtype if dtype == "fp8" else "bf16")
+    if "/" in dtype:  # a mixed-precision checkpoint in fp8
+        comp = hg.compression("fp8", "fp8", checkpoint=dtype)
+        assert float(comp.attention_weight_bits) == float(comp.embedding_weight_bits) == 16.0
+    else:
+        comp = hg.compression(dtype, dtype if dtype == "fp8" else "bf16")
     ref = _reference(system, model, wl, comp, ctx)
     sol = SOL
     for opts in (HARD, hg.Options()):  # straight-through reports the exact value

@@ -110,6 +110,62 @@ def test_sparse_storage_bits():
     assert float(counts.weight_bits_per_param(unstructured)) == pytest.approx(0.3 * 4.25 + 1)
 
 
+# ----------------------------------------------------------------------------- mixed-precision checkpoints
+
+
+@pytest.mark.parametrize("name,gib", [("gpt-oss-120b", 60.8), ("gpt-oss-20b", 12.8)])
+def test_gpt_oss_mxfp4_size_matches_the_published_checkpoint(name, gib):
+    # gpt-oss model card (OpenAI, 2025), table 1: checkpoint sizes 60.8 GiB and 12.8 GiB;
+    # MXFP4 experts (4.25 bits) + bf16 attention, router, embeddings and LM head
+    m = presets.model(name)
+    got = float(counts.weight_bytes_resident(m, hg.compression("mxfp4"), hg.Workload())) / 2**30
+    assert got == pytest.approx(gib, rel=0.01)
+    everything_mx = hg.compression("mxfp4", attention_dtype="mxfp4", embedding_dtype="mxfp4")
+    assert float(counts.weight_bytes_resident(m, everything_mx, hg.Workload())) / 2**30 < 0.96 * gib
+
+
+def test_meta_fp8_405b_keeps_attention_and_embeddings_in_bf16():
+    m = presets.model("llama-3.1-405b")
+    wl = hg.Workload(tp=8.0)
+    fp8 = hg.compression("fp8")
+    meta = hg.compression("fp8", checkpoint="meta-llama/Llama-3.1-405B-FP8")
+    assert (float(meta.attention_weight_bits), float(meta.embedding_weight_bits)) == (16.0, 16.0)
+    # one extra byte per attention and embedding/LM-head weight, split over 8 chips
+    extra = float(m.n_layers * counts.attention_params_per_layer(m) + 2 * m.vocab_size * m.d_model)
+    assert float(counts.weight_bytes_resident(m, meta, wl) - counts.weight_bytes_resident(m, fp8, wl)) == (
+        pytest.approx(extra / 8, rel=1e-6)
+    )
+    # a decode step reads the bf16 projections and LM head, and multiplies them in bf16
+    ops_fp8, _ = counts.forward_counts(m, fp8, wl, 1.0, 100.0)
+    ops_meta, _ = counts.forward_counts(m, meta, wl, 1.0, 100.0)
+    names = counts.OP_NAMES
+
+    def ratio(op):
+        j = names.index(op)
+        return float(ops_meta.weight_bytes[j]) / float(ops_fp8.weight_bytes[j])
+
+    assert [ratio(op) for op in ("attn_proj", "lm_head", "embedding", "ffn_dense")] == pytest.approx([2, 2, 2, 1])
+    bits = np.asarray(counts.op_compute_bits(meta))
+    assert bits[names.index("attn_proj")] == bits[names.index("lm_head")] == 16.0
+    assert bits[names.index("ffn_dense")] == 8.0
+
+
+def test_own_weight_formats_default_to_the_other_weights():
+    plain = hg.compression("int4")
+    assert float(plain.attention_weight_bits) == float(plain.embedding_weight_bits) == 0.0
+    assert float(counts.attention_weight_bits_per_param(plain)) == pytest.approx(4.25)
+    # an unknown checkpoint name changes nothing; an explicit format wins over the preset
+    assert hg.compression("fp8", checkpoint="someone/else") == hg.compression("fp8")
+    assert float(hg.compression("mxfp4", attention_dtype="fp8").attention_weight_bits) == 8.0
+    # a weight-only format's bf16 attention still multiplies at 16 bits, an fp4 stack's fp8
+    # attention at 8
+    assert np.all(np.asarray(counts.op_compute_bits(hg.compression("mxfp4"))) == 16.0)
+    nvfp4 = hg.compression("fp4", attention_dtype="fp8")
+    assert np.asarray(counts.op_compute_bits(nvfp4)).tolist() == [8.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0]
+    with pytest.raises(ValueError, match="attention_dtype = 'fp7' is not a known format"):
+        hg.compression("fp8", attention_dtype="fp7")
+
+
 # ----------------------------------------------------------------------------- EP: busiest rank
 
 # (name, E, k) of the three routings in the issue

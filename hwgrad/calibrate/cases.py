@@ -146,7 +146,7 @@ def _prepare_row(row: Measurement) -> Case | str:
         chip = replace(chip, tiers=(replace(chip.tiers[0], capacity_bytes=capacity), *chip.tiers[1:]))
     system = replace(system, chip=chip)
     model = presets.model(row.model)
-    compression = dtypes.compression(row.weight_dtype, row.kv_dtype)
+    compression = dtypes.compression(row.weight_dtype, row.kv_dtype, checkpoint=row.checkpoint)
     batch = -(-row.batch // dp)
     if dp > 1:
         notes.append(f"{dp} data-parallel replicas, {batch} sequences each")
