@@ -69,6 +69,8 @@ def op_points(design: dict) -> dict:
     frac = np.asarray(memory.class_fractions(system))  # (C, T)
     bw = np.array([float(t.bandwidth_bytes_per_s) for t in system.chip.tiers])
     peak = 1.0 / float(seconds_per_flop(system, comp))
+    # per op: a weight kept in a wider format than the activations multiplies at its width
+    op_peak = 1.0 / np.asarray(seconds_per_flop(system, comp, counts.op_compute_bits(comp)), float)
     passes = {
         "decode_step": (1.0, float(wl.prompt_len) + float(wl.output_len) / 2.0),
         "prefill": (float(wl.prompt_len), 0.0),
@@ -99,7 +101,7 @@ def op_points(design: dict) -> dict:
                     "bytes": b,
                     "bytes_per_tier": per_tier[:, j].tolist(),
                     "intensity_flop_per_byte": float(flops[j]) / b,
-                    "attainable_flops_per_s": min(peak, float(flops[j]) / t_mem) if t_mem > 0 else peak,
+                    "attainable_flops_per_s": min(op_peak[j], float(flops[j]) / t_mem) if t_mem > 0 else op_peak[j],
                 }
             )
         out[name] = rows
