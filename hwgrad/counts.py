@@ -408,19 +408,19 @@ def weight_bits_per_param(c: Compression):
     return (1.0 - sparsity) * value_bits + 1.0
 
 
-def _own_or_default_bits(c: Compression, bits):
-    """``bits`` where given (> 0), else the stored bits of the other weights."""
-    return jnp.where(jnp.asarray(bits) > 0, bits, weight_bits_per_param(c))
+def _given_or(bits, default):
+    """``bits`` where given (> 0, the own-format fields of `Compression`), else ``default``."""
+    return jnp.where(jnp.asarray(bits) > 0, bits, default)
 
 
 def attention_weight_bits_per_param(c: Compression):
     """Stored bits per attention-projection weight (`Compression.attention_weight_bits`)."""
-    return _own_or_default_bits(c, c.attention_weight_bits)
+    return _given_or(c.attention_weight_bits, weight_bits_per_param(c))
 
 
 def embedding_weight_bits_per_param(c: Compression):
     """Stored bits per embedding / LM-head weight (`Compression.embedding_weight_bits`)."""
-    return _own_or_default_bits(c, c.embedding_weight_bits)
+    return _given_or(c.embedding_weight_bits, weight_bits_per_param(c))
 
 
 def op_compute_bits(c: Compression):
@@ -431,11 +431,11 @@ def op_compute_bits(c: Compression):
     W8A8 stack multiplies a bf16 weight with bf16 kernels.
     """
 
-    def own(bits):
-        bits = jnp.asarray(bits)
-        return jnp.where(bits > 0, jnp.maximum(c.act_bits, jnp.minimum(bits, 16.0)), c.act_bits)
-
     act = c.act_bits
+
+    def own(bits):
+        return jnp.maximum(act, jnp.minimum(_given_or(bits, act), 16.0))
+
     return jnp.stack(
         jnp.broadcast_arrays(own(c.attention_weight_bits), act, act, act, act, own(c.embedding_weight_bits), act)
     )
