@@ -560,6 +560,24 @@ def kv_shard_factor(m: Model, tp):
     return jnp.minimum(tp, m.n_kv_heads)
 
 
+def kv_reads_per_pass(m: Model, w: Workload, reuse, new_tokens):
+    """How many times a decode step's attention kernel reads the cached KV (1 = once).
+
+    A chip holds ``H / tp`` query heads over ``KV / kv_shard_factor`` KV heads, ``G`` query
+    heads per KV head. A kernel that shares each KV head's read across its group (``reuse``
+    1) reads the cache once; one that reads it per query head (``reuse`` 0) reads it ``G``
+    times: ``1 + (1 - reuse)(G - 1)``. MLA's latent cache is read once (its absorbed decode
+    is one grouped kernel), and so is the cache in a prefill (``new_tokens > 1``: the
+    context attention kernels tile the query heads of a group together).
+    """
+    if m.attention == "mla":
+        return jnp.ones_like(jnp.asarray(new_tokens, dtype=float))
+    tp_a = attention_group_chips(w)
+    group = (m.n_heads / tp_a) / jnp.maximum(m.n_kv_heads / kv_shard_factor(m, tp_a), 1e-9)
+    group = jnp.maximum(group, 1.0)
+    return jnp.where(jnp.asarray(new_tokens) <= 1.0, 1.0 + (1.0 - reuse) * (group - 1.0), 1.0)
+
+
 def attention_group_chips(w: Workload):
     """Chips of one attention group: ``tp / attention_dp`` (``tp`` without attention-DP)."""
     return w.tp / w.attention_dp

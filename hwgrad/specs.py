@@ -579,6 +579,14 @@ class Stack:
         ``interconnect.csv``).
       attention_efficiency: achieved fraction of the streaming bandwidth when reading the
         paged KV cache (decode attention kernels), in (0, 1].
+      kv_group_reuse: in [0, 1], how much of the decode attention kernel's KV traffic a
+        grouped-query attention group shares: 1 (FlashDecoding, FlashInfer, TensorRT-LLM's
+        XQA kernel) reads each KV head once for all the query heads of its group; 0 (a
+        kernel with one thread block per query head, TensorRT-LLM's masked multi-head
+        attention before XQA) reads it once per query head, so a decode step moves
+        ``1 + (1 - reuse)(G - 1)`` times the cache for G query heads per KV head
+        (`hwgrad.counts.kv_reads_per_pass`). Not fitted: a property of the kernel,
+        set per stack version (`hwgrad.stacks.KERNEL_TRAITS`).
       comm_bits: width of collective payloads (stacks all-reduce hidden states in bf16:
         16, whatever the activation format).
       comm_overlap: fraction of communication hidden under compute (0 = serial, the
@@ -613,6 +621,7 @@ class Stack:
     static_power_fraction: float | jax.Array = 0.0
     step_overhead_s: float | jax.Array = 0.0
     attention_efficiency: float | jax.Array = 1.0
+    kv_group_reuse: float | jax.Array = 1.0
     comm_bits: float | jax.Array = 16.0
     memory_fraction: float | jax.Array = 1.0
     prefill_chunk_tokens: float | jax.Array = 8192.0

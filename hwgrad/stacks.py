@@ -97,6 +97,26 @@ def stack_family(software: str) -> str:
     return ""
 
 
+#: Kernel properties of particular stack versions, read from the engines' documentation,
+#: not fitted: ``(needle, {Stack field: value})``, a lower-case substring of a
+#: measurement's ``software`` text. The row keeps its family's fitted values and changes only
+#: these fields. TensorRT-LLM's performance tables of v0.6.1 predate the XQA decode kernel
+#: (TensorRT-LLM ``docs/source/blogs/XQA-kernel.md``, v0.7): its masked multi-head attention
+#: runs one thread block per query head, so a GQA model's KV cache is read once per query
+#: head (`hwgrad.specs.Stack.kv_group_reuse` 0).
+KERNEL_TRAITS: tuple[tuple[str, dict[str, float]], ...] = (("tensorrt-llm v0.6", {"kv_group_reuse": 0.0}),)
+
+
+def kernel_traits(software: str) -> dict[str, float]:
+    """The `KERNEL_TRAITS` of a measurement's ``software`` text (``{}``: none)."""
+    text = software.lower()
+    out: dict[str, float] = {}
+    for needle, traits in KERNEL_TRAITS:
+        if needle in text:
+            out.update(traits)
+    return out
+
+
 # ----------------------------------------------------------------------------- collective libraries
 
 #: The collective implementation (`hwgrad.network.COLLECTIVE_IMPLEMENTATIONS`) each stack

@@ -36,10 +36,12 @@ def decode_step_s(
     attn_peak_flops=None,
     head_weight_bytes=None,
     head_peak_flops=None,
+    kv_reads=1.0,
 ):
     """Seconds of one decode step; ``attn_*`` / ``head_*`` (default: the other weights'
     bytes and peak) are the attention projections' and the embedding + LM head's own
-    weight bytes and matmul peak (mixed-precision checkpoints)."""
+    weight bytes and matmul peak (mixed-precision checkpoints); ``kv_reads``: times the
+    attention kernel reads the cache (once per query head without grouped reads)."""
     attn_b = weight_bytes if attn_weight_bytes is None else attn_weight_bytes
     attn_peak = peak_flops if attn_peak_flops is None else attn_peak_flops
     head_b = weight_bytes if head_weight_bytes is None else head_weight_bytes
@@ -57,7 +59,7 @@ def decode_step_s(
     ops.append(
         (
             2 * tok * span * (n_heads / tp) * (2 * hd),
-            batch * context * 2 * n_kv_heads * hd * kv_bytes / kv_split
+            kv_reads * batch * context * 2 * n_kv_heads * hd * kv_bytes / kv_split
             + tok * 2 * n_kv_heads * hd * kv_bytes / kv_split,
         )
     )

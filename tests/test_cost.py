@@ -25,7 +25,7 @@ def _own(bits, default):
     return default if float(bits) == 0 else float(bits)
 
 
-def _reference(system, model, workload, comp, context):
+def _reference(system, model, workload, comp, context, kv_reads=1.0):
     chip, net = system.chip, system.network
     w_bits = float(comp.weight_bits + comp.weight_overhead_bits)
     act = float(comp.act_bits)
@@ -35,6 +35,7 @@ def _reference(system, model, workload, comp, context):
         attn_peak_flops=_peak(chip, act if float(comp.attention_weight_bits) == 0 else max(act, attn_bits)),
         head_weight_bytes=head_bits / 8,
         head_peak_flops=_peak(chip, act if float(comp.embedding_weight_bits) == 0 else max(act, head_bits)),
+        kv_reads=kv_reads,
         n_layers=float(model.n_layers),
         d_model=float(model.d_model),
         n_heads=float(model.n_heads),
@@ -95,6 +96,21 @@ def test_decode_step_matches_numpy_reference(model_name, hw, tp, batch, dtype, c
     # smooth max over-estimates compute/memory by <= 2^(1/p); the smooth minimum over
     # all-reduce algorithms under-estimates communication by <= the same factor
     assert ref * 2 ** (-1 / 8) * (1 - 1e-5) <= smooth <= ref * 2 ** (1 / 8) * (1 + 1e-5)
+
+
+def test_decode_kernel_without_grouped_kv_reads_matches_numpy_reference():
+    """TensorRT-LLM's pre-XQA decode kernel reads Llama-2-70B's cache once per query head:
+    64 / 8 = 8 reads, the KV-bound step of the v0.6.1 tables (batch 64, 2k context)."""
+    system = hg.presets.system("h100-sxm", 2, fitted=False)
+    model = hg.presets.model("llama-2-70b")
+    wl = hg.Workload(batch=64.0, tp=2.0)
+    comp = hg.compression("fp8", "fp8")
+    per_head = hg.Efficiency(kv_group_reuse=0.0)
+    got = float(hg.decode_step(system, model, wl, comp, per_head, 3072.0, HARD).time_s)
+    assert got == pytest.approx(_reference(system, model, wl, comp, 3072.0, kv_reads=8.0), rel=2e-5)
+    grouped = float(hg.decode_step(system, model, wl, comp, SOL, 3072.0, HARD).time_s)
+    assert grouped == pytest.approx(_reference(system, model, wl, comp, 3072.0), rel=2e-5)
+    assert got > 2.0 * grouped  # the cache dominates the step once it is read 8 times
 
 
 def test_batch1_decode_is_weight_bandwidth_bound_by_hand():

@@ -101,6 +101,25 @@ def test_tensor_parallel_splits_weights_but_not_mla_cache():
         )
 
 
+def test_kv_reads_per_pass_without_grouped_reads_by_hand():
+    """A decode kernel with one thread block per query head reads each KV head once per
+    query head of its group: Llama-2-70B has 64 query heads over 8 KV heads."""
+    m = presets.model("llama-2-70b")
+    assert (float(m.n_heads), float(m.n_kv_heads)) == (64.0, 8.0)
+
+    def reads(reuse, tp=2.0, new_tokens=1.0, model=m):
+        return float(counts.kv_reads_per_pass(model, hg.Workload(batch=8.0, tp=tp), reuse, new_tokens))
+
+    assert reads(1.0) == 1.0  # grouped kernel (FlashDecoding / XQA)
+    assert reads(0.0) == 8.0  # once per query head: G = 64 / 8
+    assert reads(0.5) == pytest.approx(4.5)
+    # TP 16 > 8 KV heads: a chip holds 4 query heads over one replicated KV head
+    assert reads(0.0, tp=16.0) == 4.0
+    assert reads(0.0, new_tokens=512.0) == 1.0  # prefill: the context kernels share the read
+    assert reads(0.0, model=presets.model("llama-2-7b")) == 1.0  # MHA: G = 1
+    assert reads(0.0, model=presets.model("deepseek-v3")) == 1.0  # MLA latent cache
+
+
 def test_sparse_storage_bits():
     dense = hg.compression("bf16")
     assert float(counts.weight_bits_per_param(dense)) == 16

@@ -35,7 +35,7 @@ import numpy as np
 from .. import cost, dtypes, presets
 from ..measurements import METRICS, Measurement, MeasurementSet
 from ..specs import Compression, Model, Options, Stack, System, Workload, replace
-from ..stacks import stack_family
+from ..stacks import kernel_traits, stack_family
 from ..validate import validate as validate_design
 from .parameters import BASE_STACK, PARAM_BY_KEY, Calibration
 
@@ -52,6 +52,8 @@ class Case:
       system, model, compression, workload: specs of one replica (raw, unfitted chip).
       family: serving-stack family of ``row.software`` (``""``: not recognised).
       hw_family, hw_line: the hardware's architecture family and vendor line.
+      traits: ``(Stack field, value)`` pairs of the row's stack version that differ from
+        its family's (`hwgrad.stacks.kernel_traits`; not fitted).
       notes: interpretations applied to this row (waves, derived values, defaults).
     """
 
@@ -64,6 +66,11 @@ class Case:
     hw_family: str
     hw_line: str
     notes: tuple[str, ...] = ()
+    traits: tuple[tuple[str, float], ...] = ()
+
+    def stack(self, family_stack: Stack) -> Stack:
+        """The row's stack: its family's ``family_stack`` with the version's `traits`."""
+        return replace(family_stack, **dict(self.traits)) if self.traits else family_stack
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,6 +194,9 @@ def _prepare_row(row: Measurement) -> Case | str:
             else:
                 notes.append(f"KV cache holds {fit_n} of {batch} concurrent sequences ({note})")
     family = stack_family(row.software)
+    traits = tuple(sorted(kernel_traits(row.software).items()))
+    if traits:
+        notes.append("stack version: " + ", ".join(f"{k} = {v:g}" for k, v in traits))
     hw_family = presets.hardware_family(row.hardware)
     return Case(
         row=row,
@@ -198,6 +208,7 @@ def _prepare_row(row: Measurement) -> Case | str:
         hw_family=hw_family,
         hw_line=presets.hardware_line(hw_family),
         notes=tuple(notes),
+        traits=traits,
     )
 
 
@@ -291,7 +302,7 @@ class Engine:
         return jnp.take_along_axis(table, jnp.asarray(self.metric)[:, None], axis=1)[:, 0]
 
     def per_row(self, calibration: Calibration) -> tuple[Stack, dict]:
-        stacks = [calibration.stack_for(c.family) for c in self.cases]
+        stacks = [c.stack(calibration.stack_for(c.family)) for c in self.cases]
         values = [calibration.chip_values(c.row.hardware) for c in self.cases]
         keys = sorted({k for v in values for k in v})
         chip_values = {

@@ -23,7 +23,7 @@ from .. import presets
 from ..specs import Stack, replace
 from ..stacks import PRODUCTION_ENGINES
 from .cases import Case, Engine, Prepared
-from .parameters import BASE_STACK, PARAMETERS, Calibration, base_stack
+from .parameters import PARAMETERS, Calibration, base_stack
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,11 +114,17 @@ class Fitter:
         self.prior_sd = np.asarray([p.prior_sd for p in self.params], np.float32)
         self.log_measured = np.log(engine.measured).astype(np.float32)
         self.is_energy = np.asarray([c.row.is_energy for c in engine.cases], bool)
-        # each row's stack runs its family's collective library (not fitted)
+        # the fields that are not fitted, per row: its family's collective library and its
+        # stack version's kernel traits
+        fitted = {p.field for p in self.params if p.target == "stack"}
+        bases = [c.stack(base_stack(c.family)) for c in engine.cases]
+        self.fixed = {
+            f.name: jnp.asarray([getattr(b, f.name) for b in bases], jnp.float32)
+            for f in dataclasses.fields(Stack)
+            if f.name not in fitted and f.name != "collective_bandwidth_fraction"
+        }
         self.collective = jnp.asarray(
-            np.stack([base_stack(c.family).collective_bandwidth_fraction for c in engine.cases])
-            if engine.n_rows
-            else np.zeros((0, 5)),
+            np.stack([b.collective_bandwidth_fraction for b in bases]) if engine.n_rows else np.zeros((0, 5)),
             jnp.float32,
         )
         self._run = jax.jit(self._adam)
@@ -135,13 +141,7 @@ class Fitter:
         chip_values, stack_values = {}, {}
         for j, p in enumerate(self.params):
             (chip_values if p.target == "chip" else stack_values)[p.field] = p.from_u(u[:, j])
-        n = self.engine.n_rows
-        base = BASE_STACK
-        fixed = {
-            f.name: jnp.full((n,), getattr(base, f.name), jnp.float32)
-            for f in dataclasses.fields(Stack)
-            if f.name not in stack_values and f.name != "collective_bandwidth_fraction"
-        }
+        fixed = {k: v for k, v in self.fixed.items() if k not in stack_values}
         fixed["collective_bandwidth_fraction"] = self.collective
         return Stack(**stack_values, **fixed), chip_values
 
