@@ -482,9 +482,10 @@ def design_from_args(args) -> dict:
     if args.speed_of_light:
         eff, eff_label = Efficiency.speed_of_light(), "speed of light"
     elif args.params:
-        eff, eff_label = load_efficiency(args.params, args.stack or "tuned"), f"from {args.params}"
+        eff = presets.with_stack_traits(load_efficiency(args.params, args.stack or "tuned"), args.stack or "", hw_name)
+        eff_label = f"from {args.params}"
     elif args.stack:
-        eff, eff_label = presets.stack(args.stack), f"stack {args.stack}"
+        eff, eff_label = presets.stack(args.stack, hw_name), f"stack {args.stack}"
     elif base["efficiency"] is not None:
         eff, eff_label = base["efficiency"], f"from {design_file}"
     else:

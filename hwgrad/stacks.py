@@ -97,23 +97,45 @@ def stack_family(software: str) -> str:
     return ""
 
 
-#: Kernel properties of particular stack versions, read from the engines' documentation,
-#: not fitted: ``(needle, {Stack field: value})``, a lower-case substring of a
-#: measurement's ``software`` text. The row keeps its family's fitted values and changes only
-#: these fields. TensorRT-LLM's performance tables of v0.6.1 predate the XQA decode kernel
-#: (TensorRT-LLM ``docs/source/blogs/XQA-kernel.md``, v0.7): its masked multi-head attention
-#: runs one thread block per query head, so a GQA model's KV cache is read once per query
-#: head (`hwgrad.specs.Stack.kv_group_reuse` 0).
-KERNEL_TRAITS: tuple[tuple[str, dict[str, float]], ...] = (("tensorrt-llm v0.6", {"kv_group_reuse": 0.0}),)
+#: Kernel properties of a stack version or build that differ from its family's, read from
+#: the engines' source and documentation, not fitted: ``(family, needle, vendor lines,
+#: {Stack field: value})``. ``needle`` is a lower-case substring of a measurement's
+#: ``software`` text (``""``: every version of the family), the lines are
+#: `hwgrad.presets.hardware_line` names (``()``: every line). A row keeps its family's
+#: fitted values and changes only these fields.
+#:
+#: * TensorRT-LLM's v0.6.1 performance tables predate the XQA decode kernel (TensorRT-LLM
+#:   ``docs/source/blogs/XQA-kernel.md``, v0.7): its masked multi-head attention runs one
+#:   thread block per query head, so a GQA model's cache is read once per query head.
+#: * vLLM's ROCm backend of 2024 (the LLM-Inference-Bench ``vllm`` rows on AMD parts) decodes
+#:   with vLLM's PagedAttention v1/v2 kernels (``rocm_flash_attn`` backend ->
+#:   ``PagedAttention.forward_decode``; one thread block per query head, grid
+#:   ``(num_heads, num_seqs)``), where the CUDA backend calls FlashAttention's paged decode;
+#:   the later ROCm builds (`vllm/rocm`) have a custom kernel that reads a KV head once for
+#:   its whole query group.
+KERNEL_TRAITS: tuple[tuple[str, str, tuple[str, ...], dict[str, float]], ...] = (
+    ("tensorrt-llm", "tensorrt-llm v0.6", (), {"kv_group_reuse": 0.0}),
+    ("vllm", "", ("amd-instinct",), {"kv_group_reuse": 0.0}),
+)
 
 
-def kernel_traits(software: str) -> dict[str, float]:
-    """The `KERNEL_TRAITS` of a measurement's ``software`` text (``{}``: none)."""
-    text = software.lower()
+def kernel_traits(software: str, hw_line: str = "") -> dict[str, float]:
+    """The `KERNEL_TRAITS` of a measurement's ``software`` text on a vendor line (``{}``: none)."""
+    return _traits(stack_family(software), software.lower(), hw_line)
+
+
+def stack_traits(family: str, hw_line: str = "") -> dict[str, float]:
+    """The `KERNEL_TRAITS` of every version of the stack ``family`` on a vendor line
+    (what ``hwgrad eval --stack NAME --hardware CHIP`` applies to the fitted preset)."""
+    return _traits(family, None, hw_line)
+
+
+def _traits(family: str, text: str | None, hw_line: str) -> dict[str, float]:
     out: dict[str, float] = {}
-    for needle, traits in KERNEL_TRAITS:
-        if needle in text:
-            out.update(traits)
+    for fam, needle, lines, fields in KERNEL_TRAITS:
+        version_ok = not needle if text is None else needle in text
+        if fam == family and version_ok and (not lines or hw_line in lines):
+            out.update(fields)
     return out
 
 

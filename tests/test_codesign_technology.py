@@ -108,6 +108,26 @@ def test_study_stack_option(tmp_path):
         cd.load_study(f, stack="vlm")
 
 
+def test_study_base_takes_every_named_format_and_the_stack_on_its_hardware():
+    """The [base] table accepts what a design file's [compression] table does (one list,
+    dtypes.NAMED_FIELDS), and a stack gets its kernel traits on the base hardware."""
+    from hwgrad.codesign.study import _base_specs
+
+    base = {"model": "llama-3.1-405b", "hardware": "h100-sxm", "chips": 8, "weight_dtype": "fp8",
+            "kv_dtype": "fp8", "checkpoint": "meta-llama/Llama-3.1-405B-FP8"}  # fmt: skip
+    comp = _base_specs(base, "t")["compression"]
+    assert float(comp.weight_bits) == 8.0 and float(comp.attention_weight_bits) == 16.0
+    own = {k: v for k, v in base.items() if k != "checkpoint"} | {"attention_dtype": "bf16"}
+    comp = _base_specs(own, "t")["compression"]
+    assert float(comp.attention_weight_bits) == 16.0 and float(comp.embedding_weight_bits) == 0.0
+    with pytest.raises(ValueError, match=r"t: \[base\]\.embedding_dtype = 'fp7' is not a known format"):
+        _base_specs({**base, "embedding_dtype": "fp7"}, "t")
+    amd = _base_specs({"model": "llama-3-8b", "hardware": "mi300x", "chips": 1, "stack": "vllm"}, "t")
+    assert float(amd["efficiency"].kv_group_reuse) == 0.0  # 2024 ROCm vLLM: per-query-head reads
+    nv = _base_specs({"model": "llama-3-8b", "hardware": "h100-sxm", "chips": 1, "stack": "vllm"}, "t")
+    assert float(nv["efficiency"].kv_group_reuse) == 1.0
+
+
 @pytest.mark.slow
 def test_structured_pruning_enters_delta_loss():
     from hwgrad import accuracy

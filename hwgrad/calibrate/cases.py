@@ -194,10 +194,10 @@ def _prepare_row(row: Measurement) -> Case | str:
             else:
                 notes.append(f"KV cache holds {fit_n} of {batch} concurrent sequences ({note})")
     family = stack_family(row.software)
-    traits = tuple(sorted(kernel_traits(row.software).items()))
+    hw_family = presets.hardware_family(row.hardware)
+    traits = tuple(sorted(kernel_traits(row.software, presets.hardware_line(hw_family)).items()))
     if traits:
         notes.append("stack version: " + ", ".join(f"{k} = {v:g}" for k, v in traits))
-    hw_family = presets.hardware_family(row.hardware)
     return Case(
         row=row,
         system=system,

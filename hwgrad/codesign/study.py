@@ -52,9 +52,7 @@ def _base_specs(base: dict, where: str) -> dict:
         "batch",
         "prompt_len",
         "output_len",
-        "weight_dtype",
-        "kv_dtype",
-        "act_dtype",
+        *dtypes.NAMED_FIELDS,
         "sparsity",
         "pattern",
         "efficiency",
@@ -86,18 +84,20 @@ def _base_specs(base: dict, where: str) -> dict:
     if "chips" in base:
         wl = dataclasses.replace(wl, tp=chips / float(wl.pp * wl.dp))
     comp = loaded.get("compression") or Compression()
-    if any(k in base for k in ("weight_dtype", "kv_dtype", "act_dtype", "sparsity", "pattern")):
-        comp = dtypes.compression(
-            base.get("weight_dtype", "bf16"),
-            base.get("kv_dtype"),
-            base.get("act_dtype"),
-            float(base.get("sparsity", 0.0)),
-            base.get("pattern", "dense"),
-        )
+    if any(k in base for k in (*dtypes.NAMED_FIELDS, "sparsity", "pattern")):
+        names = {k: base[k] for k in dtypes.NAMED_FIELDS if k in base}
+        names.setdefault("weight_dtype", "bf16")
+        try:
+            comp = dtypes.compression(
+                **names, sparsity=float(base.get("sparsity", 0.0)), pattern=base.get("pattern", "dense")
+            )
+        except ValueError as exc:
+            raise ValueError(f"{where}: [base].{exc}") from None
     eff = loaded.get("efficiency")
     if "stack" in base:
-        # the serving stack (hwgrad.presets.stack_names()); default: the calibrated tuned stack
-        eff = presets.stack(str(base["stack"]))
+        # the serving stack (hwgrad.presets.stack_names()) with its kernels on this hardware;
+        # default: the calibrated tuned stack
+        eff = presets.stack(str(base["stack"]), base.get("hardware"))
     if base.get("efficiency") == "speed_of_light":
         from ..specs import Efficiency
 

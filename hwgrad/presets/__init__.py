@@ -27,6 +27,7 @@ from ..specs import Channel, Chip, Economics, MemoryTier, Model, Network, Stack,
 DATA = resources.files(__package__) / "data"
 
 __all__ = [
+    "with_stack_traits",
     "table",
     "model",
     "chip",
@@ -514,13 +515,17 @@ def stack_names() -> list[str]:
     return ["ideal", *sorted(_fit_file().get("stack", {}))]
 
 
-def stack(name: str = "tuned") -> Stack:
+def stack(name: str = "tuned", hardware: str | None = None) -> Stack:
     """A serving-stack preset (`Stack`).
 
     ``ideal`` has no software cost; ``tuned`` (the default of design studies) is what the
     best stack in the data achieves; the others are fitted to the measured rows of that
-    stack family (``calibration.toml``, `hwgrad.calibrate`).
+    stack family (``calibration.toml``, `hwgrad.calibrate`). With ``hardware`` (a chip
+    preset name), the stack's kernel traits on that chip's vendor line are applied
+    (`hwgrad.stacks.KERNEL_TRAITS`, e.g. the 2024 ROCm vLLM's per-query-head KV reads).
     """
+    if hardware is not None:
+        return with_stack_traits(stack(name), name, hardware)
     if name == "ideal":
         return Stack.ideal()
     stacks = _fit_file().get("stack", {})
@@ -532,6 +537,15 @@ def stack(name: str = "tuned") -> Stack:
     from ..calibrated import efficiency_from_mapping
 
     return efficiency_from_mapping(stacks[name], where=f"calibration.toml [stack.{name}]")
+
+
+def with_stack_traits(st: Stack, name: str, hardware: str | None) -> Stack:
+    """``st`` (the stack family ``name``'s values) with that family's kernel traits on the
+    vendor line of the chip preset ``hardware`` (`hwgrad.stacks.KERNEL_TRAITS`)."""
+    from ..stacks import stack_traits
+
+    traits = stack_traits(name, hardware_line(hardware_family(hardware))) if hardware else {}
+    return dataclasses.replace(st, **traits) if traits else st
 
 
 def chip_notes(name: str) -> tuple[str, ...]:
