@@ -34,6 +34,16 @@ def test_decode_gemvs_sit_at_intensity_batch(design):
     pre = {p["name"]: p for p in pts["prefill"]}
     assert pre["ffn_dense"]["attainable_flops_per_s"] == pytest.approx(pts["peak_flops_per_s"])
     assert pts["peak_flops_per_s"] == pytest.approx(989.4e12, rel=1e-3)
+    # a decode kernel that reads the cache once per query head (32 over 8 KV heads) moves
+    # 4x the cached bytes: the attention's intensity drops ~4x, the GEMVs' does not
+    from hwgrad.specs import Stack
+
+    per_head = roofline.op_points({**design, "efficiency": Stack(kv_group_reuse=0.0)})
+    core = {p["name"]: p for p in per_head["decode_step"]}["attn_core_full"]
+    assert ops["attn_core_full"]["intensity_flop_per_byte"] / core["intensity_flop_per_byte"] == pytest.approx(
+        4.0, rel=0.02
+    )
+    assert {p["name"]: p for p in per_head["decode_step"]}["ffn_dense"] == ops["ffn_dense"]
 
 
 @pytest.mark.slow
