@@ -534,6 +534,7 @@ API_CASES = [
         _with("efficiency", **{_efficiency_fields()["other"]: -1.0}),
         "efficiency.",
     ),
+    ("kv-group-reuse-above-1", _with("efficiency", kv_group_reuse=1.5), "efficiency.kv_group_reuse = 1.5"),
     ("lifetime-zero", _with("economics", lifetime_years=0.0), "lifetime_years = 0"),
     ("electricity-negative", _with("economics", electricity_usd_per_kwh=-0.1), "electricity_usd_per_kwh"),
     ("utilization-zero", _with("economics", utilization=0.0), "utilization = 0"),

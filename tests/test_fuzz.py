@@ -98,7 +98,7 @@ FIELDS = {
     "workload": ["batch", "tp", "pp", "prompt_len", "output_len", "kv_block_tokens", "corpus_bytes"],
     "compression": ["weight_dtype", "kv_dtype", "weight_bits", "sparsity", "pattern"],
     "economics": ["pue", "lifetime_years", "utilization", "electricity_usd_per_kwh"],
-    "efficiency": ["bandwidth_efficiency", "flops_efficiency", "comm_overlap", "op_overhead_s"],
+    "efficiency": ["bandwidth_efficiency", "flops_efficiency", "comm_overlap", "op_overhead_s", "kv_group_reuse"],
     "placement": ["weights", "kv_cache", "activations"],
 }
 
