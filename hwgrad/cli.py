@@ -841,15 +841,27 @@ def cmd_presets(args) -> int:
     if args.kind == "stacks":
         import dataclasses
 
+        from .stacks import KERNEL_TRAITS
+
         stacks = {n: dataclasses.asdict(presets.stack(n)) for n in presets.stack_names()}
+        traits = [
+            {"stack": fam, "software": needle, "hardware_lines": list(lines), "fields": fields}
+            for fam, needle, lines, fields in KERNEL_TRAITS
+        ]
         if args.json:
-            print(json.dumps({"stacks": stacks}, indent=2))
+            print(json.dumps({"stacks": stacks, "kernel_traits": traits}, indent=2))
             return 0
         fields = ("op_overhead_s", "step_overhead_s", "collective_overhead_s", "memory_fraction")
         print(f"stacks ({len(stacks)} presets; fitted by `hwgrad calibrate`, see docs/calibration.md)")
         print("  " + f"{'name':<18}" + "".join(f"{c:>24}" for c in fields))
         for name, st in stacks.items():
             print(f"  {name:<18}" + "".join(f"{st[c]:>24.4g}" for c in fields))
+        print("kernel traits of stack versions and builds (not fitted; hwgrad.stacks.KERNEL_TRAITS):")
+        for t in traits:
+            version = f"software '{t['software']}'" if t["software"] else "every version"
+            where = ", ".join(t["hardware_lines"]) or "every vendor line"
+            values = ", ".join(f"{k} = {v:g}" for k, v in t["fields"].items())
+            print(f"  {t['stack']:<18}{version:<32}{where:<22}{values}")
         return 0
     chosen = [args.kind] if args.kind != "all" else list(kinds)
     out = {}

@@ -132,6 +132,27 @@ def test_presets_lists_every_shipped_row(capsys):
     assert all(row.get("source") for row in rep["models"].values())
 
 
+def test_presets_stacks_lists_the_fitted_stacks_and_the_kernel_traits(capsys):
+    code, out, _ = run(capsys, "presets", "stacks", "--json")
+    assert code == 0
+    rep = json.loads(out)
+    assert sorted(rep["stacks"]) == sorted(presets.stack_names())
+    assert {"stack": "vllm", "software": "", "hardware_lines": ["amd-instinct"],
+            "fields": {"kv_group_reuse": 0.0}} in rep["kernel_traits"]  # fmt: skip
+    code, out, _ = run(capsys, "presets", "stacks")
+    assert "kernel traits" in out and "amd-instinct" in out
+    # eval --stack NAME --hardware CHIP runs that build's kernels: the 2024 ROCm vLLM reads
+    # Llama-3-8B's cache once per query head (4 per KV head), so its decode step is slower
+    args = ["eval", "--model", "llama-3-8b", "--tp", "1", "--batch", "64", "--json", "--stack", "vllm"]
+    tpot = {}
+    for hw in ("mi300x", "h100-sxm"):
+        code, out, _ = run(capsys, *args, "--hardware", hw)
+        tpot[hw] = json.loads(out)["breakdown"]["decode_step"]["component_time_s"]["kv_cache"]
+    bw = presets.chip("h100-sxm").tiers[0].bandwidth_bytes_per_s / presets.chip("mi300x").tiers[0].bandwidth_bytes_per_s
+    eff = float(presets.chip("h100-sxm").bandwidth_efficiency) / float(presets.chip("mi300x").bandwidth_efficiency)
+    assert tpot["mi300x"] / tpot["h100-sxm"] == pytest.approx(4.0 * float(bw) * eff, rel=0.02)
+
+
 def test_config_file_defines_a_custom_system(tmp_path, capsys):
     cfg = tmp_path / "design.toml"
     cfg.write_text(
