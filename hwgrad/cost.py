@@ -270,8 +270,7 @@ def forward_pass(
     n_ops = ops.flops.shape[-1]
     corpus_row = jnp.zeros(n_ops).at[n_ops - 1].set(corpus)
     # a decode attention kernel without grouped KV reads moves the cache once per query head
-    kv_reads = counts.kv_reads_per_pass(model, micro, efficiency.kv_group_reuse, new_tokens)
-    kv_bytes = ops.kv_read_bytes * kv_reads + ops.kv_write_bytes
+    kv_bytes = counts.kv_bytes_moved(ops, model, micro, efficiency.kv_group_reuse, new_tokens)
     class_bytes = jnp.stack([ops.weight_bytes, kv_bytes, ops.act_bytes, corpus_row])  # (C, O)
 
     # parallel tiers, shared channels and phase-aware near-memory compute (memory.py)

@@ -578,6 +578,12 @@ def kv_reads_per_pass(m: Model, w: Workload, reuse, new_tokens):
     return jnp.where(jnp.asarray(new_tokens) <= 1.0, 1.0 + (1.0 - reuse) * (group - 1.0), 1.0)
 
 
+def kv_bytes_moved(ops: OpCounts, m: Model, w: Workload, reuse, new_tokens):
+    """``(n_ops,)`` KV-cache bytes a pass moves per chip: the reads of ``ops`` times
+    `kv_reads_per_pass` (a kernel's grouped reads, ``reuse``) plus the writes."""
+    return ops.kv_read_bytes * kv_reads_per_pass(m, w, reuse, new_tokens) + ops.kv_write_bytes
+
+
 def attention_group_chips(w: Workload):
     """Chips of one attention group: ``tp / attention_dp`` (``tp`` without attention-DP)."""
     return w.tp / w.attention_dp

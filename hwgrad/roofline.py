@@ -78,11 +78,11 @@ def op_points(design: dict) -> dict:
     out = {"peak_flops_per_s": peak, "tier_bandwidth_bytes_per_s": bw.tolist()}
     for name, (new_tokens, context) in passes.items():
         ops, _ = counts.forward_counts(model, comp, wl, new_tokens, context)
-        kv_reads = float(counts.kv_reads_per_pass(model, wl, d["efficiency"].kv_group_reuse, new_tokens))
+        kv = counts.kv_bytes_moved(ops, model, wl, d["efficiency"].kv_group_reuse, new_tokens)
         cls = np.stack(
             [
                 np.asarray(ops.weight_bytes, float),
-                np.asarray(ops.kv_read_bytes, float) * kv_reads + np.asarray(ops.kv_write_bytes, float),
+                np.asarray(kv, float),
                 np.asarray(ops.act_bytes, float),
                 np.zeros(len(counts.OP_NAMES)),
             ]

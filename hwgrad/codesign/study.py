@@ -85,8 +85,7 @@ def _base_specs(base: dict, where: str) -> dict:
         wl = dataclasses.replace(wl, tp=chips / float(wl.pp * wl.dp))
     comp = loaded.get("compression") or Compression()
     if any(k in base for k in (*dtypes.NAMED_FIELDS, "sparsity", "pattern")):
-        names = {k: base[k] for k in dtypes.NAMED_FIELDS if k in base}
-        names.setdefault("weight_dtype", "bf16")
+        names = {k: base[k] for k in dtypes.NAMED_FIELDS if k in base}  # weight_dtype: bf16
         try:
             comp = dtypes.compression(
                 **names, sparsity=float(base.get("sparsity", 0.0)), pattern=base.get("pattern", "dense")
