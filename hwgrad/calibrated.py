@@ -19,15 +19,21 @@ from .specs import Stack
 _NUMBERS = tuple(f for f in Stack.__dataclass_fields__ if f != "collective_bandwidth_fraction")
 
 
-def load_efficiency(path: str | Path, name: str = "tuned") -> Stack:
+def load_efficiency(path: str | Path, name: str = "tuned", hardware: str | None = None) -> Stack:
     """Read a `Stack` from a TOML file: the ``[stack."<name>"]`` table of a
-    calibration file, or a plain ``[efficiency]`` / ``[stack]`` table of Stack fields."""
+    calibration file (``tuned`` with a chip preset ``hardware``: the file's
+    ``tuned/<vendor line>`` table when it has one), or a plain ``[efficiency]`` /
+    ``[stack]`` table of Stack fields."""
     path = Path(path)
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ValueError(f"{path}: cannot read efficiency parameters ({exc})") from None
     table = doc.get("stack", {})
+    if name == "tuned" and isinstance(table, dict):
+        from .presets import tuned_name
+
+        name = tuned_name(hardware, [k for k, v in table.items() if isinstance(v, dict)])
     if isinstance(table, dict) and isinstance(table.get(name), dict):
         return efficiency_from_mapping(table[name], where=f"{path} [stack.{name}]")
     if isinstance(table, dict) and table and all(not isinstance(v, dict) for v in table.values()):
@@ -75,11 +81,14 @@ def efficiency_from_mapping(values: dict, where: str = "efficiency") -> Stack:
 
 
 @functools.cache
-def calibrated_efficiency() -> Stack:
-    """The default serving stack: the fitted ``tuned`` stack (see docs/calibration.md)."""
+def calibrated_efficiency(hardware: str | None = None) -> Stack:
+    """The default serving stack: the fitted ``tuned`` stack (see docs/calibration.md) - the
+    best stack in the data on the vendor line of the chip preset ``hardware``, or across
+    vendors when none is named (specs carry no names, so `hwgrad.evaluate` without an
+    ``efficiency`` cannot know the vendor: pass ``calibrated_efficiency("h100-sxm")``)."""
     from . import presets
 
     try:
-        return presets.stack("tuned")
+        return presets.stack("tuned", hardware)
     except ValueError:
         return Stack.ideal()

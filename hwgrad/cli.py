@@ -482,14 +482,16 @@ def design_from_args(args) -> dict:
     if args.speed_of_light:
         eff, eff_label = Efficiency.speed_of_light(), "speed of light"
     elif args.params:
-        eff = presets.with_stack_traits(load_efficiency(args.params, args.stack or "tuned"), args.stack or "", hw_name)
+        eff = presets.with_stack_traits(load_efficiency(args.params, args.stack or "tuned", hw_name), args.stack or "", hw_name)
         eff_label = f"from {args.params}"
     elif args.stack:
-        eff, eff_label = presets.stack(args.stack, hw_name), f"stack {args.stack}"
+        shown = presets.tuned_name(hw_name) if args.stack == "tuned" else args.stack
+        eff, eff_label = presets.stack(args.stack, hw_name), f"stack {shown}"
     elif base["efficiency"] is not None:
         eff, eff_label = base["efficiency"], f"from {design_file}"
     else:
-        eff, eff_label = calibrated_efficiency(), "calibrated (shipped): stack tuned"
+        eff = calibrated_efficiency(hw_name)
+        eff_label = f"calibrated (shipped): stack {presets.tuned_name(hw_name)}"
     econ = base["economics"] or presets.default_economics()
 
     specs = dict(system=system, model=model, workload=wl, compression=comp, efficiency=eff, economics=econ)
@@ -853,9 +855,10 @@ def cmd_presets(args) -> int:
             return 0
         fields = ("op_overhead_s", "step_overhead_s", "collective_overhead_s", "memory_fraction")
         print(f"stacks ({len(stacks)} presets; fitted by `hwgrad calibrate`, see docs/calibration.md)")
-        print("  " + f"{'name':<18}" + "".join(f"{c:>24}" for c in fields))
+        width = max(18, *(len(n) + 2 for n in stacks))
+        print("  " + f"{'name':<{width}}" + "".join(f"{c:>24}" for c in fields))
         for name, st in stacks.items():
-            print(f"  {name:<18}" + "".join(f"{st[c]:>24.4g}" for c in fields))
+            print(f"  {name:<{width}}" + "".join(f"{st[c]:>24.4g}" for c in fields))
         print("kernel traits of stack versions and builds (not fitted; hwgrad.stacks.KERNEL_TRAITS):")
         for t in traits:
             version = f"software '{t['software']}'" if t["software"] else "every version"

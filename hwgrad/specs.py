@@ -563,7 +563,8 @@ class Stack:
     collective call (the collective library's launch and flag synchronisation) and the
     collective payload's data type. `ideal` is the stack with no software cost.
     Named presets (fitted to the measured rows of each stack family) are in
-    `hwgrad.presets.stack`; ``"tuned"`` is the default of design studies.
+    `hwgrad.presets.stack`; ``"tuned"`` (the best stack in the data on a chip's vendor
+    line) is the default of the CLI and design studies.
 
     Attributes:
       bandwidth_efficiency: achieved / achievable memory bandwidth of the stack's GEMV and

@@ -14,9 +14,10 @@ layer for each op of `hwgrad.counts.OP_NAMES` (documented below); a stack's
 cost but not the kernel tail and dependency wait). Presets are fitted per stack family to
 the measured rows of ``calibration.csv`` (`hwgrad.calibrate`) and shipped in
 ``presets/data/calibration.toml``; ``ideal`` has no software cost and ``tuned`` - the
-default of design studies - is what the best stack in the data achieves: per software
-cost, the lowest fitted value of any production engine with >= 10 rows, and the highest
-kernel FLOPS fraction (taken across vendors: its launch gap is ROCm vLLM's).
+default serving stack - is what the best stack in the data achieves on a vendor line
+(``tuned/<line>``, `hwgrad.calibrate.fit.tuned_stacks`): per software cost, the lowest
+fitted value of the production engines with >= 10 rows there, and the highest kernel FLOPS
+fraction (without a chip: the same across vendors).
 
 Kernel counts per layer (decode, one token per sequence):
 

@@ -153,6 +153,24 @@ def test_presets_stacks_lists_the_fitted_stacks_and_the_kernel_traits(capsys):
     assert tpot["mi300x"] / tpot["h100-sxm"] == pytest.approx(4.0 * float(bw) * eff, rel=0.02)
 
 
+def test_eval_defaults_to_the_tuned_stack_of_the_chips_vendor_line(capsys):
+    args = ["eval", "--model", "llama-3-8b", "--tp", "1", "--batch", "1", "--weight-dtype", "fp8", "--json"]
+    step = {}
+    for hw, line in (("mi300x", "amd-instinct"), ("h100-sxm", "nvidia-datacenter"), ("tpu-v5e", "")):
+        code, out, _ = run(capsys, *args, "--hardware", hw)
+        assert code == 0
+        rep = json.loads(out)
+        step[hw] = rep["breakdown"]["decode_step"]["component_time_s"]["overhead"]
+        # the same stack as naming it, and what --stack tuned gives on that chip
+        _, named, _ = run(capsys, *args, "--hardware", hw, "--stack", f"tuned/{line}" if line else "tuned")
+        _, tuned, _ = run(capsys, *args, "--hardware", hw, "--stack", "tuned")
+        assert json.loads(named)["tpot_s"] == rep["tpot_s"] == json.loads(tuned)["tpot_s"]
+    # launch gaps: ROCm vLLM's on AMD, vLLM 0.13's on NVIDIA, the best of all on a TPU
+    gap = {hw: float(presets.stack("tuned", hw).op_overhead_s) for hw in step}
+    assert gap["tpu-v5e"] == min(gap.values()) and gap["h100-sxm"] > gap["mi300x"]
+    assert step["h100-sxm"] / step["mi300x"] == pytest.approx(gap["h100-sxm"] / gap["mi300x"], rel=0.05)
+
+
 def test_config_file_defines_a_custom_system(tmp_path, capsys):
     cfg = tmp_path / "design.toml"
     cfg.write_text(

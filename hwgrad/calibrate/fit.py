@@ -4,8 +4,9 @@ Parameters live in an unconstrained space (a sigmoid maps each into its physical
 `hwgrad.calibrate.parameters`); the loss is a Cauchy loss of ``log(predicted / measured)``
 with each hardware's rows weighted equally, plus Gaussian priors on the shared values and on
 the offsets of lines, families and stacks (shrinkage), minimised by Adam (optax) through the
-``vmap``-ped, jit-compiled `Engine`. The ``tuned`` stack design
-studies use by default is the best of the fitted stacks with enough rows.
+``vmap``-ped, jit-compiled `Engine`. The ``tuned`` stacks
+(`tuned_stacks`, the default serving stack: one per vendor line) are the best of the fitted
+stacks with enough rows.
 """
 
 from __future__ import annotations
@@ -264,28 +265,65 @@ class Fitter:
             line = presets.hardware_line(fam)
             hardware[fam] = values(theta + offset("hw_line", line) + offset("hw_family", fam), "chip")
         stacks = {"default": replace(base_stack("default"), **values(theta, "stack"))}
-        rows_per_stack: dict[str, int] = {}
+        rows: dict[tuple[str, str], int] = {}  # (vendor line, stack family) -> fitted rows
         for c, w in zip(self.engine.cases, weights, strict=True):
             if w > 0 and c.family:
-                rows_per_stack[c.family] = rows_per_stack.get(c.family, 0) + 1
+                rows[c.hw_line, c.family] = rows.get((c.hw_line, c.family), 0) + 1
+        fitted = {fam for _, fam in rows}
         for name in self.members.get("stack", ()):
-            if name in rows_per_stack:
+            if name in fitted:
                 stacks[name] = replace(base_stack(name), **values(theta + offset("stack", name), "stack"))
-        stacks["tuned"] = _tuned(stacks, rows_per_stack)
+        stacks.update(tuned_stacks(stacks, rows))
         return Calibration(hardware=hardware, stacks=stacks)
 
 
-def _tuned(stacks: dict[str, Stack], rows: dict[str, int]) -> Stack:
-    """The ``tuned`` stack: per software cost, the lowest value any production serving
-    engine with >= 10 rows achieves in the data, and the highest kernel FLOPS fraction (what
-    a well-tuned deployment reaches)."""
-    pool = [stacks[n] for n in PRODUCTION_ENGINES if n in stacks and rows.get(n, 0) >= 10]
+#: rows a stack needs (on a vendor line, or in all) to count for the ``tuned`` stacks
+TUNED_MIN_ROWS = 10
+
+
+def tuned_stacks(stacks: dict[str, Stack], rows: dict[tuple[str, str], int]) -> dict[str, Stack]:
+    """The ``tuned`` stacks: what the best stack in the data achieves.
+
+    ``tuned/<line>`` for each vendor line (`hwgrad.presets.hardware_line`): per software
+    cost, the lowest fitted value - and the highest kernel FLOPS fraction - of the
+    production serving engines (`hwgrad.stacks.PRODUCTION_ENGINES`) with >= `TUNED_MIN_ROWS`
+    rows on that line; a line without one takes the stacks that have them there (Gaudi's
+    SynapseAI, llama.cpp on client parts). It runs the collective library of the line's
+    stack with the most rows (`hwgrad.stacks.COLLECTIVE_BY_STACK`: the ROCm custom
+    all-reduce + RCCL on AMD parts). ``tuned`` (no vendor named) takes the same best
+    values over the production engines with that many rows in all, with the best library
+    measured on NVLink (custom all-reduce + NCCL). A row's kernel traits are not carried
+    over (a tuned stack reads KV once per query group).
+
+    Args:
+      stacks: the fitted stacks by family (with ``"default"``, whose shared values fill the
+        fields a stack does not fit).
+      rows: rows fitted per ``(vendor line, stack family)``.
+    """
+    total: dict[str, int] = {}
+    for (_, fam), n in rows.items():
+        total[fam] = total.get(fam, 0) + n
+    pool = [f for f in PRODUCTION_ENGINES if total.get(f, 0) >= TUNED_MIN_ROWS]
+    out = {"tuned": _best(stacks, pool, "tuned")}
+    for line in sorted({line for line, _ in rows}):
+        here = {f: n for (ln, f), n in rows.items() if ln == line and n >= TUNED_MIN_ROWS and f in stacks}
+        pool = [f for f in PRODUCTION_ENGINES if f in here] or sorted(here)
+        if pool:
+            library = max(pool, key=lambda f: (here[f], f))
+            out[f"tuned/{line}"] = _best(stacks, pool, library)
+    return out
+
+
+def _best(stacks: dict[str, Stack], pool: Sequence[str], library: str) -> Stack:
+    """Per software cost the best value of the stacks ``pool``, with the collective library
+    of the stack family ``library``."""
     if not pool:
         return stacks["default"]
+    members = [stacks[n] for n in pool]
     fields = ("op_overhead_s", "step_overhead_s", "collective_overhead_s")
-    best = {f: min(float(getattr(s, f)) for s in pool) for f in fields}
-    best["flops_efficiency"] = max(float(s.flops_efficiency) for s in pool)
-    lib = base_stack("tuned").collective_bandwidth_fraction
+    best = {f: min(float(getattr(s, f)) for s in members) for f in fields}
+    best["flops_efficiency"] = max(float(s.flops_efficiency) for s in members)
+    lib = base_stack(library).collective_bandwidth_fraction
     return replace(stacks["default"], **best, collective_bandwidth_fraction=lib)
 
 

@@ -93,10 +93,15 @@ def _base_specs(base: dict, where: str) -> dict:
         except ValueError as exc:
             raise ValueError(f"{where}: [base].{exc}") from None
     eff = loaded.get("efficiency")
+    hw_name = base.get("hardware") or (None if loaded.get("system") else "h100-sxm")
     if "stack" in base:
-        # the serving stack (hwgrad.presets.stack_names()) with its kernels on this hardware;
-        # default: the calibrated tuned stack
-        eff = presets.stack(str(base["stack"]), base.get("hardware"))
+        # the serving stack (hwgrad.presets.stack_names()) with its kernels on this hardware
+        eff = presets.stack(str(base["stack"]), hw_name)
+    elif eff is None:
+        # default: the calibrated tuned stack of this hardware's vendor line
+        from ..calibrated import calibrated_efficiency
+
+        eff = calibrated_efficiency(hw_name)
     if base.get("efficiency") == "speed_of_light":
         from ..specs import Efficiency
 

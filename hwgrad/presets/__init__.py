@@ -27,6 +27,7 @@ from ..specs import Channel, Chip, Economics, MemoryTier, Model, Network, Stack,
 DATA = resources.files(__package__) / "data"
 
 __all__ = [
+    "tuned_name",
     "with_stack_traits",
     "table",
     "model",
@@ -518,13 +519,17 @@ def stack_names() -> list[str]:
 def stack(name: str = "tuned", hardware: str | None = None) -> Stack:
     """A serving-stack preset (`Stack`).
 
-    ``ideal`` has no software cost; ``tuned`` (the default of design studies) is what the
-    best stack in the data achieves; the others are fitted to the measured rows of that
-    stack family (``calibration.toml``, `hwgrad.calibrate`). With ``hardware`` (a chip
-    preset name), the stack's kernel traits on that chip's vendor line are applied
+    ``ideal`` has no software cost; ``tuned`` (the default serving stack) is what the best
+    stack in the data achieves - on the vendor line of ``hardware`` (``tuned/<line>``,
+    `hwgrad.calibrate.fit.tuned_stacks`) when one is named and the data have a stack there,
+    else across vendors; the others are fitted to the measured rows of that stack family
+    (``calibration.toml``, `hwgrad.calibrate`). With ``hardware`` (a chip preset name), the
+    stack's kernel traits on that chip's vendor line are applied
     (`hwgrad.stacks.KERNEL_TRAITS`, e.g. the 2024 ROCm vLLM's per-query-head KV reads).
     """
     if hardware is not None:
+        if name == "tuned":
+            return stack(tuned_name(hardware))
         return with_stack_traits(stack(name), name, hardware)
     if name == "ideal":
         return Stack.ideal()
@@ -537,6 +542,14 @@ def stack(name: str = "tuned", hardware: str | None = None) -> Stack:
     from ..calibrated import efficiency_from_mapping
 
     return efficiency_from_mapping(stacks[name], where=f"calibration.toml [stack.{name}]")
+
+
+def tuned_name(hardware: str | None, names=None) -> str:
+    """The stack table ``stack("tuned", hardware)`` reads: ``tuned/<vendor line>`` of the
+    chip preset ``hardware`` when the calibration has one (``names``: the table names of a
+    calibration file; default the shipped one), else ``tuned`` (across vendors)."""
+    line = f"tuned/{hardware_line(hardware_family(hardware))}" if hardware else ""
+    return line if line in (_fit_file().get("stack", {}) if names is None else names) else "tuned"
 
 
 def with_stack_traits(st: Stack, name: str, hardware: str | None) -> Stack:
