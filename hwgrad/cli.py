@@ -853,12 +853,12 @@ def cmd_presets(args) -> int:
         if args.json:
             print(json.dumps({"stacks": stacks, "kernel_traits": traits}, indent=2))
             return 0
-        fields = ("op_overhead_s", "step_overhead_s", "collective_overhead_s", "memory_fraction")
+        fields = ("op_overhead_s", "step_overhead_s", "collective_overhead_s", "flops_efficiency", "memory_fraction")
         print(f"stacks ({len(stacks)} presets; fitted by `hwgrad calibrate`, see docs/calibration.md)")
         width = max(18, *(len(n) + 2 for n in stacks))
-        print("  " + f"{'name':<{width}}" + "".join(f"{c:>24}" for c in fields))
+        print("  " + f"{'name':<{width}}" + "".join(f"{c:>{len(c) + 2}}" for c in fields))
         for name, st in stacks.items():
-            print(f"  {name:<{width}}" + "".join(f"{st[c]:>24.4g}" for c in fields))
+            print(f"  {name:<{width}}" + "".join(f"{st[c]:>{len(c) + 2}.4g}" for c in fields))
         print("kernel traits of stack versions and builds (not fitted; hwgrad.stacks.KERNEL_TRAITS):")
         for t in traits:
             version = f"software '{t['software']}'" if t["software"] else "every version"
@@ -1015,11 +1015,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"{prefix}: error: {_one_line(exc) or type(exc).__name__}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # the reader went away (`hwgrad ... | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return 141  # 128 + SIGPIPE, what a program killed by the signal reports
     except OSError as exc:  # a file or directory the user named: unreadable, unwritable, full disk
         if debug:
             raise
-        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-        print(f"{prefix}: error:{where}: {exc.strerror or _one_line(exc)}", file=sys.stderr)
+        where = f" {exc.filename}:" if getattr(exc, "filename", None) else ""
+        print(f"{prefix}: error:{where} {exc.strerror or _one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except RecursionError:
         if debug:

@@ -1,6 +1,8 @@
 """The command line: the stable JSON keys, readable output, and one-line errors (exit 2)."""
 
 import json
+import os
+import sys
 
 import pytest
 
@@ -466,3 +468,26 @@ def test_codesign_base_design_takes_settings():
     specs = base_design(default_study_dict(), "<default study>", settings=["system.network.hop_latency_s=2us"])
     assert float(specs["system"].network.hop_latency_s) == pytest.approx(2e-6)
     assert float(base_design(default_study_dict(), "x")["system"].network.hop_latency_s) != pytest.approx(2e-6)
+
+
+def test_a_reader_that_closes_the_pipe_is_not_an_error(tmp_path, monkeypatch, capsys):
+    # `hwgrad presets | head -1`: the reader went away; every later write raises
+    class ClosedPipe:
+        def __init__(self, fd):
+            self.fd = fd
+
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+        def fileno(self):
+            return self.fd
+
+    fd = os.open(tmp_path / "stdout", os.O_WRONLY | os.O_CREAT)
+    monkeypatch.setattr(sys, "stdout", ClosedPipe(fd))
+    code = cli.main(["presets", "hardware"])
+    os.close(fd)
+    assert code == 141  # 128 + SIGPIPE, as a program the signal stopped
+    assert capsys.readouterr().err == ""  # no "error: Broken pipe", no traceback
