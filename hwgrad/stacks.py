@@ -63,21 +63,25 @@ def kernels_per_op() -> np.ndarray:
 # ----------------------------------------------------------------------------- stack families
 
 #: Serving-stack families recognised in a measurement's ``software`` text: ``(family,
-#: needles)`` checked in order (lower case substrings; the first match wins). Versions are
-#: split where the data show different behaviour (vLLM 0.6 vs the V1 engine of 0.13; vLLM
-#: and SGLang on ROCm are separate builds with their own kernels).
-STACK_FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+#: needles)`` checked in order (the first match wins). A needle is a lower-case substring,
+#: or a tuple of substrings that must all appear. Versions are split where the data show
+#: different behaviour (vLLM 0.6 vs the V1 engine of 0.13); vLLM, SGLang and gpt-fast on
+#: ROCm are separate builds with their own kernels, recognised by "rocm" anywhere in the
+#: text (an image tag, a build name), whatever the version - so a CUDA build of the same
+#: version (``lmsysorg/sglang:v0.5.5-cu129``) is not taken for the ROCm one, nor a ROCm
+#: build of vLLM 0.13 for the CUDA one.
+STACK_FAMILIES: tuple[tuple[str, tuple[str | tuple[str, ...], ...]], ...] = (
     ("llama.cpp/metal", ("llama.cpp llama-bench (metal)", "llama.cpp (metal)", "llama.cpp metal")),
     ("llama.cpp/cuda", ("llama.cpp",)),
-    ("gpt-fast/rocm", ("gpt-fast (pytorch rocm)", "gpt-fast/rocm")),
+    ("gpt-fast/rocm", (("gpt-fast", "rocm"),)),
     ("gpt-fast", ("gpt-fast",)),
     ("tensorrt-llm", ("tensorrt-llm", "tensorrt llm", "trt-llm", "trtllm")),
     ("nim", ("nvidia nim", "nim ")),
-    ("sglang/rocm", ("sglang, image lmsysorg/sglang:v0.5", "sglang 0.4", "sglang (rocm")),
+    ("sglang/rocm", (("sglang", "rocm"),)),
     ("sglang", ("sglang",)),
+    ("vllm/rocm", (("vllm", "rocm"),)),
     ("vllm-0.13", ("vllm/vllm-openai:v0.13", "vllm 0.13", "vllm v0.13")),
     ("vllm-0.6", ("vllm 0.6",)),
-    ("vllm/rocm", ("vllm rocm", "vllm (rocm)", "vllm-rocm", "rocm/vllm", "rocm6", "vllm 0.7.3")),
     ("vllm", ("vllm",)),
     ("gaudi", ("gaudi", "synapseai")),
     ("deepspeed-mii", ("deepspeed", "mii")),
@@ -94,7 +98,7 @@ def stack_family(software: str) -> str:
     """The stack family of a measurement's ``software`` text (``""`` if not recognised)."""
     text = software.lower()
     for family, needles in STACK_FAMILIES:
-        if any(n in text for n in needles):
+        if any(n in text if isinstance(n, str) else all(p in text for p in n) for n in needles):
             return family
     return ""
 

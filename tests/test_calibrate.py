@@ -176,6 +176,14 @@ def test_stack_and_hardware_families():
     assert f("vLLM, image vllm/vllm-openai:v0.13.0") == "vllm-0.13"
     assert f("vLLM ROCm (ghcr.io/embeddedllm/vllm-rocm:cb3b2b9)") == "vllm/rocm"
     assert f("my own server") == ""
+    # a ROCm build is told by "rocm" anywhere in the text, whatever the version: the CUDA
+    # image of an SGLang version the data know on ROCm only is not the ROCm build, and a ROCm
+    # build of vLLM 0.13 is not the CUDA one (nor the 2024 generic `vllm`)
+    assert f("SGLang, image lmsysorg/sglang:v0.5.5.post3-rocm700-mi30x") == "sglang/rocm"
+    assert f("SGLang, image lmsysorg/sglang:v0.5.5.post3-cu129-b200") == "sglang"
+    assert f("SGLang 0.4.2.post4 (rocm/sglang-staging:20250212)") == "sglang/rocm"
+    assert f("vLLM, image vllm/vllm-openai-rocm:v0.13.0") == "vllm/rocm"
+    assert f("vLLM 0.7.3.dev138 (rocm/vllm-dev:vllm-ds3-staging-0217)") == "vllm/rocm"
     # every software cell of the shipped file maps to a stack family
     assert all(cb.software_family(r.software) for r in read_measurements(SHIPPED).rows)
     assert hg.presets.hardware_family("h100-sxm") == "nvidia-hopper"
