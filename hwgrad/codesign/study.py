@@ -72,11 +72,9 @@ def _base_specs(base: dict, where: str) -> dict:
         else loaded.get("model") or presets.model("llama-3.1-70b")
     )
     chips = float(base.get("chips", 8))
-    system = (
-        presets.system(base["hardware"], int(chips))
-        if "hardware" in base
-        else loaded.get("system") or presets.system("h100-sxm", int(chips))
-    )
+    # the chip preset (its name also picks the stack's vendor line); a design file's own system
+    hw_name = str(base["hardware"]) if "hardware" in base else (None if loaded.get("system") else "h100-sxm")
+    system = presets.system(hw_name, int(chips)) if hw_name is not None else loaded["system"]
     wl = loaded.get("workload") or Workload(batch=32.0, prompt_len=2048.0, output_len=512.0, tp=chips)
     wl = dataclasses.replace(
         wl, **{k: float(base[k]) for k in ("batch", "prompt_len", "output_len") if k in base}
@@ -93,7 +91,6 @@ def _base_specs(base: dict, where: str) -> dict:
         except ValueError as exc:
             raise ValueError(f"{where}: [base].{exc}") from None
     eff = loaded.get("efficiency")
-    hw_name = base.get("hardware") or (None if loaded.get("system") else "h100-sxm")
     if "stack" in base:
         # the serving stack (hwgrad.presets.stack_names()) with its kernels on this hardware
         eff = presets.stack(str(base["stack"]), hw_name)
