@@ -368,13 +368,10 @@ def test_shipped_parameters_are_inside_their_ranges():
 
 
 def test_tuned_stack_is_the_best_stack_of_each_vendor_line():
-    from hwgrad.calibrate.fit import TUNED_MIN_ROWS, tuned_stacks
+    from hwgrad.calibrate.fit import TUNED_MIN_ROWS, rows_per_line_and_stack, tuned_stacks
 
     calib = cb.default_calibration()
-    rows: dict[tuple[str, str], int] = {}
-    for c in cb.prepare(read_measurements(SHIPPED)).cases:
-        if c.family and not c.row.is_energy:
-            rows[c.hw_line, c.family] = rows.get((c.hw_line, c.family), 0) + 1
+    rows = rows_per_line_and_stack(cb.prepare(read_measurements(SHIPPED)).cases)
     # the shipped tables are what the rule gives on the shipped fitted stacks
     fitted = {k: v for k, v in calib.stacks.items() if not k.startswith("tuned")}
     assert tuned_stacks(fitted, rows) == {k: v for k, v in calib.stacks.items() if k.startswith("tuned")}

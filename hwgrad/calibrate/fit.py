@@ -265,10 +265,7 @@ class Fitter:
             line = presets.hardware_line(fam)
             hardware[fam] = values(theta + offset("hw_line", line) + offset("hw_family", fam), "chip")
         stacks = {"default": replace(base_stack("default"), **values(theta, "stack"))}
-        rows: dict[tuple[str, str], int] = {}  # (vendor line, stack family) -> fitted rows
-        for c, w in zip(self.engine.cases, weights, strict=True):
-            if w > 0 and c.family:
-                rows[c.hw_line, c.family] = rows.get((c.hw_line, c.family), 0) + 1
+        rows = rows_per_line_and_stack(self.engine.cases, weights)
         fitted = {fam for _, fam in rows}
         for name in self.members.get("stack", ()):
             if name in fitted:
@@ -279,6 +276,17 @@ class Fitter:
 
 #: rows a stack needs (on a vendor line, or in all) to count for the ``tuned`` stacks
 TUNED_MIN_ROWS = 10
+
+
+def rows_per_line_and_stack(cases: Sequence[Case], weights=None) -> dict[tuple[str, str], int]:
+    """Fitted latency/throughput rows per ``(vendor line, stack family)`` (rows of a
+    recognised stack with weight > 0; all such rows when ``weights`` is None)."""
+    rows: dict[tuple[str, str], int] = {}
+    for i, c in enumerate(cases):
+        fitted = not c.row.is_energy if weights is None else weights[i] > 0
+        if fitted and c.family:
+            rows[c.hw_line, c.family] = rows.get((c.hw_line, c.family), 0) + 1
+    return rows
 
 
 def tuned_stacks(stacks: dict[str, Stack], rows: dict[tuple[str, str], int]) -> dict[str, Stack]:
