@@ -77,8 +77,10 @@ STACK_FAMILIES: tuple[tuple[str, tuple[str | tuple[str, ...], ...]], ...] = (
     ("gpt-fast", ("gpt-fast",)),
     ("tensorrt-llm", ("tensorrt-llm", "tensorrt llm", "trt-llm", "trtllm")),
     ("nim", ("nvidia nim", "nim ")),
+    ("sglang-0.4/rocm", (("sglang 0.4", "rocm"),)),
     ("sglang/rocm", (("sglang", "rocm"),)),
     ("sglang", ("sglang",)),
+    ("vllm-0.7/rocm", (("vllm 0.7", "rocm"),)),
     ("vllm/rocm", (("vllm", "rocm"),)),
     ("vllm-0.13", ("vllm/vllm-openai:v0.13", "vllm 0.13", "vllm v0.13")),
     ("vllm-0.6", ("vllm 0.6",)),
@@ -88,10 +90,27 @@ STACK_FAMILIES: tuple[tuple[str, tuple[str | tuple[str, ...], ...]], ...] = (
 )
 
 
+#: Versions of a stack family that the data show to launch kernels at a different rate,
+#: ``{version: family}``: a version's launch gap is fitted as an offset from its family's
+#: (every other value is the family's), and a version without rows takes its family's
+#: values. The early-2025 ROCm DeepSeek builds (SGLang 0.4.2 and vLLM 0.7.3 staging images)
+#: run the 2025 builds' kernels with a several-fold larger gap per kernel than the late-2025
+#: images of the same families (SGLang 0.5.5, ROCm vLLM 0.10+).
+STACK_VERSIONS = {"sglang-0.4/rocm": "sglang/rocm", "vllm-0.7/rocm": "vllm/rocm"}
+
+
+def stack_parent(family: str) -> str:
+    """The stack family a version (`STACK_VERSIONS`) belongs to (``family`` itself if none)."""
+    return STACK_VERSIONS.get(family, family)
+
+
 #: The production serving engines of datacenter parts among `STACK_FAMILIES` (candidates
 #: for the ``tuned`` stack; with the batched research harnesses, the stacks whose rows
 #: identify a kernel FLOPS fraction).
-PRODUCTION_ENGINES = ("tensorrt-llm", "sglang", "sglang/rocm", "vllm-0.13", "vllm-0.6", "vllm", "vllm/rocm", "nim")
+PRODUCTION_ENGINES = (
+    "tensorrt-llm", "sglang", "sglang/rocm", "sglang-0.4/rocm", "vllm-0.13", "vllm-0.6", "vllm", "vllm/rocm",
+    "vllm-0.7/rocm", "nim",
+)  # fmt: skip
 
 
 def stack_family(software: str) -> str:
@@ -177,5 +196,6 @@ COLLECTIVE_BY_STACK = {
 
 
 def collective_for(stack_name: str) -> str:
-    """The collective implementation a stack preset (or family) runs (``nccl`` if unknown)."""
-    return COLLECTIVE_BY_STACK.get(stack_name, "nccl")
+    """The collective implementation a stack preset (or family, or version) runs (``nccl``
+    if unknown)."""
+    return COLLECTIVE_BY_STACK.get(stack_parent(stack_name), "nccl")

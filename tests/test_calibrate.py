@@ -181,9 +181,13 @@ def test_stack_and_hardware_families():
     # build of vLLM 0.13 is not the CUDA one (nor the 2024 generic `vllm`)
     assert f("SGLang, image lmsysorg/sglang:v0.5.5.post3-rocm700-mi30x") == "sglang/rocm"
     assert f("SGLang, image lmsysorg/sglang:v0.5.5.post3-cu129-b200") == "sglang"
-    assert f("SGLang 0.4.2.post4 (rocm/sglang-staging:20250212)") == "sglang/rocm"
     assert f("vLLM, image vllm/vllm-openai-rocm:v0.13.0") == "vllm/rocm"
-    assert f("vLLM 0.7.3.dev138 (rocm/vllm-dev:vllm-ds3-staging-0217)") == "vllm/rocm"
+    # the early-2025 ROCm DeepSeek builds are versions of their families (their own launch gap)
+    assert f("SGLang 0.4.2.post4 (rocm/sglang-staging:20250212)") == "sglang-0.4/rocm"
+    assert f("vLLM 0.7.3.dev138 (rocm/vllm-dev:vllm-ds3-staging-0217)") == "vllm-0.7/rocm"
+    assert f("SGLang 0.4.2 (CUDA)") == "sglang"
+    assert hg.stacks.stack_parent("sglang-0.4/rocm") == "sglang/rocm" and hg.stacks.stack_parent("vllm") == "vllm"
+    assert hg.stacks.collective_for("vllm-0.7/rocm") == hg.stacks.collective_for("vllm/rocm") == "rocm-custom+rccl"
     # every software cell of the shipped file maps to a stack family
     assert all(cb.software_family(r.software) for r in read_measurements(SHIPPED).rows)
     assert hg.presets.hardware_family("h100-sxm") == "nvidia-hopper"
@@ -364,6 +368,11 @@ def test_shipped_parameters_are_inside_their_ranges():
     assert calib.hardware["amd-cdna2"] == calib.hardware["amd-cdna3"] == calib.hardware["amd-instinct"]
     # a FLOPS fraction the rows do not identify stays at its parent's value
     assert calib.stacks["llama.cpp/metal"].flops_efficiency == calib.stacks["default"].flops_efficiency
+    # a stack version differs from its family in the launch gap only
+    for version, family in hg.stacks.STACK_VERSIONS.items():
+        v, fam = calib.stacks[version], calib.stacks[family]
+        assert v.op_overhead_s != fam.op_overhead_s
+        assert hg.replace(v, op_overhead_s=fam.op_overhead_s) == fam, version
     assert calib.hardware["apple"]["flops_efficiency"] == calib.hardware["shared"]["flops_efficiency"]
 
 
@@ -548,6 +557,36 @@ def test_offsets_only_where_the_parameter_allows_and_counted():
     client, shared = calib.hardware["nvidia-client"], calib.hardware["shared"]
     assert client["flops_efficiency"] == shared["flops_efficiency"]
     assert client["bandwidth_efficiency"] != shared["bandwidth_efficiency"]
+
+
+def test_a_stack_version_offsets_its_familys_launch_gap_only():
+    from hwgrad.calibrate.identify import identification
+
+    late, early = "SGLang 0.5.5 (lmsysorg/sglang:v0.5.5-rocm700)", "SGLang 0.4.2.post4 (rocm/sglang-staging)"
+    rows = [
+        row(id="1", model="llama-3-8b", hardware="mi300x", software=late, batch=64, input_len=1024),
+        row(id="2", model="llama-3-8b", hardware="mi300x", software=early, batch=64, input_len=1024),
+    ]
+    prepared = cb.prepare(rows)
+    fitter = Fitter(cb.Engine(prepared.cases), cb.FitSettings(steps=20))
+    weights = np.ones(len(rows))
+    # shared + AMD bandwidth and FLOPS + SGLang ROCm launch gap and FLOPS + the version's gap
+    assert fitter.fitted_numbers(weights) == len(cb.PARAMETERS) + 2 + 2 + 1
+    # without rows of the family itself its rows still fit the family's offsets
+    assert fitter.fitted_numbers(np.asarray([0.0, 1.0])) == len(cb.PARAMETERS) + 2 + 2 + 1
+    (theta, deltas), seen, _ = fitter.optimise(weights)
+    calib = fitter.calibration((theta, deltas), seen, weights)
+    family, version = calib.stacks["sglang/rocm"], calib.stacks["sglang-0.4/rocm"]
+    assert version.op_overhead_s != family.op_overhead_s
+    assert hg.replace(version, op_overhead_s=family.op_overhead_s) == family
+    # the version's value and spread include its family's offset
+    i = fitter.members["stack_version"].index("sglang-0.4/rocm")
+    assert fitter.chain("stack_version", i) == [("stack_version", i), ("stack", 0)]
+    table = {(t.key, t.member): t for t in identification(fitter, (theta, deltas), weights)}
+    assert table["stack.op_overhead_s", "sglang-0.4/rocm"].value == pytest.approx(float(version.op_overhead_s), rel=1e-5)
+    # a version without a profile (a fit without its rows) takes its family's stack
+    one = cb.Calibration(hardware=calib.hardware, stacks={"sglang/rocm": family, "default": calib.stacks["default"]})
+    assert one.has_profile("sglang-0.4/rocm") and one.stack_for("sglang-0.4/rocm") == family
 
 
 def test_identification_matches_the_exact_hessian_at_a_perfect_fit(tmp_path):

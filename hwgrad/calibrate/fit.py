@@ -22,7 +22,7 @@ import optax
 
 from .. import presets
 from ..specs import Stack, replace
-from ..stacks import PRODUCTION_ENGINES
+from ..stacks import PRODUCTION_ENGINES, STACK_VERSIONS, stack_parent
 from .cases import Case, Engine, Prepared
 from .parameters import PARAMETERS, Calibration, base_stack
 
@@ -34,7 +34,8 @@ class FitSettings:
     Attributes:
       parameters: keys (``"chip.<field>"`` / ``"stack.<field>"``) of `PARAMETERS` to
         fit; the others stay at their starting value.
-      levels: offset levels used (``hw_line``, ``hw_family``, ``stack``); an empty tuple
+      levels: offset levels used (``hw_line``, ``hw_family``, ``stack``, ``stack_version``:
+        a `hwgrad.stacks.STACK_VERSIONS` version's offset from its family); an empty tuple
         fits one shared set.
       priors: use the priors of `PARAMETERS` on the shared values (offsets always
         have theirs).
@@ -45,7 +46,7 @@ class FitSettings:
     """
 
     parameters: tuple[str, ...] = tuple(p.key for p in PARAMETERS)
-    levels: tuple[str, ...] = ("hw_line", "stack")
+    levels: tuple[str, ...] = ("hw_line", "stack", "stack_version")
     priors: bool = True
     loss_scale: float = 0.1
     steps: int = 500
@@ -69,7 +70,8 @@ def row_weights(cases: Sequence[Case], balance: str) -> np.ndarray:
 _LEVEL_OF_CASE = {
     "hw_line": lambda c: c.hw_line,
     "hw_family": lambda c: c.hw_family,
-    "stack": lambda c: c.family,
+    "stack": lambda c: stack_parent(c.family),
+    "stack_version": lambda c: c.family if c.family in STACK_VERSIONS else "",
 }
 
 
@@ -129,6 +131,17 @@ class Fitter:
             jnp.float32,
         )
         self._run = jax.jit(self._adam)
+
+    def chain(self, level: str, i: int) -> list[tuple[str, int]]:
+        """The offsets a member's value adds to the shared one, as ``(level, member index)``:
+        its own, and its parent's (a stack version's family, a hardware family's line)."""
+        name = self.members[level][i]
+        parent = {"stack_version": ("stack", stack_parent(name)),
+                  "hw_family": ("hw_line", presets.hardware_line(name))}.get(level)  # fmt: skip
+        out = [(level, i)]
+        if parent and parent[1] in self.members.get(parent[0], ()):
+            out.append((parent[0], self.members[parent[0]].index(parent[1])))
+        return out
 
     def row_u(self, theta, deltas):
         u = jnp.broadcast_to(theta[None, :], (self.engine.n_rows, len(self.params)))
@@ -268,8 +281,12 @@ class Fitter:
         rows = rows_per_line_and_stack(self.engine.cases, weights)
         fitted = {fam for _, fam in rows}
         for name in self.members.get("stack", ()):
-            if name in fitted:
+            if name in {stack_parent(f) for f in fitted}:
                 stacks[name] = replace(base_stack(name), **values(theta + offset("stack", name), "stack"))
+        for name in self.members.get("stack_version", ()):
+            if name in fitted:
+                u = theta + offset("stack", stack_parent(name)) + offset("stack_version", name)
+                stacks[name] = replace(base_stack(name), **values(u, "stack"))
         stacks.update(tuned_stacks(stacks, rows))
         return Calibration(hardware=hardware, stacks=stacks)
 

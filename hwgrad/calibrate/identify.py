@@ -107,13 +107,15 @@ def _stage(fitter: Fitter, theta, deltas, w, numbers) -> list[Identified]:
     out = []
     for k, (level, i, j) in enumerate(numbers):
         p = fitter.params[j]
-        # a member's value is shared + its offset: its spread includes the shared value's
+        # a member's value is shared + its offsets: its spread includes theirs
         a = np.zeros(len(numbers))
         a[k] = 1.0
         u = float(theta[j])
         if level != "shared":
             a[[m for m, n in enumerate(numbers) if n[0] == "shared" and n[2] == j]] = 1.0
-            u += float(deltas[level][i, j] * fitter.mask[level][i, j])
+            for lv_, i_ in fitter.chain(level, i):  # its own offset and its parent's
+                a[[m for m, n in enumerate(numbers) if n == (lv_, i_, j)]] = 1.0
+                u += float(deltas[lv_][i_, j] * fitter.mask[lv_][i_, j])
         sd_u = math.sqrt(max(float(a @ cov @ a), 0.0))
         prior_u = math.sqrt(float(np.sum(prior_var[a > 0])))
         value, slope = jax.value_and_grad(p.from_u)(jnp.float32(u))  # delta method

@@ -42,7 +42,7 @@ from ..calibrated import efficiency_from_mapping
 from ..network import COLLECTIVE_IMPLEMENTATIONS
 from ..network import implementation as collective_implementation
 from ..specs import Stack
-from ..stacks import PRODUCTION_ENGINES, collective_for, stack_family
+from ..stacks import PRODUCTION_ENGINES, collective_for, stack_family, stack_parent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,9 +163,10 @@ PARAMETERS: tuple[Parameter, ...] = (
         5e-5,
         3e-6,
         2.0,
-        ("stack",),
+        ("stack", "stack_version"),
         1.5,
-        "gap per kernel launch: ~1-3 us under CUDA graphs, ~5-10 us eager PyTorch, more for unfused engines",
+        "gap per kernel launch: ~1-3 us under CUDA graphs, ~5-10 us eager PyTorch, more for unfused engines; "
+        "per stack version where the data show versions apart",
     ),
     Parameter(
         "stack",
@@ -277,15 +278,16 @@ class Calibration:
         return out
 
     def has_profile(self, family: str) -> bool:
-        """Whether `stack_for` gives ``family`` its own stack (or the ideal one), not the
-        ``default`` stack of unrecognised software and families without calibration rows."""
-        return self.ideal or family in self.stacks
+        """Whether `stack_for` gives ``family`` its own stack (or its family's, for a version
+        without one; or the ideal one), not the ``default`` stack of unrecognised software
+        and families without calibration rows."""
+        return self.ideal or family in self.stacks or stack_parent(family) in self.stacks
 
     def stack_for(self, family: str) -> Stack:
         if self.ideal:
             return Stack.ideal()
         if self.has_profile(family):
-            return self.stacks[family]
+            return self.stacks[family if family in self.stacks else stack_parent(family)]
         return self.stacks.get("default", Stack.ideal())
 
     @staticmethod
