@@ -65,7 +65,8 @@ def kernels_per_op() -> np.ndarray:
 #: Serving-stack families recognised in a measurement's ``software`` text: ``(family,
 #: needles)`` checked in order (the first match wins). A needle is a lower-case substring,
 #: or a tuple of substrings that must all appear. Versions are split where the data show
-#: different behaviour (vLLM 0.6 vs the V1 engine of 0.13); vLLM, SGLang and gpt-fast on
+#: different behaviour (vLLM 0.6 vs the V1 engine of 0.13; the `STACK_VERSIONS` of a
+#: family differ from it in the launch gap only); vLLM, SGLang and gpt-fast on
 #: ROCm are separate builds with their own kernels, recognised by "rocm" anywhere in the
 #: text (an image tag, a build name), whatever the version - so a CUDA build of the same
 #: version (``lmsysorg/sglang:v0.5.5-cu129``) is not taken for the ROCm one, nor a ROCm
