@@ -108,10 +108,7 @@ def stack_parent(family: str) -> str:
 #: The production serving engines of datacenter parts among `STACK_FAMILIES` (candidates
 #: for the ``tuned`` stack; with the batched research harnesses, the stacks whose rows
 #: identify a kernel FLOPS fraction).
-PRODUCTION_ENGINES = (
-    "tensorrt-llm", "sglang", "sglang/rocm", "sglang-0.4/rocm", "vllm-0.13", "vllm-0.6", "vllm", "vllm/rocm",
-    "vllm-0.7/rocm", "nim",
-)  # fmt: skip
+PRODUCTION_ENGINES = ("tensorrt-llm", "sglang", "sglang/rocm", "vllm-0.13", "vllm-0.6", "vllm", "vllm/rocm", "nim")
 
 
 def stack_family(software: str) -> str:

@@ -74,6 +74,10 @@ _LEVEL_OF_CASE = {
     "stack_version": lambda c: c.family if c.family in STACK_VERSIONS else "",
 }
 
+#: the level a member's value builds on, and its member there: a stack version on its
+#: family, a hardware family on its vendor line
+_PARENT = {"stack_version": ("stack", stack_parent), "hw_family": ("hw_line", presets.hardware_line)}
+
 
 class Fitter:
     """Compiled loss and Adam loop for one `Engine` (reused across CV folds)."""
@@ -135,12 +139,12 @@ class Fitter:
     def chain(self, level: str, i: int) -> list[tuple[str, int]]:
         """The offsets a member's value adds to the shared one, as ``(level, member index)``:
         its own, and its parent's (a stack version's family, a hardware family's line)."""
-        name = self.members[level][i]
-        parent = {"stack_version": ("stack", stack_parent(name)),
-                  "hw_family": ("hw_line", presets.hardware_line(name))}.get(level)  # fmt: skip
         out = [(level, i)]
-        if parent and parent[1] in self.members.get(parent[0], ()):
-            out.append((parent[0], self.members[parent[0]].index(parent[1])))
+        if level in _PARENT:
+            up, parent_of = _PARENT[level]
+            names, parent = self.members.get(up, ()), parent_of(self.members[level][i])
+            if parent in names:
+                out.append((up, names.index(parent)))
         return out
 
     def row_u(self, theta, deltas):
@@ -269,24 +273,29 @@ class Fitter:
             i = names.index(name)
             return deltas[level][i] * self.mask[level][i]
 
+        def member_u(level, name):
+            """The shared values plus the member's offset and its parent's (`_PARENT`)."""
+            u = theta + offset(level, name)
+            if level in _PARENT:
+                up, parent_of = _PARENT[level]
+                u = u + offset(up, parent_of(name))
+            return u
+
         hardware = {"shared": values(theta, "chip")}
         families = {fam for fam, _ in presets.HARDWARE_FAMILIES.values()}
         lines = {line for _, line in presets.HARDWARE_FAMILIES.values()}
         for line in sorted(lines):
-            hardware[line] = values(theta + offset("hw_line", line), "chip")
+            hardware[line] = values(member_u("hw_line", line), "chip")
         for fam in sorted(families):
-            line = presets.hardware_line(fam)
-            hardware[fam] = values(theta + offset("hw_line", line) + offset("hw_family", fam), "chip")
+            hardware[fam] = values(member_u("hw_family", fam), "chip")
         stacks = {"default": replace(base_stack("default"), **values(theta, "stack"))}
         rows = rows_per_line_and_stack(self.engine.cases, weights)
         fitted = {fam for _, fam in rows}
-        for name in self.members.get("stack", ()):
-            if name in {stack_parent(f) for f in fitted}:
-                stacks[name] = replace(base_stack(name), **values(theta + offset("stack", name), "stack"))
-        for name in self.members.get("stack_version", ()):
-            if name in fitted:
-                u = theta + offset("stack", stack_parent(name)) + offset("stack_version", name)
-                stacks[name] = replace(base_stack(name), **values(u, "stack"))
+        # a family is fitted when it or one of its versions has rows
+        for level, with_rows in (("stack", {stack_parent(f) for f in fitted}), ("stack_version", fitted)):
+            for name in self.members.get(level, ()):
+                if name in with_rows:
+                    stacks[name] = replace(base_stack(name), **values(member_u(level, name), "stack"))
         stacks.update(tuned_stacks(stacks, rows))
         return Calibration(hardware=hardware, stacks=stacks)
 
