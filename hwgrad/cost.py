@@ -496,25 +496,50 @@ class Timing:
     decode_step: PassCost
 
 
+def sequences_per_tier(
+    system: System, model: Model, workload: Workload, compression: Compression, memory_fraction, budget_tokens, context_len
+):
+    """How many sequences of ``context_len`` cached tokens each memory tier of one chip has
+    room for (``inf`` where the tier has unknown capacity or holds no KV cache).
+
+    The engine may use ``memory_fraction`` of each tier (vLLM's ``gpu_memory_utilization``);
+    out of it come the weights, the read-mostly context and the activation workspace of one
+    step of ``budget_tokens`` tokens (`hwgrad.counts.activation_bytes_resident`: vLLM
+    profiles a forward pass of its ``max_num_batched_tokens`` at start-up and sets that peak
+    aside, TensorRT-LLM sizes its buffers for ``max_num_tokens``); the rest holds the KV
+    cache.
+    """
+    tiers = memory.stacked_tiers(system)
+    frac = memory.class_fractions(system)  # (classes, tiers)
+    fixed = capacity_used_bytes(system, model, replace(workload, batch=0.0), compression)
+    act = counts.activation_bytes_resident(model, compression, replace(workload, batch=1.0, prompt_len=budget_tokens))
+    fixed = fixed + act * frac[2]
+    m, c = pruning.resolve(model, compression)
+    kv_seq = counts.kv_cache_bytes(m, c, 1.0, context_len) / (counts.kv_cache_split(m, workload) * workload.pp)
+    per_seq = kv_seq * frac[1]
+    cap = tiers.capacity_bytes * memory_fraction
+    binds = (per_seq > 0) & jnp.isfinite(cap)
+    room = jnp.where(binds, cap - fixed, 1.0)
+    return jnp.where(binds, room / jnp.where(binds, per_seq, 1.0), jnp.inf)
+
+
 def static_waves(system: System, model: Model, workload: Workload, compression: Compression, stack=None):
     """Back-to-back static batches needed when the whole batch's KV cache does not fit.
 
-    Capacity is linear in the batch, ``used_t(B) = fixed_t + B s_t`` per tier, so
-    ``n_fit = floor(min_t (cap_t - fixed_t) / s_t)`` sequences fit at once (the engine
-    admits that many and queues the rest) and the batch runs in ``ceil(B / n_fit)``
-    waves of equal size. Piecewise constant: no gradient flows through the count.
-    Tiers of unknown (infinite) capacity never bind; a batch of which not even one
-    sequence fits is reported by the capacity margin, not here (one wave). The engine uses
-    ``stack.memory_fraction`` of each tier (default: all of it).
+    ``n_fit = floor(min_t sequences_per_tier)`` sequences of ``prompt_len + output_len``
+    tokens fit at once (`sequences_per_tier` with the stack's ``memory_fraction`` and a
+    workspace of its ``prefill_chunk_tokens``; ``stack`` ``None``: all of the capacity, an
+    8192-token workspace; the scheduler reserves each admitted request's whole output, as
+    TensorRT-LLM's ``GUARANTEED_NO_EVICT`` does), the engine
+    admits that many and queues the rest, and the batch runs in ``ceil(B / n_fit)`` waves
+    of equal size. Piecewise constant: no gradient flows through the count. A batch of
+    which not even one sequence fits is reported by the capacity margin, not here (one
+    wave).
     """
-    tiers = memory.stacked_tiers(system)
-    used = capacity_used_bytes(system, model, workload, compression)
-    fixed = capacity_used_bytes(system, model, replace(workload, batch=0.0), compression)
-    per_seq = safe_div(used - fixed, workload.batch)
-    cap = tiers.capacity_bytes * (1.0 if stack is None else stack.memory_fraction)
-    binds = (per_seq > 0) & jnp.isfinite(cap)
-    room = jnp.where(binds, cap - fixed, 1.0)
-    fit = jnp.where(binds, safe_div(room, jnp.where(binds, per_seq, 1.0)), jnp.inf)
+    share, budget = (1.0, 8192.0) if stack is None else (stack.memory_fraction, stack.prefill_chunk_tokens)
+    fit = sequences_per_tier(
+        system, model, workload, compression, share, budget, workload.prompt_len + workload.output_len
+    )
     n_fit = jnp.maximum(jnp.floor(jnp.min(fit)), 1.0)
     waves = jnp.where(n_fit >= workload.batch, 1.0, jnp.ceil(workload.batch / n_fit))
     return jax.lax.stop_gradient(waves)

@@ -853,12 +853,28 @@ def kv_bytes_resident(m: Model, c: Compression, w: Workload):
     return total / (kv_cache_split(m, w) * w.pp)
 
 
+#: bytes of one activation element between kernels (bf16)
+ACTIVATION_BYTES = 2.0
+
+
 def activation_bytes_resident(m: Model, c: Compression, w: Workload):
-    """Peak activation workspace on one chip: the prefill hidden states of the batch
-    (input + FFN intermediate) for one layer at a time."""
+    """Peak activation workspace on one chip for a prefill of the batch's prompts at once
+    (``batch x prompt_len`` tokens), one layer at a time.
+
+    Per token, the peak of a layer's forward pass is the FFN's: the residual stream and the
+    normalised FFN input (``2 d_model``; every tensor-parallel rank holds the whole hidden
+    state, only the intermediate is sharded) plus the up-projection output (gate and up for
+    a gated FFN, ``2 d_ff / tp``; the routed experts' intermediate for MoE), all 16-bit:
+    serving stacks keep activations in bf16 between kernels and quantise fp8/fp4 GEMM inputs
+    inside the kernel. This is what vLLM's start-up profile measures (a dummy forward pass
+    of its token budget, ``Worker.determine_num_available_blocks``) and sets aside before
+    the KV cache (`hwgrad.cost.sequences_per_tier`).
+    """
     m, c = pruning.resolve(m, c)
-    width = m.d_model + jnp.maximum(m.d_ff, m.moe_d_ff * (m.n_experts_active + m.n_shared_experts))
-    return w.batch * w.prompt_len * width * c.act_bits / 8.0 / w.tp
+    ff = jnp.maximum(m.d_ff, m.moe_d_ff * (m.n_experts_active + m.n_shared_experts))
+    up = (2.0 if m.gated_ffn else 1.0) * ff / w.tp
+    per_token = (2.0 * m.d_model + up) * ACTIVATION_BYTES
+    return w.batch * w.prompt_len * per_token
 
 
 def bytes_moved(ops: OpCounts):

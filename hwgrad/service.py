@@ -91,8 +91,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtr, ndtri
 
-from . import counts, memory, network, pruning, units
-from .cost import COMPONENTS, PassCost, capacity_used_bytes, capex_usd, forward_pass, served_seconds
+from . import counts, network, pruning, units
+from .cost import COMPONENTS, PassCost, capex_usd, forward_pass, sequences_per_tier, served_seconds
 from .smooth import ceil_st, safe_div
 from .specs import Compression, Model, Network, Options, System, Workload, replace, spec
 from .speculative import expected_tokens_per_step
@@ -581,23 +581,11 @@ def _max_sequences(system, model, workload, compression, efficiency, service, en
     and a prefill workspace of one token budget, on the tightest tier (straight-through min)."""
     from .smooth import straight_through_min
 
-    tiers = memory.stacked_tiers(system)
-    frac = memory.class_fractions(system)  # (C, T)
-    fixed = capacity_used_bytes(system, model, replace(workload, batch=0.0), compression)
-    act = counts.activation_bytes_resident(
-        model, compression, replace(workload, batch=1.0, prompt_len=engine.max_batched_tokens)
-    )
-    fixed = fixed + act * frac[2]
     ctx = service.input_tokens + service.output_tokens / 2.0
-    kv_seq = counts.kv_cache_bytes(model, compression, 1.0, ctx) / (
-        counts.kv_cache_split(model, workload) * workload.pp
+    fit = sequences_per_tier(
+        system, model, workload, compression, efficiency.memory_fraction, engine.max_batched_tokens, ctx
     )
-    per_seq = kv_seq * frac[1]
-    cap = tiers.capacity_bytes * efficiency.memory_fraction
-    binds = (per_seq > 0) & jnp.isfinite(cap)
-    room = jnp.where(binds, cap - fixed, 1.0)
-    fit = jnp.where(binds, room / jnp.where(binds, per_seq, 1.0), 1e9)
-    return jnp.maximum(straight_through_min(fit), 1e-3)
+    return jnp.maximum(straight_through_min(jnp.where(jnp.isfinite(fit), fit, 1e9)), 1e-3)
 
 
 def _step_fn(system, model, workload, compression, efficiency, options, ctx):

@@ -601,7 +601,10 @@ class Stack:
         TensorRT-LLM ``max_num_tokens``); 8192 in the InferenceMAX launch scripts
         (calibration.csv notes) and vLLM's V1 default for serving on 80 GB parts. Range
         256-262144 tokens; continuous batching (`hwgrad.cost.serve`) prefills arriving
-        prompts in steps of at most this many tokens.
+        prompts in steps of at most this many tokens, and the engine sets aside the
+        activation workspace of one such step before the KV cache
+        (`hwgrad.cost.sequences_per_tier`). vLLM's offline benchmark without chunked
+        prefill takes the model's context window (`hwgrad.stacks.token_budget`).
       static_power_fraction: DEPRECATED, unused (power is idle + dynamic,
         `hwgrad.power`); kept so old parameter files load.
       collective_bandwidth_fraction: five numbers, the collective library's implementation: the

@@ -162,6 +162,30 @@ def _traits(family: str, text: str | None, hw_line: str) -> dict[str, float]:
     return out
 
 
+#: vLLM families whose engine is the V0 one (scheduler and memory profile of vLLM <= 0.7)
+_VLLM_V0 = ("vllm", "vllm-0.6", "vllm/rocm", "vllm-0.7/rocm")
+
+
+def token_budget(software: str, context_tokens: float) -> float | None:
+    """The engine's token budget of one step where a measurement's ``software`` text fixes
+    it (``None``: the stack's ``prefill_chunk_tokens``).
+
+    vLLM's ``benchmarks/benchmark_throughput.py`` (v0.6) passes ``--enable-chunked-prefill``
+    as a ``store_true`` flag, so chunked prefill is off unless asked for, and the V0
+    scheduler then takes ``max_num_batched_tokens = max(max_model_len, 2048)``
+    (``SchedulerConfig``), ``max_model_len`` being the model's context window unless
+    ``--max-model-len`` is given. The start-up memory profile runs a forward pass of that
+    many tokens and keeps its peak out of the KV cache (vLLM warns that a long context
+    "may ... result in low performance due to small KV cache space").
+    """
+    text = software.lower()
+    if stack_family(software) not in _VLLM_V0 or "benchmark_throughput" not in text:
+        return None
+    if any(flag in text for flag in ("--enable-chunked-prefill", "--max-model-len", "--max-num-batched-tokens")):
+        return None
+    return max(float(context_tokens), 2048.0)
+
+
 # ----------------------------------------------------------------------------- collective libraries
 
 #: The collective implementation (`hwgrad.network.COLLECTIVE_IMPLEMENTATIONS`) each stack

@@ -254,6 +254,37 @@ def test_kernel_traits_by_stack_version_and_vendor_line(software, hardware, reus
     assert float(hg.presets.stack(case.family).kv_group_reuse) == 1.0
 
 
+@pytest.mark.parametrize(
+    "software,model,budget",
+    [
+        ("vLLM 0.6.3.post2 (CUDA 12.4), benchmark_throughput.py --num-scheduler-step 1", "llama-3.1-405b", 131072.0),
+        ("vLLM ROCm (ghcr.io/embeddedllm/vllm-rocm:cb3b2b9), benchmark_throughput.py --enforce-eager",
+         "llama-2-7b", 4096.0),
+        ("vLLM 0.6.3, benchmark_throughput.py --enable-chunked-prefill", "llama-3.1-405b", None),
+        ("vLLM 0.6.3, benchmark_throughput.py --max-model-len 8192", "llama-3.1-405b", None),
+        ("vLLM 0.13.0 (V1 engine), benchmark_throughput.py", "llama-3.1-405b", None),  # V1 chunks by default
+        ("TensorRT-LLM, benchmark_throughput.py", "llama-3.1-405b", None),
+        ("vLLM 0.6.3 serve", "llama-3.1-405b", None),
+    ],
+)  # fmt: skip
+def test_vllm_offline_benchmark_sizes_its_workspace_for_the_context_window(software, model, budget):
+    assert hg.stacks.token_budget(software, hg.presets.CONTEXT_TOKENS[model]) == budget
+    big = row(model="llama-3.1-405b", hardware="h100-sxm", n_chips=8, tp=8, weight_dtype="fp8", batch=64,
+              input_len=2048, output_len=2048, metric="e2e_latency_s", software=software)  # fmt: skip
+    case = cb.prepare([big]).cases[0]
+    if budget is None:
+        assert "prefill_chunk_tokens" not in dict(case.traits)
+        return
+    assert dict(case.traits)["prefill_chunk_tokens"] == 131072.0  # the 405B row's context window
+    # the workspace of 131072 tokens x (2 x 16384 + 2 x 53248 / 8) x 2 B = 12.1 GB per chip comes out of the
+    # KV cache: 64 sequences of 4096 tokens fit in one wave with the default budget, not with this one
+    plain = cb.prepare([hg.replace(big, software="vLLM 0.6.3 serve")]).cases[0]
+    calib = cb.default_calibration()
+    got, ref = cb.predict(cb.prepare([big, hg.replace(big, software="vLLM 0.6.3 serve")]), calib)
+    assert not any("waves" in n for n in plain.notes) and any("2 waves" in n for n in case.notes)
+    assert got > 1.5 * ref
+
+
 # ----------------------------------------------------------------------------- preparing rows
 
 
@@ -267,10 +298,11 @@ def test_prepare_capacity_modules_energy_and_lengths():
                source="InferenceMAX nightly run")  # fmt: skip
     prepared = cb.prepare([waves, too_big, apple_energy, module, replicas, imax])
     reasons = {r.id: why for r, why in prepared.skipped}
-    assert reasons["2"].startswith("capacity:") and "exceed" in reasons["2"]
+    assert reasons["2"].startswith("capacity:") and "leave room for 0.00 sequences" in reasons["2"]
     assert reasons["3"].startswith("energy: TDP of apple-m2")
     cases = {c.row.id: c for c in prepared.cases}
-    # 0.9 x 40 GiB - 13.5 GB of weights holds 22 sequences of 2048 tokens (0.5 MB/token + activations)
+    # 0.9 x 40 GiB - 13.5 GB of weights - a 0.5 GB workspace (8192 tokens) holds 22 sequences of
+    # 2048 tokens (0.5 MB/token)
     assert "22 of 64 sequences at once, 3 waves" in cases["1"].notes[-1]
     mi250 = hg.presets.chip("mi250", fitted=False)
     assert float(cases["4"].system.chip.tiers[0].bandwidth_bytes_per_s) == pytest.approx(

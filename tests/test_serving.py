@@ -114,10 +114,17 @@ def test_static_waves_when_the_kv_cache_does_not_fit():
     s, m, c = _setup("a100-40gb-sxm", 1, "llama-2-7b")
     wl = hg.Workload(batch=64.0, prompt_len=1024.0, output_len=1024.0)
     waves = float(cost.static_waves(s, m, wl, c))
-    used = np.asarray(cost.capacity_used_bytes(s, m, wl, c))[0]
-    fixed = np.asarray(cost.capacity_used_bytes(s, m, hg.replace(wl, batch=0.0), c))[0]
-    n_fit = np.floor((float(s.chip.tiers[0].capacity_bytes) - fixed) / ((used - fixed) / 64))
+    weights = np.asarray(cost.capacity_used_bytes(s, m, hg.replace(wl, batch=0.0), c))[0]
+    # by hand: the engine's workspace of 8192 tokens x (residual + normalised input 2 x 4096
+    # + gate/up 2 x 11008) x 2 B, and 2048 cached tokens x 32 layers x (K, V) x 32 heads x 128 x 2 B
+    workspace = 8192 * (2 * 4096 + 2 * 11008) * 2
+    kv_seq = 2048 * 32 * 2 * 32 * 128 * 2
+    n_fit = np.floor((float(s.chip.tiers[0].capacity_bytes) - weights - workspace) / kv_seq)
     assert 1 <= n_fit < 64 and waves == np.ceil(64 / n_fit)
+    # the stack's memory share and token budget move the count
+    tight = hg.Stack(memory_fraction=0.9, prefill_chunk_tokens=131072.0)
+    n_tight = np.floor((0.9 * float(s.chip.tiers[0].capacity_bytes) - weights - 16 * workspace) / kv_seq)
+    assert float(cost.static_waves(s, m, wl, c, tight)) == np.ceil(64 / n_tight) > waves
     r = hg.evaluate(s, m, wl, c, IDEAL, options=HARD)
     one_wave = hg.evaluate(s, m, hg.replace(wl, batch=64.0 / waves), c, IDEAL, options=HARD)
     assert float(r.waves) == waves

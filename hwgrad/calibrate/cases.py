@@ -35,7 +35,7 @@ import numpy as np
 from .. import cost, dtypes, presets
 from ..measurements import METRICS, Measurement, MeasurementSet
 from ..specs import Compression, Model, Options, Stack, System, Workload, replace
-from ..stacks import kernel_traits, stack_family
+from ..stacks import kernel_traits, stack_family, token_budget
 from ..validate import validate as validate_design
 from .parameters import BASE_STACK, PARAM_BY_KEY, Calibration
 
@@ -110,15 +110,16 @@ def _split_module(system: System, dies: int) -> System:
 
 # one compile per row structure instead of thousands of eager ops per row
 _capacity_jit = jax.jit(cost.capacity_used_bytes)
+_fit_jit = jax.jit(cost.sequences_per_tier)
 
 
-def _capacity_per_sequence(system, model, compression, workload) -> tuple[float, float]:
-    """(bytes of weights, bytes per sequence) held by one chip, from the model's own
-    capacity accounting (weights + final KV cache + activation workspace)."""
-    one = np.asarray(_capacity_jit(system, model, replace(workload, batch=1.0), compression))[0]
-    two = np.asarray(_capacity_jit(system, model, replace(workload, batch=2.0), compression))[0]
-    per_seq = float(two - one)
-    return float(one - per_seq), per_seq
+def _capacity(system, model, compression, workload, budget) -> tuple[float, float]:
+    """(bytes of weights on one chip, sequences of ``prompt + output`` tokens that fit in
+    the capacity the engine leaves for the KV cache), as `hwgrad.cost.static_waves` counts."""
+    weights = float(np.asarray(_capacity_jit(system, model, replace(workload, batch=0.0), compression))[0])
+    ctx = workload.prompt_len + workload.output_len
+    fit = np.asarray(_fit_jit(system, model, workload, compression, BASE_STACK.memory_fraction, budget, ctx))
+    return weights, float(np.min(fit))
 
 
 #: sources whose benchmark draws each request's lengths uniformly from [0.8 L, L]
@@ -176,14 +177,25 @@ def _prepare_row(row: Measurement) -> Case | str:
         validate_design(system, model, workload, compression)
     except ValueError as exc:
         return f"design: {exc}"
+    family = stack_family(row.software)
+    hw_family = presets.hardware_family(row.hardware)
+    traits = kernel_traits(row.software, presets.hardware_line(hw_family))
+    if traits:
+        notes.append("stack version: " + ", ".join(f"{k} = {v:g}" for k, v in sorted(traits.items())))
+    budget = token_budget(row.software, presets.CONTEXT_TOKENS.get(row.model, 0.0))
+    if budget is not None:
+        traits["prefill_chunk_tokens"] = budget
+        notes.append(f"engine token budget {budget:g} (vLLM benchmark_throughput, chunked prefill off)")
+    traits = tuple(sorted(traits.items()))
     if math.isfinite(capacity):
-        weights, per_seq = _capacity_per_sequence(system, model, compression, workload)
+        budget = dict(traits).get("prefill_chunk_tokens", BASE_STACK.prefill_chunk_tokens)
+        weights, fit = _capacity(system, model, compression, workload, budget)
         usable = capacity * float(BASE_STACK.memory_fraction)
-        fit_n = int((usable - weights) // per_seq) if per_seq > 0 else batch
+        fit_n = int(fit)
         if fit_n < 1:
             return (
-                f"capacity: {weights / 1e9:.1f} GB of weights + {per_seq / 1e9:.2f} GB for one sequence "
-                f"exceed {usable / 1e9:.1f} GB usable per chip"
+                f"capacity: {weights / 1e9:.1f} GB of weights and a {budget:g}-token activation workspace "
+                f"leave room for {max(fit, 0.0):.2f} sequences in {usable / 1e9:.1f} GB usable per chip"
             )
         if fit_n < batch:
             if row.batching == "static":
@@ -193,11 +205,6 @@ def _prepare_row(row: Measurement) -> Case | str:
                 )
             else:
                 notes.append(f"KV cache holds {fit_n} of {batch} concurrent sequences ({note})")
-    family = stack_family(row.software)
-    hw_family = presets.hardware_family(row.hardware)
-    traits = tuple(sorted(kernel_traits(row.software, presets.hardware_line(hw_family)).items()))
-    if traits:
-        notes.append("stack version: " + ", ".join(f"{k} = {v:g}" for k, v in traits))
     return Case(
         row=row,
         system=system,

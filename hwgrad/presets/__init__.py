@@ -107,6 +107,34 @@ def model(name: str) -> Model:
     )
 
 
+#: Context window of each model, tokens: ``max_position_embeddings`` of its Hugging Face
+#: ``config.json`` (the ``hf_id`` of models.csv). An engine that sizes its buffers for the
+#: longest sequence it may see (vLLM without chunked prefill, `hwgrad.stacks.token_budget`)
+#: reads it.
+CONTEXT_TOKENS: dict[str, float] = {
+    "llama-2-7b": 4096.0,
+    "llama-2-13b": 4096.0,
+    "llama-2-70b": 4096.0,
+    "llama-3-8b": 8192.0,
+    "llama-3-70b": 8192.0,
+    "llama-3.1-8b": 131072.0,
+    "llama-3.1-70b": 131072.0,
+    "llama-3.1-405b": 131072.0,
+    "llama-3.3-70b": 131072.0,
+    "mixtral-8x7b": 32768.0,
+    "mixtral-8x22b": 65536.0,
+    "deepseek-v3": 163840.0,
+    "deepseek-r1": 163840.0,
+    "qwen3-235b-a22b": 40960.0,
+    "qwen3-30b-a3b": 40960.0,
+    "qwen2.5-coder-7b": 32768.0,
+    "gpt-oss-20b": 131072.0,
+    "gpt-oss-120b": 131072.0,
+    "gemma-7b": 8192.0,
+    "mistral-7b": 32768.0,
+}
+
+
 # ----------------------------------------------------------------------------- memory
 
 # Map a chip's ``memory_type`` text to the memory_tech row whose energy/latency it uses
