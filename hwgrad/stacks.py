@@ -111,12 +111,22 @@ def stack_parent(family: str) -> str:
 PRODUCTION_ENGINES = ("tensorrt-llm", "sglang", "sglang/rocm", "vllm-0.13", "vllm-0.6", "vllm", "vllm/rocm", "nim")
 
 
-def stack_family(software: str) -> str:
-    """The stack family of a measurement's ``software`` text (``""`` if not recognised)."""
+#: Stack families that run as another family's engine on a vendor line,
+#: ``{(family, line): family there}``. DeepSpeed on Gaudi is Habana's fork
+#: (``HabanaAI/DeepSpeed``): it shards the optimum-habana model code and runs it through the
+#: SynapseAI graph compiler (HPU graphs), the engine of Intel's own Gaudi tables; DeepSpeed-MII's
+#: FastGen CUDA kernels, whose launch gap the NVIDIA rows fit, do not run there.
+STACK_ON_LINE = {("deepspeed-mii", "intel-gaudi"): "gaudi"}
+
+
+def stack_family(software: str, hw_line: str = "") -> str:
+    """The stack family of a measurement's ``software`` text (``""`` if not recognised) on
+    the vendor line ``hw_line`` (`hwgrad.presets.hardware_line`; ``""``: any, see
+    `STACK_ON_LINE`)."""
     text = software.lower()
     for family, needles in STACK_FAMILIES:
         if any(n in text if isinstance(n, str) else all(p in text for p in n) for n in needles):
-            return family
+            return STACK_ON_LINE.get((family, hw_line), family)
     return ""
 
 
@@ -144,7 +154,7 @@ KERNEL_TRAITS: tuple[tuple[str, str, tuple[str, ...], dict[str, float]], ...] = 
 
 def kernel_traits(software: str, hw_line: str = "") -> dict[str, float]:
     """The `KERNEL_TRAITS` of a measurement's ``software`` text on a vendor line (``{}``: none)."""
-    return _traits(stack_family(software), software.lower(), hw_line)
+    return _traits(stack_family(software, hw_line), software.lower(), hw_line)
 
 
 def stack_traits(family: str, hw_line: str = "") -> dict[str, float]:

@@ -172,6 +172,10 @@ def test_stack_and_hardware_families():
     assert f("gpt-fast (PyTorch, torch.compile)") == "gpt-fast"
     assert f("TensorRT-LLM v0.6.1") == "tensorrt-llm"
     assert f("Deepspeed-MII") == "deepspeed-mii"
+    # DeepSpeed on Gaudi is Habana's fork through SynapseAI graphs: Intel's own stack there
+    assert f("Deepspeed", "intel-gaudi") == "gaudi" and f("Deepspeed", "nvidia-datacenter") == "deepspeed-mii"
+    assert hg.presets.stack("deepspeed-mii", "gaudi3") == hg.presets.stack("gaudi", "gaudi3")
+    assert hg.presets.stack("deepspeed-mii", "h100-sxm") == hg.presets.stack("deepspeed-mii")
     assert f("vLLM 0.6.3.post2") == "vllm-0.6"
     assert f("vLLM, image vllm/vllm-openai:v0.13.0") == "vllm-0.13"
     assert f("vLLM ROCm (ghcr.io/embeddedllm/vllm-rocm:cb3b2b9)") == "vllm/rocm"

@@ -177,8 +177,8 @@ def _prepare_row(row: Measurement) -> Case | str:
         validate_design(system, model, workload, compression)
     except ValueError as exc:
         return f"design: {exc}"
-    family = stack_family(row.software)
     hw_family = presets.hardware_family(row.hardware)
+    family = stack_family(row.software, presets.hardware_line(hw_family))
     traits = kernel_traits(row.software, presets.hardware_line(hw_family))
     if traits:
         notes.append("stack version: " + ", ".join(f"{k} = {v:g}" for k, v in sorted(traits.items())))

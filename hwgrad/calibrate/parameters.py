@@ -243,9 +243,10 @@ def base_stack(family: str) -> Stack:
     return dataclasses.replace(BASE_STACK, collective_bandwidth_fraction=fractions)
 
 
-def software_family(software: str) -> str:
-    """The serving-stack family of a ``software`` cell (``""`` if not recognised)."""
-    return stack_family(software)
+def software_family(software: str, hw_line: str = "") -> str:
+    """The serving-stack family of a ``software`` cell (``""`` if not recognised) on the
+    vendor line ``hw_line`` (`hwgrad.stacks.stack_family`)."""
+    return stack_family(software, hw_line)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -553,11 +553,16 @@ def stack(name: str = "tuned", hardware: str | None = None) -> Stack:
     else across vendors; the others are fitted to the measured rows of that stack family
     (``calibration.toml``, `hwgrad.calibrate`). With ``hardware`` (a chip preset name), the
     stack's kernel traits on that chip's vendor line are applied
-    (`hwgrad.stacks.KERNEL_TRAITS`, e.g. the 2024 ROCm vLLM's per-query-head KV reads).
+    (`hwgrad.stacks.KERNEL_TRAITS`, e.g. the 2024 ROCm vLLM's per-query-head KV reads), and a
+    family that runs as another's engine there takes that one's values
+    (`hwgrad.stacks.STACK_ON_LINE`: DeepSpeed on Gaudi is the ``gaudi`` stack).
     """
     if hardware is not None:
         if name == "tuned":
             return stack(tuned_name(hardware))
+        from ..stacks import STACK_ON_LINE
+
+        name = STACK_ON_LINE.get((name, hardware_line(hardware_family(hardware))), name)
         return with_stack_traits(stack(name), name, hardware)
     if name == "ideal":
         return Stack.ideal()
