@@ -485,7 +485,9 @@ def design_from_args(args) -> dict:
         eff = presets.with_stack_traits(load_efficiency(args.params, args.stack or "tuned", hw_name), args.stack or "", hw_name)
         eff_label = f"from {args.params}"
     elif args.stack:
-        shown = presets.tuned_name(hw_name) if args.stack == "tuned" else args.stack
+        shown = presets.stack_table(args.stack, hw_name)
+        if args.stack not in ("tuned", shown):
+            shown = f"{shown} ({args.stack} runs as {shown} on {hw_name})"
         eff, eff_label = presets.stack(args.stack, hw_name), f"stack {shown}"
     elif base["efficiency"] is not None:
         eff, eff_label = base["efficiency"], f"from {design_file}"

@@ -175,6 +175,8 @@ def test_stack_and_hardware_families():
     # DeepSpeed on Gaudi is Habana's fork through SynapseAI graphs: Intel's own stack there
     assert f("Deepspeed", "intel-gaudi") == "gaudi" and f("Deepspeed", "nvidia-datacenter") == "deepspeed-mii"
     assert hg.presets.stack("deepspeed-mii", "gaudi3") == hg.presets.stack("gaudi", "gaudi3")
+    assert hg.presets.stack_table("deepspeed-mii", "gaudi3") == "gaudi"
+    assert hg.presets.stack_table("tuned", "gaudi3") == "tuned/intel-gaudi"
     assert hg.presets.stack("deepspeed-mii", "h100-sxm") == hg.presets.stack("deepspeed-mii")
     assert f("vLLM 0.6.3.post2") == "vllm-0.6"
     assert f("vLLM, image vllm/vllm-openai:v0.13.0") == "vllm-0.13"

@@ -153,6 +153,12 @@ def test_presets_stacks_lists_the_fitted_stacks_and_the_kernel_traits(capsys):
     bw = presets.chip("h100-sxm").tiers[0].bandwidth_bytes_per_s / presets.chip("mi300x").tiers[0].bandwidth_bytes_per_s
     eff = float(presets.chip("h100-sxm").bandwidth_efficiency) / float(presets.chip("mi300x").bandwidth_efficiency)
     assert tpot["mi300x"] / tpot["h100-sxm"] == pytest.approx(4.0 * float(bw) * eff, rel=0.02)
+    # DeepSpeed on a Gaudi chip runs as Intel's stack (stacks.STACK_ON_LINE), and says so
+    gaudi = ["eval", "--model", "llama-3-8b", "--tp", "1", "--batch", "1", "--hardware", "gaudi2"]
+    _, ds, _ = run(capsys, *gaudi, "--stack", "deepspeed-mii")
+    _, synapse, _ = run(capsys, *gaudi, "--stack", "gaudi")
+    assert "stack gaudi (deepspeed-mii runs as gaudi on gaudi2)" in ds
+    assert ds.split("\n", 2)[2] == synapse.split("\n", 2)[2]
 
 
 def test_eval_defaults_to_the_tuned_stack_of_the_chips_vendor_line(capsys):

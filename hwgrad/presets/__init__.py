@@ -558,12 +558,8 @@ def stack(name: str = "tuned", hardware: str | None = None) -> Stack:
     (`hwgrad.stacks.STACK_ON_LINE`: DeepSpeed on Gaudi is the ``gaudi`` stack).
     """
     if hardware is not None:
-        if name == "tuned":
-            return stack(tuned_name(hardware))
-        from ..stacks import STACK_ON_LINE
-
-        name = STACK_ON_LINE.get((name, hardware_line(hardware_family(hardware))), name)
-        return with_stack_traits(stack(name), name, hardware)
+        table = stack_table(name, hardware)
+        return stack(table) if name == "tuned" else with_stack_traits(stack(table), table, hardware)
     if name == "ideal":
         return Stack.ideal()
     stacks = _fit_file().get("stack", {})
@@ -575,6 +571,19 @@ def stack(name: str = "tuned", hardware: str | None = None) -> Stack:
     from ..calibrated import efficiency_from_mapping
 
     return efficiency_from_mapping(stacks[name], where=f"calibration.toml [stack.{name}]")
+
+
+def stack_table(name: str, hardware: str | None) -> str:
+    """The stack table ``stack(name, hardware)`` reads: `tuned_name` for ``tuned``, the
+    family a stack runs as on the chip's vendor line (`hwgrad.stacks.STACK_ON_LINE`), else
+    ``name``."""
+    from ..stacks import STACK_ON_LINE
+
+    if name == "tuned":
+        return tuned_name(hardware)
+    if hardware is None:
+        return name
+    return STACK_ON_LINE.get((name, hardware_line(hardware_family(hardware))), name)
 
 
 def tuned_name(hardware: str | None, names=None) -> str:
