@@ -528,17 +528,23 @@ def static_waves(system: System, model: Model, workload: Workload, compression: 
 
     ``n_fit = floor(min_t sequences_per_tier)`` sequences of ``prompt_len + output_len``
     tokens fit at once (`sequences_per_tier` with the stack's ``memory_fraction`` and a
-    workspace of its ``prefill_chunk_tokens``; ``stack`` ``None``: all of the capacity, an
-    8192-token workspace; the scheduler reserves each admitted request's whole output, as
+    workspace of its ``prefill_chunk_tokens``; ``stack`` ``None``: the ideal stack, all of
+    the capacity and an 8192-token workspace; the scheduler reserves each admitted request's whole output, as
     TensorRT-LLM's ``GUARANTEED_NO_EVICT`` does), the engine
     admits that many and queues the rest, and the batch runs in ``ceil(B / n_fit)`` waves
     of equal size. Piecewise constant: no gradient flows through the count. A batch of
     which not even one sequence fits is reported by the capacity margin, not here (one
     wave).
     """
-    share, budget = (1.0, 8192.0) if stack is None else (stack.memory_fraction, stack.prefill_chunk_tokens)
+    stack = Efficiency.ideal() if stack is None else stack
     fit = sequences_per_tier(
-        system, model, workload, compression, share, budget, workload.prompt_len + workload.output_len
+        system,
+        model,
+        workload,
+        compression,
+        stack.memory_fraction,
+        stack.prefill_chunk_tokens,
+        workload.prompt_len + workload.output_len,
     )
     n_fit = jnp.maximum(jnp.floor(jnp.min(fit)), 1.0)
     waves = jnp.where(n_fit >= workload.batch, 1.0, jnp.ceil(workload.batch / n_fit))

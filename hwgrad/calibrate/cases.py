@@ -178,17 +178,18 @@ def _prepare_row(row: Measurement) -> Case | str:
     except ValueError as exc:
         return f"design: {exc}"
     hw_family = presets.hardware_family(row.hardware)
-    family = stack_family(row.software, presets.hardware_line(hw_family))
-    traits = kernel_traits(row.software, presets.hardware_line(hw_family))
+    hw_line = presets.hardware_line(hw_family)
+    family = stack_family(row.software, hw_line)
+    traits = kernel_traits(row.software, hw_line)
     if traits:
         notes.append("stack version: " + ", ".join(f"{k} = {v:g}" for k, v in sorted(traits.items())))
     budget = token_budget(row.software, presets.CONTEXT_TOKENS.get(row.model, 0.0))
-    if budget is not None:
+    if budget is None:
+        budget = BASE_STACK.prefill_chunk_tokens
+    else:
         traits["prefill_chunk_tokens"] = budget
         notes.append(f"engine token budget {budget:g} (vLLM benchmark_throughput, chunked prefill off)")
-    traits = tuple(sorted(traits.items()))
     if math.isfinite(capacity):
-        budget = dict(traits).get("prefill_chunk_tokens", BASE_STACK.prefill_chunk_tokens)
         weights, fit = _capacity(system, model, compression, workload, budget)
         usable = capacity * float(BASE_STACK.memory_fraction)
         fit_n = int(fit)
@@ -213,9 +214,9 @@ def _prepare_row(row: Measurement) -> Case | str:
         workload=workload,
         family=family,
         hw_family=hw_family,
-        hw_line=presets.hardware_line(hw_family),
+        hw_line=hw_line,
         notes=tuple(notes),
-        traits=traits,
+        traits=tuple(sorted(traits.items())),
     )
 
 
