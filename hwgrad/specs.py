@@ -500,7 +500,9 @@ class Workload:
 
     * ``"static"``: one batch of ``batch`` sequences is prefilled together, then decoded
       together; when the KV cache of the whole batch does not fit, the engine admits as
-      many sequences as fit and runs the batch in back-to-back *waves*.
+      many sequences as fit and runs the batch in back-to-back *waves* - or, on a stack
+      that allocates KV blocks on demand and preempts (``Stack.kv_on_demand``, vLLM), in
+      fewer waves' worth of steps with the pool kept full (`hwgrad.cost.effective_waves`).
     * ``"continuous"``: an engine under a client that keeps ``batch`` requests in flight;
       in steady state every decode step also carries the arriving requests' prefill work,
       on average ``batch x prompt_len / output_len`` tokens per step (chunked prefill).
@@ -605,6 +607,13 @@ class Stack:
         activation workspace of one such step before the KV cache
         (`hwgrad.cost.sequences_per_tier`). vLLM's offline benchmark without chunked
         prefill takes the model's context window (`hwgrad.stacks.token_budget`).
+      kv_on_demand: in [0, 1], how the scheduler runs a static batch whose KV cache does not
+        fit at once: 0 reserves every admitted request's whole context up front
+        (TensorRT-LLM's ``GUARANTEED_NO_EVICT``), so the batch runs in back-to-back waves;
+        1 allocates KV blocks as the sequences grow and, when the pool runs out, preempts
+        the newest running request and later recomputes it (vLLM's V0 and V1 schedulers),
+        so the pool stays full (`hwgrad.cost.effective_waves`). Not fitted: a property of
+        the engine, set per stack family (`hwgrad.stacks.KV_ON_DEMAND_STACKS`).
       static_power_fraction: DEPRECATED, unused (power is idle + dynamic,
         `hwgrad.power`); kept so old parameter files load.
       collective_bandwidth_fraction: five numbers, the collective library's implementation: the
@@ -629,6 +638,7 @@ class Stack:
     comm_bits: float | jax.Array = 16.0
     memory_fraction: float | jax.Array = 1.0
     prefill_chunk_tokens: float | jax.Array = 8192.0
+    kv_on_demand: float | jax.Array = 0.0
     # a tuple of five numbers (one leaf per algorithm: specs stay comparable and hashable);
     # None -> all 1; an array of shape (..., 5) (one library per row) is split along its last axis
     collective_bandwidth_fraction: tuple = None

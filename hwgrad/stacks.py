@@ -172,6 +172,23 @@ def _traits(family: str, text: str | None, hw_line: str) -> dict[str, float]:
     return out
 
 
+#: Stack families whose scheduler allocates KV-cache blocks on demand and preempts by
+#: recompute (``Stack.kv_on_demand = 1``). vLLM's V0 scheduler (``Scheduler._schedule_running``,
+#: v0.6) appends a block to each running sequence as it grows; when none is free it preempts
+#: the last-admitted running sequence (``RECOMPUTE`` for a single-sequence request), puts it
+#: at the front of the waiting queue and re-prefills prompt + generated tokens once the
+#: blocks of its whole context are free; V1 (``KVCacheManager.allocate_slots``) does the
+#: same. TensorRT-LLM's default capacity policy (``GUARANTEED_NO_EVICT``) reserves each
+#: request's maximum length, and the batch runs in waves; SGLang's admission reserves an
+#: estimate of the outputs and retracts, and its rows here are all continuous (not set).
+KV_ON_DEMAND_STACKS = ("vllm", "vllm-0.6", "vllm-0.13", "vllm/rocm", "vllm-0.7/rocm")
+
+
+def kv_on_demand(family: str) -> float:
+    """``Stack.kv_on_demand`` of a stack family or version: 1 for `KV_ON_DEMAND_STACKS`."""
+    return 1.0 if family in KV_ON_DEMAND_STACKS else 0.0
+
+
 #: vLLM families whose engine is the V0 one (scheduler and memory profile of vLLM <= 0.7)
 _VLLM_V0 = ("vllm", "vllm-0.6", "vllm/rocm", "vllm-0.7/rocm")
 

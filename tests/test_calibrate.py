@@ -287,8 +287,12 @@ def test_vllm_offline_benchmark_sizes_its_workspace_for_the_context_window(softw
     plain = cb.prepare([hg.replace(big, software="vLLM 0.6.3 serve")]).cases[0]
     calib = cb.default_calibration()
     got, ref = cb.predict(cb.prepare([big, hg.replace(big, software="vLLM 0.6.3 serve")]), calib)
-    assert not any("waves" in n for n in plain.notes) and any("2 waves" in n for n in case.notes)
-    assert got > 1.5 * ref
+    # 54 of 64 fit; vLLM preempts instead of running a second wave: the first preempted request
+    # lost its blocks when the pool filled, 4096 x 54 / 64 - 2048 = 1408 steps in, and needs
+    # 640 more: 1 + 640 / 2048 = 1.31 waves of steps
+    assert not any("waves" in n for n in plain.notes)
+    assert any("54 of 64 sequences at once, 1.31 waves of steps, KV on demand" in n for n in case.notes)
+    assert got > 1.15 * ref  # 1.31 waves' worth of steps, each at 64 / 1.31 sequences
 
 
 # ----------------------------------------------------------------------------- preparing rows

@@ -134,6 +134,40 @@ def test_static_waves_when_the_kv_cache_does_not_fit():
     assert float(cost.static_waves(s, m, hg.replace(wl, batch=4.0), c)) == 1.0
 
 
+@pytest.mark.parametrize("prompt, output", [(128, 2048), (1024, 1024), (2048, 128), (512, 4096)])
+def test_on_demand_waves_follow_a_step_by_step_paged_scheduler(prompt, output):
+    from scheduler_reference import paged_static_batch
+
+    fit = 6
+    kv_tokens = fit * (prompt + output) + (prompt + output) // 3  # room for 6 whole requests
+    errors = []
+    for n in (8, 9, 12, 18, 30, 48):  # 1.33 to 8 times what fits
+        steps, _, _ = paged_static_batch(n, prompt, output, kv_tokens)
+        waves = float(cost.effective_waves(float(n), float(fit), float(prompt), float(output), 1.0))
+        assert 1.0 < waves <= np.ceil(n / fit)  # never worse than reserving whole requests
+        errors.append(waves / (steps / output) - 1.0)
+        assert float(cost.effective_waves(float(n), float(fit), float(prompt), float(output), 0.0)) == np.ceil(n / fit)
+    assert max(abs(e) for e in errors) < 0.16, errors
+    assert np.median(np.abs(errors)) < 0.05, errors
+
+
+def test_an_on_demand_scheduler_runs_an_oversized_static_batch_sooner():
+    s, m, c = _setup("a100-40gb-sxm", 1, "llama-2-7b")
+    wl = hg.Workload(batch=64.0, prompt_len=1024.0, output_len=1024.0)
+    reserve = float(cost.static_waves(s, m, wl, c))
+    paged = hg.Stack(kv_on_demand=1.0)
+    on_demand = float(cost.static_waves(s, m, wl, c, paged))
+    n_fit = np.floor(float(cost.sequences_per_tier(s, m, wl, c, 1.0, 8192.0, 2048.0)[0]))
+    assert n_fit == 24 and reserve == 3.0  # 24 of 64 fit (hand count above)
+    # 64 / 24 - 1 = 1.67 waves' worth of requests flow through the full pool at 4 / 3 the
+    # concurrency of whole ones (mean context 1024 + 512 of 2048): 1 + 1.67 x 0.75 = 2.25
+    # waves of steps (the tail term, 1 - (2048 x 24 / 64 - 1024) / 1024 = 1, is not larger)
+    assert on_demand == pytest.approx(1 + (64 / 24 - 1) * 0.75, rel=1e-6)
+    t_reserve = hg.evaluate(s, m, wl, c, IDEAL, options=HARD)
+    t_paged = hg.evaluate(s, m, wl, c, paged, options=HARD)
+    assert float(t_paged.waves) == pytest.approx(on_demand) and float(t_paged.e2e_latency_s) < float(t_reserve.e2e_latency_s)
+
+
 def test_serving_modes_have_finite_gradients():
     s, m, c = _setup()
 

@@ -35,7 +35,7 @@ import numpy as np
 from .. import cost, dtypes, presets
 from ..measurements import METRICS, Measurement, MeasurementSet
 from ..specs import Compression, Model, Options, Stack, System, Workload, replace
-from ..stacks import kernel_traits, stack_family, token_budget
+from ..stacks import kernel_traits, kv_on_demand, stack_family, token_budget
 from ..validate import validate as validate_design
 from .parameters import BASE_STACK, PARAM_BY_KEY, Calibration
 
@@ -200,10 +200,10 @@ def _prepare_row(row: Measurement) -> Case | str:
             )
         if fit_n < batch:
             if row.batching == "static":
-                waves = -(-batch // fit_n)
-                notes.append(
-                    f"KV cache does not fit: {fit_n} of {batch} sequences at once, {waves} waves ({note})"
-                )
+                on_demand = kv_on_demand(family)
+                waves = float(cost.effective_waves(batch, fit_n, input_len, output_len, on_demand))
+                how = f"{waves:.2f} waves of steps, KV on demand" if on_demand else f"{waves:g} waves"
+                notes.append(f"KV cache does not fit: {fit_n} of {batch} sequences at once, {how} ({note})")
             else:
                 notes.append(f"KV cache holds {fit_n} of {batch} concurrent sequences ({note})")
     return Case(

@@ -326,8 +326,9 @@ def tuned_stacks(stacks: dict[str, Stack], rows: dict[tuple[str, str], int]) -> 
     stack with the most rows (`hwgrad.stacks.COLLECTIVE_BY_STACK`: the ROCm custom
     all-reduce + RCCL on AMD parts). ``tuned`` (no vendor named) takes the same best
     values over the production engines with that many rows in all, with the best library
-    measured on NVLink (custom all-reduce + NCCL). A row's kernel traits are not carried
-    over (a tuned stack reads KV once per query group).
+    measured on NVLink (custom all-reduce + NCCL). A tuned stack allocates KV on demand
+    when one of its pool does (`hwgrad.stacks.KV_ON_DEMAND_STACKS`). A row's kernel traits
+    are not carried over (a tuned stack reads KV once per query group).
 
     Args:
       stacks: the fitted stacks by family (with ``"default"``, whose shared values fill the
@@ -357,6 +358,7 @@ def _best(stacks: dict[str, Stack], pool: Sequence[str], library: str) -> Stack:
     fields = ("op_overhead_s", "step_overhead_s", "collective_overhead_s")
     best = {f: min(float(getattr(s, f)) for s in members) for f in fields}
     best["flops_efficiency"] = max(float(s.flops_efficiency) for s in members)
+    best["kv_on_demand"] = max(float(s.kv_on_demand) for s in members)
     lib = base_stack(library).collective_bandwidth_fraction
     return replace(stacks["default"], **best, collective_bandwidth_fraction=lib)
 

@@ -42,7 +42,7 @@ from ..calibrated import efficiency_from_mapping
 from ..network import COLLECTIVE_IMPLEMENTATIONS
 from ..network import implementation as collective_implementation
 from ..specs import Stack
-from ..stacks import PRODUCTION_ENGINES, collective_for, stack_family, stack_parent
+from ..stacks import PRODUCTION_ENGINES, collective_for, kv_on_demand, stack_family, stack_parent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,9 +238,12 @@ BASE_STACK = Stack(memory_fraction=0.9)
 
 def base_stack(family: str) -> Stack:
     """`BASE_STACK` with the collective library of the stack family ``family``
-    (`hwgrad.stacks.COLLECTIVE_BY_STACK`; ``""``: an unrecognised stack, ``default``)."""
+    (`hwgrad.stacks.COLLECTIVE_BY_STACK`; ``""``: an unrecognised stack, ``default``) and
+    its scheduler's KV allocation (`hwgrad.stacks.kv_on_demand`)."""
     fractions = collective_implementation(collective_for(family)).fractions
-    return dataclasses.replace(BASE_STACK, collective_bandwidth_fraction=fractions)
+    return dataclasses.replace(
+        BASE_STACK, collective_bandwidth_fraction=fractions, kv_on_demand=kv_on_demand(family)
+    )
 
 
 def software_family(software: str, hw_line: str = "") -> str:
@@ -285,11 +288,22 @@ class Calibration:
         return self.ideal or family in self.stacks or stack_parent(family) in self.stacks
 
     def stack_for(self, family: str) -> Stack:
+        """The stack of a family's rows: its own (or its family's, for a version), else the
+        ``default`` stack's fitted values with what the family's engine is known to do
+        (its collective library and KV allocation, `base_stack`: not fitted)."""
         if self.ideal:
             return Stack.ideal()
         if self.has_profile(family):
             return self.stacks[family if family in self.stacks else stack_parent(family)]
-        return self.stacks.get("default", Stack.ideal())
+        default = self.stacks.get("default", Stack.ideal())
+        if not family:
+            return default
+        known = base_stack(family)
+        return dataclasses.replace(
+            default,
+            collective_bandwidth_fraction=known.collective_bandwidth_fraction,
+            kv_on_demand=known.kv_on_demand,
+        )
 
     @staticmethod
     def speed_of_light() -> Calibration:
