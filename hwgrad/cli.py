@@ -623,6 +623,7 @@ def report_dict(design: dict, result) -> dict:
         "tco_usd": _num(result.tco_usd),
         "gco2e_per_token": _num(result.gco2e_per_token),
         "fits": bool(result.fits > 0),
+        "waves": float(result.waves),
         "bottleneck": decode["bound"],
         "breakdown": {
             "decode_step": decode,

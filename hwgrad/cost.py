@@ -135,7 +135,8 @@ class Result:
     ``fits`` is ``1.0`` when every tier's capacity margin is non-negative.
     ``decode`` is the mean decode step, ``prefill`` the prefill of one batch (static) or
     of one request (continuous, disaggregated); ``waves`` is the number of back-to-back
-    static batches the request runs in when the whole batch's KV cache does not fit.
+    static batches the request runs in when the whole batch's KV cache does not fit
+    (fractional on a stack that preempts, `effective_waves`).
     ``kv_on_low_endurance`` is the fraction of the KV cache placed on flash-like tiers (an
     endurance violation unless 0). ``tier_lifetime_years`` is the wear-out time of each tier
     under the decode's KV writes (``inf`` without writes or without an endurance figure).

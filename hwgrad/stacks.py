@@ -189,6 +189,20 @@ def kv_on_demand(family: str) -> float:
     return 1.0 if family in KV_ON_DEMAND_STACKS else 0.0
 
 
+#: The KV-cache format a stack family's recipe stores for a weight format, where a row does
+#: not state it (``{(family, weight format): KV format}``; otherwise bf16). Intel's FP8 recipe
+#: for Gaudi (Intel Neural Compressor's FP8 quantisation, run by optimum-habana) quantises
+#: the KV cache with the weights; the batch sizes of Intel's Gaudi 2 FP8 tables, tuned per
+#: part, need it: 81 sequences of Llama-2-7B at 2048/2048 hold 170 GB of KV cache in bf16 and
+#: 85 GB in fp8, on a 96 GB part.
+KV_DTYPE_BY_STACK = {("gaudi", "fp8"): "fp8"}
+
+
+def default_kv_dtype(family: str, weight_dtype: str) -> str:
+    """The KV-cache format of a row that does not state one (`KV_DTYPE_BY_STACK`, else bf16)."""
+    return KV_DTYPE_BY_STACK.get((family, weight_dtype.strip().lower()), "bf16")
+
+
 #: vLLM families whose engine is the V0 one (scheduler and memory profile of vLLM <= 0.7)
 _VLLM_V0 = ("vllm", "vllm-0.6", "vllm/rocm", "vllm-0.7/rocm")
 

@@ -298,6 +298,23 @@ def test_vllm_offline_benchmark_sizes_its_workspace_for_the_context_window(softw
 # ----------------------------------------------------------------------------- preparing rows
 
 
+def test_an_unstated_kv_format_follows_the_stacks_recipe():
+    gaudi = "Intel Gaudi software (SynapseAI) 1.18.0, PyTorch 2.4.0 (ASSUMES optimum-habana)"
+    # Intel's Gaudi 2 FP8 table: 81 sequences of 2048/2048 need 81 x 4096 x 512 KiB = 170 GB of
+    # bf16 KV cache on a 96 GB part; in fp8 (Intel Neural Compressor quantises the cache) 85 GB
+    fp8 = row(hardware="gaudi2", weight_dtype="fp8", kv_dtype="bf16", defaulted=("kv_dtype",), batch=81,
+              input_len=2048, output_len=2048, metric="output_tok_s", software=gaudi)  # fmt: skip
+    stated = hg.replace(fp8, id="2", defaulted=())
+    bf16 = hg.replace(fp8, id="3", weight_dtype="bf16", batch=8)
+    vllm = hg.replace(fp8, id="4", software="vLLM 0.6.3", batch=8)
+    cases = {c.row.id: c for c in cb.prepare([fp8, stated, bf16, vllm]).cases}
+    assert float(cases["1"].compression.kv_bits) == 8.0
+    assert cases["1"].notes[0] == "kv_dtype not stated: fp8 (the gaudi stack's fp8 recipe)"
+    assert "79 of 81 sequences at once" in cases["1"].notes[1]  # with bf16: 39 of 81 (3 waves)
+    assert [float(cases[i].compression.kv_bits) for i in "234"] == [16.0, 16.0, 16.0]
+    assert cases["3"].notes == ("kv_dtype not stated: default used",)
+
+
 def test_prepare_capacity_modules_energy_and_lengths():
     waves = row(hardware="a100-40gb-sxm", batch=64, input_len=1024, output_len=1024, metric="e2e_latency_s")
     too_big = row(id="2", model="llama-3.1-405b", hardware="a100-40gb-sxm")

@@ -17,6 +17,7 @@ JSON_KEYS = {
     "usd_per_million_tokens",
     "gco2e_per_token",
     "fits",
+    "waves",
     "breakdown",
 }
 

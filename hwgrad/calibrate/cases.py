@@ -35,7 +35,7 @@ import numpy as np
 from .. import cost, dtypes, presets
 from ..measurements import METRICS, Measurement, MeasurementSet
 from ..specs import Compression, Model, Options, Stack, System, Workload, replace
-from ..stacks import kernel_traits, kv_on_demand, stack_family, token_budget
+from ..stacks import default_kv_dtype, kernel_traits, kv_on_demand, stack_family, token_budget
 from ..validate import validate as validate_design
 from .parameters import BASE_STACK, PARAM_BY_KEY, Calibration
 
@@ -139,7 +139,16 @@ def _prepare_row(row: Measurement) -> Case | str:
     else:
         dp = row.n_chips // chips_needed
         system = presets.system(row.hardware, row.n_chips, fitted=False)
+    hw_family = presets.hardware_family(row.hardware)
+    hw_line = presets.hardware_line(hw_family)
+    family = stack_family(row.software, hw_line)
+    kv_dtype = row.kv_dtype
     for name in row.defaulted:
+        if name == "kv_dtype":
+            kv_dtype = default_kv_dtype(family, row.weight_dtype)
+            if kv_dtype != row.kv_dtype:
+                notes.append(f"kv_dtype not stated: {kv_dtype} (the {family} stack's {row.weight_dtype} recipe)")
+                continue
         notes.append(f"{name} not stated: default used")
     chip = system.chip
     if row.is_energy and not math.isfinite(chip.tdp_w):
@@ -154,7 +163,7 @@ def _prepare_row(row: Measurement) -> Case | str:
         chip = replace(chip, tiers=(replace(chip.tiers[0], capacity_bytes=capacity), *chip.tiers[1:]))
     system = replace(system, chip=chip)
     model = presets.model(row.model)
-    compression = dtypes.compression(row.weight_dtype, row.kv_dtype, checkpoint=row.checkpoint)
+    compression = dtypes.compression(row.weight_dtype, kv_dtype, checkpoint=row.checkpoint)
     batch = -(-row.batch // dp)
     if dp > 1:
         notes.append(f"{dp} data-parallel replicas, {batch} sequences each")
@@ -177,9 +186,6 @@ def _prepare_row(row: Measurement) -> Case | str:
         validate_design(system, model, workload, compression)
     except ValueError as exc:
         return f"design: {exc}"
-    hw_family = presets.hardware_family(row.hardware)
-    hw_line = presets.hardware_line(hw_family)
-    family = stack_family(row.software, hw_line)
     traits = kernel_traits(row.software, hw_line)
     if traits:
         notes.append("stack version: " + ", ".join(f"{k} = {v:g}" for k, v in sorted(traits.items())))
