@@ -856,7 +856,14 @@ def cmd_presets(args) -> int:
         if args.json:
             print(json.dumps({"stacks": stacks, "kernel_traits": traits}, indent=2))
             return 0
-        fields = ("op_overhead_s", "step_overhead_s", "collective_overhead_s", "flops_efficiency", "memory_fraction")
+        fields = (
+            "op_overhead_s",
+            "step_overhead_s",
+            "collective_overhead_s",
+            "flops_efficiency",
+            "memory_fraction",
+            "kv_on_demand",
+        )
         print(f"stacks ({len(stacks)} presets; fitted by `hwgrad calibrate`, see docs/calibration.md)")
         width = max(18, *(len(n) + 2 for n in stacks))
         print("  " + f"{'name':<{width}}" + "".join(f"{c:>{len(c) + 2}}" for c in fields))
