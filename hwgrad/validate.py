@@ -432,8 +432,8 @@ def validate_workload(workload: Workload, model: Model, system: System, name: st
 
 def validate_efficiency(efficiency, name: str = "efficiency") -> None:
     """Every leaf known and finite; achieved fractions (``*_efficiency``) in (0, 1]; other
-    fractions (``*fraction*``, ``*overlap*``, ``*reuse*``) in [0, 1]; overheads and everything
-    else >= 0."""
+    fractions (``*fraction*``, ``*overlap*``, ``*reuse*``, ``*on_demand*``) in [0, 1];
+    overheads and everything else >= 0."""
     for field in dataclasses.fields(efficiency):
         value = getattr(efficiency, field.name)
         where = f"{name}.{field.name}"
@@ -446,7 +446,7 @@ def validate_efficiency(efficiency, name: str = "efficiency") -> None:
             continue
         if field.name.endswith("_efficiency"):
             _fraction(value, where, low_open=True)
-        elif any(word in field.name for word in ("fraction", "overlap", "reuse")):
+        elif any(word in field.name for word in ("fraction", "overlap", "reuse", "on_demand")):
             _fraction(value, where)
         else:
             _positive(value, where, allow_zero=True)

@@ -535,6 +535,7 @@ API_CASES = [
         "efficiency.",
     ),
     ("kv-group-reuse-above-1", _with("efficiency", kv_group_reuse=1.5), "efficiency.kv_group_reuse = 1.5"),
+    ("kv-on-demand-above-1", _with("efficiency", kv_on_demand=2.0), "efficiency.kv_on_demand = 2"),
     ("lifetime-zero", _with("economics", lifetime_years=0.0), "lifetime_years = 0"),
     ("electricity-negative", _with("economics", electricity_usd_per_kwh=-0.1), "electricity_usd_per_kwh"),
     ("utilization-zero", _with("economics", utilization=0.0), "utilization = 0"),
