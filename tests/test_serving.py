@@ -166,6 +166,17 @@ def test_an_on_demand_scheduler_runs_an_oversized_static_batch_sooner():
     t_reserve = hg.evaluate(s, m, wl, c, IDEAL, options=HARD)
     t_paged = hg.evaluate(s, m, wl, c, paged, options=HARD)
     assert float(t_paged.waves) == pytest.approx(on_demand) and float(t_paged.e2e_latency_s) < float(t_reserve.e2e_latency_s)
+    # the 40 requests beyond the first 24 grow by 40 x 1024 tokens while the pool is full:
+    # that much context is evicted and prefilled again, as one-sequence prefills of the mean
+    # context 1024 + 512
+    assert float(cost.recomputed_tokens(64.0, 24.0, 1024.0, 1.0)) == 40 * 1024
+    assert float(cost.recomputed_tokens(64.0, 24.0, 1024.0, 0.0)) == 0.0
+    wave = hg.replace(wl, batch=64.0 / on_demand)
+    pre = cost.forward_pass(s, m, wave, c, paged, 1024.0, 0.0, HARD)
+    dec = cost.decode_total(s, m, wave, c, paged, HARD)
+    redo = cost.forward_pass(s, m, hg.replace(wl, batch=1.0), c, paged, 1536.0, 0.0, HARD)
+    e2e = on_demand * (float(pre.time_s) + float(dec.time_s)) + 40 * 1024 / 1536 * float(redo.time_s)
+    assert float(t_paged.e2e_latency_s) == pytest.approx(e2e, rel=1e-5)
 
 
 def test_serving_modes_have_finite_gradients():
