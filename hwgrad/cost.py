@@ -455,8 +455,8 @@ def _request_passes(system, model, workload, compression, efficiency, options, r
     """The prefill and the decode quadrature nodes, evaluated as one batched pass.
 
     Returns ``(prefill, decode_total)``, and with ``redo_len`` also the prefill of one
-    sequence of that many tokens (a preempted request prefilled again). Step ``i`` (0-based) of the decode sees
-    ``prompt_len + i`` cached tokens; the sum over ``output_len`` steps is the integral of
+    sequence of that many tokens (a preempted request prefilled again). Step ``i``
+    (0-based) of the decode sees ``prompt_len + i`` cached tokens; the sum over ``output_len`` steps is the integral of
     the step cost over ``[prompt_len - 1/2, prompt_len + output_len - 1/2]`` (midpoint
     rule), evaluated with ``options.decode_quadrature_nodes`` Gauss-Legendre nodes. The
     prefill and the nodes share one traced graph (`_passes`).
