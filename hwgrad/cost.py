@@ -301,7 +301,7 @@ def forward_pass(
     # small-transfer ramp: a kernel that streams memory waits one memory latency first
     moves = (jnp.sum(class_time, axis=0) > 0).astype(compute_t.dtype)
     ramp_t = ops.launches * moves * chip.kernel_memory_latency_s
-    overhead_t = ops.launches * stacks.kernels_per_op() * efficiency.op_overhead_s
+    overhead_t = ops.launches * stacks.kernels_per_op(model) * efficiency.op_overhead_s
     t_ops = jnp.sum(oc.time + ramp_t + overhead_t) + efficiency.step_overhead_s
 
     net, out = system.network, system.scaleout

@@ -31,13 +31,29 @@ Kernel counts per layer (decode, one token per sequence):
 | lm_head          | 2       | final norm, vocabulary GEMM                                       |
 | embedding        | 1       | gather                                                            |
 
-(Counted from the decode graphs of vLLM/SGLang Llama and DeepSeek models; unfused eager
+(Counted from the decode graphs of vLLM/SGLang Llama and Mixtral models; unfused eager
 implementations launch ~2x more - that difference is absorbed by the stack's fitted
 ``op_overhead_s``, which is only identified as the product with these counts.)
+
+Two architectures launch more (`kernels_per_op` of a model):
+
+* MLA attention, weight-absorbed as served (SGLang ``DeepseekV2AttentionMLA.forward_absorb``,
+  vLLM ``MLACommonImpl`` decode): beyond the four above (the input norm, the fused
+  ``q_a`` + ``kv_a`` GEMM, RoPE + latent-cache write, the O GEMM), the ``q_a`` RMSNorm, the
+  ``kv_a`` RMSNorm, the ``q_b`` GEMM, and the two absorbed per-head batched GEMMs (``W_UK``
+  into the query, ``W_UV`` out of the latent): +5. Without a query LoRA (``q_lora_rank``
+  0: DeepSeek-V2-Lite) the query GEMM is separate from ``kv_a`` and there is no ``q_a``
+  norm: +4.
+* Shared experts (DeepSeek, Qwen-MoE): their MLP beside the routed experts - gate/up GEMM,
+  activation x up, down GEMM - and the sum with the routed output: +4 on ``moe``.
+
+A DeepSeek-V3/R1 MoE layer so launches 9 + 1 + 11 = 21 kernels where a Llama layer launches
+4 + 1 + 4 = 9.
 """
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 
 from .counts import OP_NAMES
@@ -54,10 +70,28 @@ KERNELS_PER_OP_BY_NAME = {
 }
 
 
-def kernels_per_op() -> np.ndarray:
+#: Kernels an MLA attention layer launches beyond ``attn_proj``'s, with / without a query
+#: LoRA, and a layer's shared experts beyond ``moe``'s (module docstring).
+MLA_EXTRA_KERNELS = (5.0, 4.0)
+SHARED_EXPERT_KERNELS = 4.0
+
+
+def kernels_per_op(model=None):
     """``(len(OP_NAMES),)`` kernels per layer, aligned with `hwgrad.counts.OP_NAMES`
-    (ops added to ``counts`` without an entry count one kernel)."""
-    return np.asarray([KERNELS_PER_OP_BY_NAME.get(name, 1.0) for name in OP_NAMES])
+    (ops added to ``counts`` without an entry count one kernel); with a ``model``
+    (`hwgrad.specs.Model`), its MLA attention's and shared experts' extra kernels added."""
+    base = np.asarray([KERNELS_PER_OP_BY_NAME.get(name, 1.0) for name in OP_NAMES])
+    if model is None:
+        return base
+    extra = np.zeros(len(OP_NAMES))
+    if model.attention == "mla":
+        with_q_lora, without = MLA_EXTRA_KERNELS
+        extra_attn = jnp.where(jnp.asarray(model.q_lora_rank) > 0, with_q_lora, without)
+    else:
+        extra_attn = 0.0
+    extra_moe = jnp.where(jnp.asarray(model.n_shared_experts) > 0, SHARED_EXPERT_KERNELS, 0.0)
+    extra = extra + extra_attn * (np.asarray(OP_NAMES) == "attn_proj")
+    return base + extra + extra_moe * (np.asarray(OP_NAMES) == "moe")
 
 
 # ----------------------------------------------------------------------------- stack families

@@ -357,3 +357,33 @@ def test_gradients_are_finite_over_documented_ranges(x, model_name):
     assert np.isfinite(float(value))
     for k, g in grads.items():
         assert np.isfinite(float(g)), k
+
+
+@pytest.mark.parametrize(
+    ("name", "kernels"),
+    [
+        # 80 layers x (norm, QKV, RoPE + cache write, O; attention; norm, gate/up, act, down) + lm_head 2 + gather
+        ("llama-3.1-70b", 80 * (4 + 1 + 4) + 2 + 1),
+        # 61 MLA layers x (4 + q_a norm, kv_a norm, q_b, W_UK, W_UV; attention), 3 dense FFNs x 4,
+        # 58 MoE layers x (7 routed + shared gate/up, act, down, sum)
+        ("deepseek-r1", 61 * (9 + 1) + 3 * 4 + 58 * (7 + 4) + 2 + 1),
+    ],
+)
+def test_launch_gaps_count_the_kernels_of_the_architecture(name, kernels):
+    system = hg.presets.system("h200-sxm", 8, fitted=False)
+    model, comp = hg.presets.model(name), hg.compression("fp8", "bf16")
+    wl = hg.Workload(batch=4.0, prompt_len=1000.0, output_len=100.0, tp=8.0)
+    gap = 1e-5
+    stack = hg.replace(hg.Stack.ideal(), op_overhead_s=gap)
+    args = (system, model, wl, comp)
+    with_gap = cost.forward_pass(*args, stack, 1.0, 1000.0, HARD)
+    without = cost.forward_pass(*args, hg.Stack.ideal(), 1.0, 1000.0, HARD)
+    assert float(with_gap.overhead_s - without.overhead_s) == pytest.approx(kernels * gap, rel=1e-5)
+    # without a query LoRA (DeepSeek-V2-Lite's attention) the query GEMM is its own kernel, and
+    # there is no q_a norm: one kernel fewer per layer; without shared experts, four fewer per MoE layer
+    if name == "deepseek-r1":
+        lite = hg.replace(model, q_lora_rank=0.0, n_shared_experts=0.0)
+        lite_gap = cost.forward_pass(system, lite, wl, comp, stack, 1.0, 1000.0, HARD)
+        lite_none = cost.forward_pass(system, lite, wl, comp, hg.Stack.ideal(), 1.0, 1000.0, HARD)
+        fewer = kernels - 61 - 58 * 4
+        assert float(lite_gap.overhead_s - lite_none.overhead_s) == pytest.approx(fewer * gap, rel=1e-5)
