@@ -656,9 +656,33 @@ def _capacity_error(design: dict, rep: dict) -> str:
                 f"tier {tier['tier']} capacity {_fmt_bytes(tier['capacity_bytes'])} < {_fmt_bytes(tier['used_bytes'])} "
                 f"needed per chip for weights + KV + activations ({rep['model']}, {comp['weight_bits']:g}-bit weights, "
                 f"batch {wl['batch']:g}, context {wl['prompt_len'] + wl['output_len']:g}, tp {wl['tp']:g}): "
-                "raise tp/pp, lower bits or batch, or add a memory tier"
+                "raise tp/pp, lower bits or batch, or add a memory tier" + _sequences_that_fit_note(design)
             )
     return "the design does not fit in memory (see --allow-overflow to report it anyway)"
+
+
+def _sequences_that_fit_note(design: dict) -> str:
+    """How many of the batch's sequences the KV cache holds at once, when that is what does
+    not fit (``""`` when not even the weights fit or the batch does)."""
+    import jax
+
+    from .cost import sequences_per_tier
+
+    wl, stack = design["workload"], design["efficiency"]
+    context = wl.prompt_len + wl.output_len
+    fit = sequences_per_tier(
+        design["system"], design["model"], wl, design["compression"],
+        stack.memory_fraction, stack.prefill_chunk_tokens, context,
+    )
+    n = math.floor(float(jax.device_get(fit).min()))
+    if not (1 <= n < wl.batch):
+        return ""
+    mode = "concurrency" if wl.batching in ("continuous", "disaggregated") else "static batch"
+    return (
+        f"; {n} of the {wl.batch:g} sequences of {context:g} tokens fit in the KV cache at once "
+        f"({stack.memory_fraction:g} of memory for the engine): a {mode} of at most {n}"
+        + (", or --allow-overflow to run this batch in waves" if mode == "static batch" else "")
+    )
 
 
 def require_fits(design: dict, result=None) -> None:

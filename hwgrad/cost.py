@@ -715,11 +715,16 @@ def serve(system, model, workload, compression, efficiency, options=Options()) -
 # ----------------------------------------------------------------------------- capacity
 
 
-def capacity_used_bytes(system: System, model: Model, workload: Workload, compression: Compression):
+def capacity_used_bytes(
+    system: System, model: Model, workload: Workload, compression: Compression, budget_tokens=None
+):
     """Bytes each tier of one chip holds: weights + final KV cache + activation workspace
-    + read-mostly context."""
+    (of a prefill step of at most ``budget_tokens`` tokens, the stack's
+    ``prefill_chunk_tokens``; ``None``: the whole batch's prompts at once) + read-mostly
+    context."""
     model, compression = pruning.resolve(model, compression)
-    return memory.resident_bytes(model, compression, workload) @ memory.class_fractions(system)
+    resident = memory.resident_bytes(model, compression, workload, budget_tokens)
+    return resident @ memory.class_fractions(system)
 
 
 # ----------------------------------------------------------------------------- cost of ownership
@@ -813,7 +818,7 @@ def evaluate(
     g_embodied = embodied_g / (served_s * tokens_per_s)
     g_operational = energy_kwh_per_token * economics.grid_gco2e_per_kwh
 
-    used = capacity_used_bytes(system, model, workload, compression)
+    used = capacity_used_bytes(system, model, workload, compression, efficiency.prefill_chunk_tokens)
     margin = tiers.capacity_bytes - used
     fits = jnp.all(margin >= 0).astype(used.dtype)
 

@@ -857,9 +857,11 @@ def kv_bytes_resident(m: Model, c: Compression, w: Workload):
 ACTIVATION_BYTES = 2.0
 
 
-def activation_bytes_resident(m: Model, c: Compression, w: Workload):
-    """Peak activation workspace on one chip for a prefill of the batch's prompts at once
-    (``batch x prompt_len`` tokens), one layer at a time.
+def activation_bytes_resident(m: Model, c: Compression, w: Workload, budget_tokens=None):
+    """Peak activation workspace on one chip for a prefill of the batch's prompts, one layer
+    at a time: ``batch x prompt_len`` tokens at once, or at most the engine's token budget
+    of one step (``budget_tokens``, `Stack.prefill_chunk_tokens`: the engine prefills in
+    chunks of it; ``None``: no budget).
 
     Per token, the peak of a layer's forward pass is the FFN's: the residual stream and the
     normalised FFN input (``2 d_model``; every tensor-parallel rank holds the whole hidden
@@ -874,7 +876,10 @@ def activation_bytes_resident(m: Model, c: Compression, w: Workload):
     ff = jnp.maximum(m.d_ff, m.moe_d_ff * (m.n_experts_active + m.n_shared_experts))
     up = (2.0 if m.gated_ffn else 1.0) * ff / w.tp
     per_token = (2.0 * m.d_model + up) * ACTIVATION_BYTES
-    return w.batch * w.prompt_len * per_token
+    tokens = w.batch * w.prompt_len
+    if budget_tokens is not None:
+        tokens = jnp.minimum(tokens, budget_tokens)
+    return tokens * per_token
 
 
 def bytes_moved(ops: OpCounts):

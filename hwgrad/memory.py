@@ -113,13 +113,14 @@ def class_fractions(system):
     )
 
 
-def resident_bytes(model, compression, workload):
-    """``(4,)`` bytes one chip holds of weights, KV cache, activations, context."""
+def resident_bytes(model, compression, workload, budget_tokens=None):
+    """``(4,)`` bytes one chip holds of weights, KV cache, activations (a prefill of at most
+    ``budget_tokens`` tokens at once; ``None``: the whole batch's prompts), context."""
     return jnp.stack(
         jnp.broadcast_arrays(
             counts.weight_bytes_resident(model, compression, workload),
             counts.kv_bytes_resident(model, compression, workload),
-            counts.activation_bytes_resident(model, compression, workload),
+            counts.activation_bytes_resident(model, compression, workload, budget_tokens),
             workload.corpus_bytes,
         )
     )

@@ -105,6 +105,14 @@ def test_unknown_price_is_said_not_hidden(capsys):
         (["--tp", "3", "--chips", "3"], "tp must divide n_heads = 64"),
         (["--chips", "8", "--tp", "4"], "tp x pp x dp"),
         (["--model", "llama-3.1-405b", "--chips", "4", "--batch", "64"], "raise tp/pp, lower bits"),
+        # 0.9 x 80 GB - 17.6 GB of weights - 0.39 GB of one 8192-token step's workspace leaves
+        # 54 GB per chip, 0.377 GB per sequence of 9216 tokens (80 layers x 2 x 8 KV heads x 128
+        # x 2 B / tp 8 per token): 142 fit
+        (
+            ["--chips", "8", "--tp", "8", "--batch", "256", "--prompt-len", "8192", "--output-len", "1024",
+             "--batching", "continuous"],
+            "142 of the 256 sequences of 9216 tokens fit in the KV cache at once",
+        ),
         (["--weight-dtype", "fp6"], "weight_dtype = 'fp6' is not a known format"),
         (["--ep", "2"], "the model has no experts"),
         (["--params", "/nonexistent.toml"], "cannot read"),

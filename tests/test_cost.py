@@ -171,6 +171,28 @@ def test_capacity_overflow_is_reported():
     assert float(r.capacity_used_bytes[0]) > used
 
 
+def test_the_activation_workspace_is_one_step_of_the_engines_token_budget():
+    # Llama-3.1-70B at TP 8: per token the residual stream and FFN input (2 x 8192) and the
+    # sharded gate/up output (2 x 28672 / 8), 16-bit: 47,104 B; the engine prefills in steps
+    # of at most its 8192-token budget, so 128 prompts of 8192 tokens hold one step's 386 MB,
+    # not 128 x 8192 tokens' 49 GB
+    s = hg.presets.system("h100-sxm", 8, fitted=False)
+    m, c = hg.presets.model("llama-3.1-70b"), hg.compression("bf16")
+    wl = hg.Workload(batch=128.0, prompt_len=8192.0, output_len=1024.0, tp=8.0)
+    stack = hg.Stack.ideal()
+    per_token = (2 * 8192 + 2 * 28672 / 8) * 2
+    r = hg.evaluate(s, m, wl, c, stack)
+    assert float(stack.prefill_chunk_tokens) == 8192.0
+    no_act = cost.capacity_used_bytes(s, m, wl, c, budget_tokens=0.0)
+    assert float(r.capacity_used_bytes[0] - no_act[0]) == pytest.approx(8192 * per_token, rel=1e-4)
+    # the KV cache of the same sequences is what counts against the capacity, and it fits
+    assert float(r.fits) == 1.0
+    # without a budget (the whole batch's prompts at once) the same batch would not
+    whole = cost.capacity_used_bytes(s, m, wl, c)
+    assert float(whole[0] - no_act[0]) == pytest.approx(128 * 8192 * per_token, rel=1e-4)
+    assert float(whole[0]) > 80e9
+
+
 def test_unknown_flops_means_memory_bound_only():
     s = hg.presets.system("apple-m2-max", 1, fitted=False)
     m = hg.presets.model("llama-2-7b")
