@@ -666,17 +666,14 @@ def _sequences_that_fit_note(design: dict) -> str:
     not fit (``""`` when not even the weights fit or the batch does)."""
     import jax
 
-    from .cost import sequences_per_tier
+    from .cost import sequences_that_fit
 
     wl, stack = design["workload"], design["efficiency"]
     context = wl.prompt_len + wl.output_len
-    fit = sequences_per_tier(
-        design["system"], design["model"], wl, design["compression"],
-        stack.memory_fraction, stack.prefill_chunk_tokens, context,
-    )
-    n = math.floor(float(jax.device_get(fit).min()))
-    if not (1 <= n < wl.batch):
+    n = float(jax.device_get(sequences_that_fit(design["system"], design["model"], wl, design["compression"], stack)))
+    if not (math.isfinite(n) and 1 <= n < wl.batch):  # inf: the overflowing tier holds no KV cache
         return ""
+    n = int(n)
     mode = "concurrency" if wl.batching in ("continuous", "disaggregated") else "static batch"
     return (
         f"; {n} of the {wl.batch:g} sequences of {context:g} tokens fit in the KV cache at once "

@@ -578,7 +578,10 @@ def recomputed_tokens(batch, n_fit, output_len, on_demand):
     return jax.lax.stop_gradient(on_demand * jnp.maximum(batch - n_fit, 0.0) * output_len)
 
 
-def _sequences_that_fit(system, model, workload, compression, stack):
+def sequences_that_fit(system, model, workload, compression, stack):
+    """Whole sequences of ``prompt_len + output_len`` tokens that one chip's KV cache holds
+    at once under ``stack`` (the tightest tier of `sequences_per_tier`; 0: not one beside
+    the weights and the workspace)."""
     fit = sequences_per_tier(
         system,
         model,
@@ -588,7 +591,7 @@ def _sequences_that_fit(system, model, workload, compression, stack):
         stack.prefill_chunk_tokens,
         workload.prompt_len + workload.output_len,
     )
-    return jnp.maximum(jnp.floor(jnp.min(fit)), 1.0)
+    return jnp.floor(jnp.min(fit))
 
 
 def static_waves(system: System, model: Model, workload: Workload, compression: Compression, stack=None):
@@ -604,7 +607,7 @@ def static_waves(system: System, model: Model, workload: Workload, compression: 
     wave).
     """
     stack = Efficiency.ideal() if stack is None else stack
-    n_fit = _sequences_that_fit(system, model, workload, compression, stack)
+    n_fit = jnp.maximum(sequences_that_fit(system, model, workload, compression, stack), 1.0)
     return effective_waves(workload.batch, n_fit, workload.prompt_len, workload.output_len, stack.kv_on_demand)
 
 
@@ -641,7 +644,7 @@ def serve(system, model, workload, compression, efficiency, options=Options()) -
     mode = workload.batching
     n_out = workload.output_len
     if mode == "static":
-        n_fit = _sequences_that_fit(system, model, workload, compression, efficiency)
+        n_fit = jnp.maximum(sequences_that_fit(system, model, workload, compression, efficiency), 1.0)
         i_len, on_demand = workload.prompt_len, efficiency.kv_on_demand
         waves = effective_waves(workload.batch, n_fit, i_len, n_out, on_demand)
         wave = replace(workload, batch=workload.batch / waves)

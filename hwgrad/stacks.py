@@ -83,15 +83,11 @@ def kernels_per_op(model=None):
     base = np.asarray([KERNELS_PER_OP_BY_NAME.get(name, 1.0) for name in OP_NAMES])
     if model is None:
         return base
-    extra = np.zeros(len(OP_NAMES))
-    if model.attention == "mla":
-        with_q_lora, without = MLA_EXTRA_KERNELS
-        extra_attn = jnp.where(jnp.asarray(model.q_lora_rank) > 0, with_q_lora, without)
-    else:
-        extra_attn = 0.0
-    extra_moe = jnp.where(jnp.asarray(model.n_shared_experts) > 0, SHARED_EXPERT_KERNELS, 0.0)
-    extra = extra + extra_attn * (np.asarray(OP_NAMES) == "attn_proj")
-    return base + extra + extra_moe * (np.asarray(OP_NAMES) == "moe")
+    names = np.asarray(OP_NAMES)
+    with_q_lora, without = MLA_EXTRA_KERNELS
+    mla = jnp.where(jnp.asarray(model.q_lora_rank) > 0, with_q_lora, without) if model.attention == "mla" else 0.0
+    shared = jnp.where(jnp.asarray(model.n_shared_experts) > 0, SHARED_EXPERT_KERNELS, 0.0)
+    return base + mla * (names == "attn_proj") + shared * (names == "moe")
 
 
 # ----------------------------------------------------------------------------- stack families
