@@ -582,10 +582,12 @@ def report_dict(design: dict, result) -> dict:
 
     decode = pass_dict(result.decode)
     tiers = design["system"].chip.tiers
+    share = float(design["efficiency"].memory_fraction)
     capacity = [
         {
             "tier": i,
             "capacity_bytes": _num(t.capacity_bytes),
+            "usable_bytes": _num(t.capacity_bytes * share),
             "used_bytes": float(result.capacity_used_bytes[i]),
             "margin_bytes": _num(result.capacity_margin_bytes[i]),
         }
@@ -652,8 +654,11 @@ def _capacity_error(design: dict, rep: dict) -> str:
     for tier in rep["breakdown"]["capacity"]:
         if tier["margin_bytes"] is not None and tier["margin_bytes"] < 0:
             wl, comp = rep["workload"], rep["compression"]
+            cap = _fmt_bytes(tier["capacity_bytes"])
+            if tier["usable_bytes"] != tier["capacity_bytes"]:
+                cap = f"{_fmt_bytes(tier['usable_bytes'])} the engine may use (of {cap})"
             return (
-                f"tier {tier['tier']} capacity {_fmt_bytes(tier['capacity_bytes'])} < {_fmt_bytes(tier['used_bytes'])} "
+                f"tier {tier['tier']} capacity {cap} < {_fmt_bytes(tier['used_bytes'])} "
                 f"needed per chip for weights + KV + activations ({rep['model']}, {comp['weight_bits']:g}-bit weights, "
                 f"batch {wl['batch']:g}, context {wl['prompt_len'] + wl['output_len']:g}, tp {wl['tp']:g}): "
                 "raise tp/pp, lower bits or batch, or add a memory tier" + _sequences_that_fit_note(design)
@@ -795,6 +800,8 @@ def print_report(rep: dict) -> None:
             "capacity unknown, not checked"
             if t["capacity_bytes"] is None
             else f"of {_fmt_bytes(t['capacity_bytes'])}"
+            if t["usable_bytes"] == t["capacity_bytes"]
+            else f"of {_fmt_bytes(t['usable_bytes'])} the engine may use ({_fmt_bytes(t['capacity_bytes'])})"
         )
         print(f"  tier {t['tier']}: {_fmt_bytes(t['used_bytes'])} {cap}  {ok}")
     for note in rep["notes"]:

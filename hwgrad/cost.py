@@ -132,7 +132,10 @@ class PassCost:
 class Result:
     """Everything `evaluate` reports for one design point (all SI units).
 
-    ``fits`` is ``1.0`` when every tier's capacity margin is non-negative.
+    ``capacity_margin_bytes`` is, per tier of one chip, the capacity the engine may use
+    (``capacity x efficiency.memory_fraction``: 0.9 on the calibrated stacks, 1 on the
+    ideal one) less ``capacity_used_bytes``, so ``fits`` (``1.0`` when every margin is
+    non-negative) counts against the memory the KV planning of `sequences_that_fit` uses.
     ``decode`` is the mean decode step, ``prefill`` the prefill of one batch (static) or
     of one request (continuous, disaggregated); ``waves`` is the number of back-to-back
     static batches the request runs in when the whole batch's KV cache does not fit
@@ -822,7 +825,8 @@ def evaluate(
     g_operational = energy_kwh_per_token * economics.grid_gco2e_per_kwh
 
     used = capacity_used_bytes(system, model, workload, compression, efficiency.prefill_chunk_tokens)
-    margin = tiers.capacity_bytes - used
+    # against the share of each tier the engine may use, as the KV planning counts it
+    margin = tiers.capacity_bytes * efficiency.memory_fraction - used
     fits = jnp.all(margin >= 0).astype(used.dtype)
 
     kv_frac = jnp.asarray(system.resolved_placement().kv_cache, dtype=float)

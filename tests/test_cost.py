@@ -193,6 +193,26 @@ def test_the_activation_workspace_is_one_step_of_the_engines_token_budget():
     assert float(whole[0]) > 80e9
 
 
+def test_capacity_counts_against_the_share_of_memory_the_engine_may_use():
+    # Llama-3.1-70B bf16 at TP 2, 16 sequences of 2048 + 512 tokens: per chip 70.55 GB of
+    # weights, 16 x 2560 x 163,840 B = 6.71 GB of KV cache and one 8192-token step of
+    # workspace (8192 x 90,112 B = 0.74 GB): 78.0 GB, inside 80 GB but not inside the 72 GB
+    # an engine at 0.9 of memory lets weights and KV use
+    s = hg.presets.system("h100-sxm", 2, fitted=False)
+    m, c = hg.presets.model("llama-3.1-70b"), hg.compression("bf16")
+    wl = hg.Workload(batch=16.0, prompt_len=2048.0, output_len=512.0, tp=2.0)
+    whole = hg.Stack.ideal()
+    engine = hg.replace(whole, memory_fraction=0.9)
+    a, b = hg.evaluate(s, m, wl, c, whole), hg.evaluate(s, m, wl, c, engine)
+    used = float(a.capacity_used_bytes[0])
+    assert used == pytest.approx(70.55e9 + 16 * 2560 * 163840 + 8192 * 90112, rel=2e-3)
+    assert float(a.capacity_margin_bytes[0]) == pytest.approx(80e9 - used, rel=1e-5)
+    assert float(b.capacity_margin_bytes[0]) == pytest.approx(72e9 - used, rel=1e-5)
+    assert (float(a.fits), float(b.fits)) == (1.0, 0.0)
+    # the KV planning of the same engine agrees: one of the 16 sequences fits beside the weights
+    assert float(cost.sequences_that_fit(s, m, wl, c, engine)) == 1.0
+
+
 def test_unknown_flops_means_memory_bound_only():
     s = hg.presets.system("apple-m2-max", 1, fitted=False)
     m = hg.presets.model("llama-2-7b")

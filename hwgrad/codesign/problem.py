@@ -330,9 +330,10 @@ class Problem:
         m["die_area_mm2"] = s.chip.die_area_mm2
         t0 = s.chip.tiers[0]
         m["tier0_bandwidth_per_capacity_per_s"] = t0.bandwidth_bytes_per_s / t0.capacity_bytes
-        caps = jnp.stack([t.capacity_bytes for t in s.chip.tiers])
+        # used / the capacity the engine may use (used + margin: capacity x memory_fraction)
+        usable = r.capacity_used_bytes + r.capacity_margin_bytes
         m["capacity"] = jnp.where(
-            jnp.isfinite(caps), r.capacity_used_bytes / jnp.where(jnp.isfinite(caps), caps, 1.0), 0.0
+            jnp.isfinite(usable), r.capacity_used_bytes / jnp.where(jnp.isfinite(usable), usable, 1.0), 0.0
         )
         if self.technology is not None:
             m.update(self.technology.metrics(specs, self.technology_constants))
