@@ -267,6 +267,9 @@ def test_paper_designs_are_reachable_from_the_cli(capsys):
     assert rep["hardware"] == "hbm4-hbf"
     assert len(rep["breakdown"]["capacity"]) == 2
     assert rep["breakdown"]["capacity"][1]["used_bytes"] > rep["breakdown"]["capacity"][0]["used_bytes"]
+    for tier in rep["breakdown"]["capacity"]:  # the calibrated stack may use 0.9 of each tier
+        assert tier["usable_bytes"] == pytest.approx(0.9 * tier["capacity_bytes"], rel=1e-6)
+        assert tier["margin_bytes"] == pytest.approx(tier["usable_bytes"] - tier["used_bytes"], rel=1e-4)
     code, _, err = run(capsys, "eval", "--design", "hbm5")
     assert code == 2 and "use one of hbm4" in err
 
