@@ -3,7 +3,8 @@ reports, baselines and benchmarks.
 
 Every constraint is normalised to ``g = (value - limit) / |limit|`` (upper limits; mirrored,
 ``(limit - value) / |limit|``, for lower limits; ``used / usable - 1`` per memory tier, usable
-= capacity x the stack's ``memory_fraction``), so ``g`` is the relative overshoot. A design is **feasible** when every constraint satisfies:
+= capacity x the stack's ``memory_fraction``), so ``g`` is the relative overshoot. A design
+is **feasible** when every constraint satisfies:
 
     g_i <= rtol,    rtol = FEASIBILITY_RTOL = 1e-3 (0.1 % of the limit) by default
 
