@@ -678,7 +678,7 @@ def test_identification_matches_the_exact_hessian_at_a_perfect_fit(tmp_path):
     assert [t.key for t in table] == [fitter.params[j].key for j in lat]
     n = len(prepared.cases)
     d = settings.loss_scale
-    hess = jax.hessian(lambda t: fitter.loss((t, {}), jnp.asarray(weights, jnp.float32), fitter.engine.specs))(
+    hess = jax.jit(jax.hessian(lambda t: fitter.loss((t, {}), jnp.asarray(weights, jnp.float32), fitter.engine.specs)))(
         jnp.asarray(theta)
     )
     cov = np.linalg.inv(np.asarray(hess, np.float64)[np.ix_(lat, lat)] * n / d**2)
