@@ -7,8 +7,8 @@ is split into one jax device per usable core, `hwgrad.sweep.set_cpu_devices`) an
 device, evaluated with ``jax.lax.map`` over ``vmap``-ed chunks (512 forward, 128 gradient), the
 layout that keeps intermediates in cache: the one layout of sweeps, forward and gradient
 (`hwgrad.sweep.evaluate.sharded_map`). Prints points/s for forward evaluation and for the
-gradient of log TPOT + log $/M tokens with respect to every leaf, plus compile time, and ends
-with:
+gradient of log TPOT + log $/M tokens with respect to every leaf, plus compile time and the
+wall time of one `hwgrad.sensitivity` call, and ends with:
 
     forward 1.2e+06 points/s | gradient 3.4e+05 points/s | compile 1.10 s
 
@@ -29,6 +29,7 @@ from hwgrad.sweep import set_cpu_devices
 set_cpu_devices()  # before jax starts: one CPU device per usable core (no-op if XLA_FLAGS sets it)
 
 import hwgrad as hg  # noqa: E402
+from hwgrad.sensitivity import sensitivity  # noqa: E402
 from hwgrad.sweep.evaluate import sharded_map  # noqa: E402
 
 
@@ -71,6 +72,21 @@ def cli_cold_start_s() -> tuple[float, float]:
             subprocess.run(argv, env=env, check=True, capture_output=True)
             times.append(time.perf_counter() - t0)
     return times[0], min(times[1:])
+
+
+def sensitivity_call_s(model, eff, econ, calls: int = 20) -> tuple[float, float, int]:
+    """Wall time of `hwgrad.sensitivity` at the benchmark's design point: the first call
+    (trace + compile) and the mean of later calls at other batch sizes (same structure)."""
+    system = hg.presets.system("h100-sxm", 8)
+    comp = hg.compression("fp8", "fp8")
+    workload = lambda b: hg.Workload(batch=float(b), prompt_len=2048.0, output_len=512.0, tp=8.0)
+    t0 = time.perf_counter()
+    s = sensitivity(system, model, workload(32), comp, eff, econ)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for b in range(1, calls + 1):
+        sensitivity(system, model, workload(b), comp, eff, econ)
+    return first, (time.perf_counter() - t0) / calls, len(s.knobs)
 
 
 def main():
@@ -130,6 +146,12 @@ def main():
     print(f"single point: compile {compile_s:.2f} s, then {single_s * 1e6:.0f} us per call (dispatch-bound)")
     cold, warm = cli_cold_start_s()
     print(f"CLI cold start (hwgrad eval, new process): {warm:.2f} s, compile cache warm; {cold:.2f} s empty")
+
+    first_s, per_call_s, n_knobs = sensitivity_call_s(model, eff, econ)
+    print(
+        f"sensitivity (hwgrad.sensitivity, one point, {n_knobs} knobs): first call {first_s:.2f} s, "
+        f"then {per_call_s * 1e3:.1f} ms per call"
+    )
 
     results = {}
     for name, fn in (("forward", forward), ("gradient", gradient)):

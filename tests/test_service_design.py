@@ -213,3 +213,19 @@ def test_continuous_batching_rows_by_the_request_rate_model():
     assert s["within_capacity_service_tpot"]["median_ape_pct"] < 12.0
     assert s["service_tpot"]["median_ape_pct"] < 17.0
     assert all(np.isfinite(r["service_ttft_ms"]) and r["service_ttft_ms"] > 0 for r in res["rows"])
+
+
+def test_result_paths_are_traced_once_per_design_structure():
+    import jax
+
+    from hwgrad.design import evaluate_design
+    from hwgrad.paths import Index
+
+    plain = as_design(_design())
+    a = result_index(plain, Options())
+    other_numbers = dict(plain, workload=hg.replace(plain["workload"], batch=7.0, prompt_len=99.0))
+    assert result_index(other_numbers, Options()) is a  # same structure: no new trace
+    assert a.paths == Index(jax.eval_shape(lambda d: evaluate_design(d, Options()), plain)).paths
+    served = result_index(as_design(_design("--rate", "3")), Options())
+    assert "goodput_rps" in served.paths and "goodput_rps" not in a.paths
+    assert result_index(plain, Options(roofline="smooth")) is not a
