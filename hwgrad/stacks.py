@@ -53,6 +53,8 @@ A DeepSeek-V3/R1 MoE layer so launches 9 + 1 + 11 = 21 kernels where a Llama lay
 
 from __future__ import annotations
 
+import re
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -149,13 +151,25 @@ PRODUCTION_ENGINES = ("tensorrt-llm", "sglang", "sglang/rocm", "vllm-0.13", "vll
 STACK_ON_LINE = {("deepspeed-mii", "intel-gaudi"): "gaudi"}
 
 
+#: A CUDA vLLM build whose version has no family of its own takes the fitted build of its
+#: engine generation, ``(lowest minor version of 0.x, family)`` checked in order: the V1
+#: engine (the default from v0.8.0, and 1.x; `vllm-0.13`) or the V0 engine with multi-step
+#: scheduling (v0.6-v0.7; `vllm-0.6`). An older or unversioned text stays plain `vllm`.
+VLLM_GENERATIONS = ((8, "vllm-0.13"), (6, "vllm-0.6"))
+
+_VLLM_VERSION = re.compile(r"vllm[^;,()]{0,25}?\bv?([01])\.(\d+)")
+
+
 def stack_family(software: str, hw_line: str = "") -> str:
     """The stack family of a measurement's ``software`` text (``""`` if not recognised) on
     the vendor line ``hw_line`` (`hwgrad.presets.hardware_line`; ``""``: any, see
-    `STACK_ON_LINE`)."""
+    `STACK_ON_LINE`; a CUDA vLLM version: `VLLM_GENERATIONS`)."""
     text = software.lower()
     for family, needles in STACK_FAMILIES:
         if any(n in text if isinstance(n, str) else all(p in text for p in n) for n in needles):
+            if family == "vllm" and (version := _VLLM_VERSION.search(text)):
+                major, minor = int(version.group(1)), int(version.group(2))
+                family = next((f for lowest, f in VLLM_GENERATIONS if major or minor >= lowest), family)
             return STACK_ON_LINE.get((family, hw_line), family)
     return ""
 

@@ -180,6 +180,10 @@ def test_stack_and_hardware_families():
     assert hg.presets.stack("deepspeed-mii", "h100-sxm") == hg.presets.stack("deepspeed-mii")
     assert f("vLLM 0.6.3.post2") == "vllm-0.6"
     assert f("vLLM, image vllm/vllm-openai:v0.13.0") == "vllm-0.13"
+    # a CUDA vLLM version without rows takes the fitted build of its engine generation
+    assert f("vLLM, image vllm/vllm-openai:v0.14.1") == f("vllm==0.10.1") == f("vLLM 1.0") == "vllm-0.13"
+    assert f("vLLM v0.7.3") == "vllm-0.6"
+    assert f("vLLM 0.5.4") == f("vLLM (CUDA 12.4, torch 2.5.1)") == f("vLLM CUDA 12.4") == "vllm"
     assert f("vLLM ROCm (ghcr.io/embeddedllm/vllm-rocm:cb3b2b9)") == "vllm/rocm"
     assert f("my own server") == ""
     # a ROCm build is told by "rocm" anywhere in the text, whatever the version: the CUDA
