@@ -222,6 +222,23 @@ def test_unknown_flops_means_memory_bound_only():
     assert "no FLOPS published" in " ".join(hg.presets.chip_notes("apple-m2-max"))
 
 
+def test_blank_peaks_follow_the_tensor_units_of_the_part():
+    chip = lambda n: hg.presets.chip(n, fitted=False)
+    # hardware.csv: MI355X gives fp8 5000 and fp4 10000 TFLOPS, bf16 blank -> fp8 / 2
+    assert chip("mi355x").peak_flops_bf16 == pytest.approx(2500e12)
+    assert "bf16 peak derived as fp8 / 2" in hg.presets.chip_notes("mi355x")
+    # B200 publishes its fp4 rate; H100 and MI300X have no FP4 units: fp4 runs at the fp8 rate
+    assert chip("b200").peak_flops_fp4 == pytest.approx(9000e12)
+    for name, fp8 in (("h100-sxm", 1978.9e12), ("mi300x", 2614.9e12)):
+        assert chip(name).peak_flops_fp4 == chip(name).peak_flops_fp8 == pytest.approx(fp8)
+        assert any("no FP4 tensor units" in n for n in hg.presets.chip_notes(name))
+    # so a W4A4 GEMM-bound prefill is no faster than W8A8 on H100, and is on B200
+    m, wl = hg.presets.model("llama-3.1-70b"), hg.Workload(batch=1.0, prompt_len=8192.0, tp=8.0)
+    compute = lambda n, fmt: float(hg.prefill(hg.presets.system(n, 8, fitted=False), m, wl, hg.compression(fmt), SOL).compute_s)
+    assert compute("h100-sxm", "fp4") == pytest.approx(compute("h100-sxm", "fp8"), rel=0.05)
+    assert compute("b200", "fp4") < 0.7 * compute("b200", "fp8")
+
+
 def test_pipeline_bubble_and_microbatches():
     m = hg.presets.model("llama-3.1-70b")
     comp = hg.compression("bf16")

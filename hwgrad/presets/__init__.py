@@ -5,9 +5,11 @@ The CSV files in ``hwgrad/presets/data`` are copies of the project's curated dat
 them on demand; names are registry keys, never spec fields.
 
 Blank cells are unknown, never zero. Two conventions from the data README fill them:
-a blank dense peak is derived from the nearest given dtype at 2x per halving of operand
-width (bf16 = fp8/2 = fp4/4, int8 = fp8); a blank capacity becomes ``inf`` (capacity
-check skipped). Every derived or skipped value is recorded in `chip_notes`.
+a blank bf16 or fp8 peak is derived from the nearest given dtype at 2x per halving of
+operand width (bf16 = fp8/2, int8 = fp8); a blank capacity becomes ``inf`` (capacity
+check skipped). A blank fp4 peak is the fp8 peak, not twice it: the parts whose fp4 cell
+is blank (Ampere, Hopper, CDNA2/3, Gaudi, TPUs, ...) have no FP4 tensor units, so W4A4 runs
+no faster than W8A8 on them. Every derived or skipped value is recorded in `chip_notes`.
 
 Over 600 lines because the catalogue builds chips, fabrics, memory tiers and stacks from the CSV rows with one documented fill rule each; the fabric builders are the first candidate to move out.
 """
@@ -384,8 +386,10 @@ def _chip_and_notes(name: str) -> tuple[Chip, tuple[str, ...]]:
         fp8 = 2 * bf16
         notes.append("fp8 peak derived as 2 x bf16")
     if math.isnan(fp4) and not math.isnan(fp8):
-        fp4 = 2 * fp8
-        notes.append("fp4 peak derived as 2 x fp8")
+        # every part whose fp4 cell is blank predates FP4 tensor units (Blackwell, CDNA4):
+        # 4-bit activations run no faster than 8-bit ones there
+        fp4 = fp8
+        notes.append("no fp4 peak published (no FP4 tensor units): fp4 runs at the fp8 rate")
     if math.isnan(bf16):
         bf16 = fp8 = fp4 = math.inf
         notes.append("no FLOPS published: compute time not modelled (memory-bound bound only)")
