@@ -219,10 +219,17 @@ _RESULT_INDEX: dict = {}
 def result_index(d: dict, options: Options) -> Index:
     """The paths of `evaluate_design`'s results (shapes only: nothing is compiled; traced
     once per design structure and options)."""
+    def trace():
+        return Index(jax.eval_shape(lambda dd: evaluate_design(dd, options), d))
+
     leaves, treedef = jax.tree_util.tree_flatten(d)
     key = (treedef, tuple((np.shape(v), jnp.result_type(v), isinstance(v, (int, float))) for v in leaves), options)
-    if key not in _RESULT_INDEX:
+    try:
+        hit = _RESULT_INDEX.get(key)
+    except TypeError:  # an unhashable static field: no cache
+        return trace()
+    if hit is None:
         if len(_RESULT_INDEX) >= 64:
             _RESULT_INDEX.clear()
-        _RESULT_INDEX[key] = Index(jax.eval_shape(lambda dd: evaluate_design(dd, options), d))
-    return _RESULT_INDEX[key]
+        hit = _RESULT_INDEX[key] = trace()
+    return hit
