@@ -59,12 +59,11 @@ def _print_groups(report: Report, file=None) -> None:
             f"{g['p90_ape']:>6.1f}% {g['median_signed_pct']:>+6.1f}%",
             file=file,
         )
-    ratios = report.ratio_errors()
-    if ratios:
-        e = np.asarray([r["error_pct"] for r in ratios])
+    if stats := _ratio_stats(report):
+        median, p90, pairs = stats
         print(
-            f"matched groups (same rows on other hardware): {len(ratios)} pairs; speed-ratio error "
-            f"median {np.median(e):.1f}% | p90 {np.percentile(e, 90):.1f}%",
+            f"matched groups (same rows on other hardware): {pairs} pairs; speed-ratio error "
+            f"median {median:.1f}% | p90 {p90:.1f}%",
             file=file,
         )
 
@@ -209,13 +208,7 @@ def cmd_calibrate(args) -> int:
         f"in-sample:      {format_summary(fitted.summary(True), 'energy: ')}",
         f"speed of light: {format_summary(sol.summary(False))}",
     ]
-    ratios = fitted.ratio_errors()
-    if ratios:
-        e = np.asarray([r["error_pct"] for r in ratios])
-        header.append(
-            f"in-sample:      speed-ratio error median {np.median(e):.1f}% | p90 "
-            f"{np.percentile(e, 90):.1f}% | pairs {len(ratios)}"
-        )
+    header += _ratio_line("in-sample:     ", fitted)
     if not args.no_cv:
         cv_settings = dataclasses.replace(settings, steps=max(settings.steps // 2, 50))
         logo, _ = cross_validate(prepared, cv_settings, "generation", engine, only=LOGO_FOLDS)
@@ -223,25 +216,16 @@ def cmd_calibrate(args) -> int:
         for fold in LOGO_FOLDS:
             sub = _subset(logo, lambda c, fold=fold: c.hw_family == fold)
             header.append(f"  held out {fold}: {format_summary(sub.summary(False))}")
-        ratios = logo.ratio_errors()
+        # the hidden test's situation: a new chip on a stack the fit has seen elsewhere
+        seen = _seen_elsewhere(logo, prepared, lambda c: c.hw_family)
+        header.append(f"  stack seen on other generations: {format_summary(seen.summary(False))}")
+        header += _ratio_line("LOGO:          ", logo)
         if not args.fast_cv:
             loho, _ = cross_validate(prepared, cv_settings, "hardware", engine)
             header.append(f"LOHO CV:        {format_summary(loho.summary(False))}")
-            # the hidden test's situation: a new chip on a stack the fit has seen elsewhere
-            hardware_of: dict[str, set[str]] = {}
-            for c in prepared.cases:
-                hardware_of.setdefault(c.family, set()).add(c.row.hardware)
-            elsewhere = _subset(
-                loho, lambda c: bool(c.family) and len(hardware_of[c.family] - {c.row.hardware}) > 0
-            )
-            header.append(f"  stack seen on other hardware: {format_summary(elsewhere.summary(False))}")
-            r2 = loho.ratio_errors()
-            if r2:
-                e = np.asarray([r["error_pct"] for r in r2])
-                header.append(
-                    f"LOHO CV:        speed-ratio error median {np.median(e):.1f}% | p90 "
-                    f"{np.percentile(e, 90):.1f}% | pairs {len(r2)}"
-                )
+            seen = _seen_elsewhere(loho, prepared, lambda c: c.row.hardware)
+            header.append(f"  stack seen on other hardware: {format_summary(seen.summary(False))}")
+            header += _ratio_line("LOHO CV:       ", loho)
         header.append(f"(CV refits use {cv_settings.steps} Adam steps)")
     header += format_identification(identification(fitter, params, weights))
     try:
@@ -253,6 +237,34 @@ def cmd_calibrate(args) -> int:
     _print_groups(fitted)
     print(f"wrote {args.output}")
     return 0
+
+
+def _seen_elsewhere(report: Report, prepared, group) -> Report:
+    """The rows of ``report`` whose stack family has rows in another ``group`` (a
+    hardware slug or a generation of `prepared`'s cases): the ones a refit without their
+    group still has a fitted profile for."""
+    groups_of: dict[str, set[str]] = {}
+    for c in prepared.cases:
+        groups_of.setdefault(c.family, set()).add(group(c))
+    return _subset(report, lambda c: bool(c.family) and len(groups_of[c.family] - {group(c)}) > 0)
+
+
+def _ratio_stats(report: Report) -> tuple[float, float, int] | None:
+    """Median and p90 (%) of ``report``'s matched-row speed-ratio errors and the number of
+    pairs; None without pairs."""
+    ratios = report.ratio_errors()
+    if not ratios:
+        return None
+    e = np.asarray([r["error_pct"] for r in ratios])
+    return float(np.median(e)), float(np.percentile(e, 90)), len(ratios)
+
+
+def _ratio_line(label: str, report: Report) -> list[str]:
+    """The header line of ``report``'s matched-row speed-ratio errors (none without pairs)."""
+    if not (stats := _ratio_stats(report)):
+        return []
+    median, p90, pairs = stats
+    return [f"{label} speed-ratio error median {median:.1f}% | p90 {p90:.1f}% | pairs {pairs}"]
 
 
 def _subset(report: Report, keep) -> Report:
