@@ -810,3 +810,27 @@ def test_rows_of_the_next_parts_on_the_same_stacks_are_modelled_and_faster():
         assert faster > 1.0, (old, new, faster)
     # an NVFP4 checkpoint reads half the expert bytes of the fp8 one: faster on B200
     assert pred["fp4"] < pred["fp8"]
+
+
+def test_seen_elsewhere_keeps_the_rows_a_fold_still_has_a_stack_for():
+    """The header's `stack seen on other hardware / generations` lines: a held-out row counts
+    when its stack family has rows on another hardware slug (or generation)."""
+    from hwgrad.calibrate.cli import _seen_elsewhere
+
+    rows = [
+        row(id="1", hardware="a100-80gb-sxm", software="vLLM"),
+        row(id="2", hardware="a100-40gb-sxm", software="vLLM"),
+        row(id="3", hardware="h100-sxm", software="vLLM"),
+        row(id="4", hardware="a100-80gb-sxm", software="gpt-fast"),
+        row(id="5", hardware="a100-40gb-sxm", software="gpt-fast"),
+        row(id="6", hardware="h100-sxm", software="TensorRT-LLM"),
+        row(id="7", hardware="h100-sxm", software="an engine nobody knows"),
+    ]
+    prepared = cb.prepare(rows)
+    values = np.full(len(prepared.cases), 10.0)
+    report = cb.Report(label="cv", cases=prepared.cases, predicted=values, measured=values, skipped=())
+    by_hardware = _seen_elsewhere(report, prepared, lambda c: c.row.hardware)
+    assert [c.row.id for c in by_hardware.cases] == ["1", "2", "3", "4", "5"]
+    # by generation the two A100s are one group: gpt-fast runs on Ampere only
+    by_generation = _seen_elsewhere(report, prepared, lambda c: c.hw_family)
+    assert [c.row.id for c in by_generation.cases] == ["1", "2", "3"]
