@@ -834,3 +834,20 @@ def test_seen_elsewhere_keeps_the_rows_a_fold_still_has_a_stack_for():
     # by generation the two A100s are one group: gpt-fast runs on Ampere only
     by_generation = _seen_elsewhere(report, prepared, lambda c: c.hw_family)
     assert [c.row.id for c in by_generation.cases] == ["1", "2", "3"]
+
+
+def test_same_stack_speed_ratios_keep_only_pairs_of_one_stack_family():
+    from hwgrad.calibrate.cli import _ratio_stats
+
+    rows = [
+        row(id="1", hardware="a100-80gb-sxm", software="vLLM"),
+        row(id="2", hardware="h100-sxm", software="vLLM"),
+        row(id="3", hardware="rtx-4090", software="llama.cpp CUDA"),
+    ]
+    prepared = cb.prepare(rows)
+    measured = np.array([20.0, 10.0, 40.0])
+    predicted = np.array([22.0, 10.0, 40.0])  # the A100 row 10 % slow
+    report = cb.Report(label="cv", cases=prepared.cases, predicted=predicted, measured=measured, skipped=())
+    assert _ratio_stats(report)[2] == 3  # every pair of the matched group
+    median, p90, pairs = _ratio_stats(report, same_stack=True)
+    assert pairs == 1 and median == pytest.approx(10.0, rel=1e-6)  # A100 / H100 on vLLM

@@ -226,6 +226,7 @@ def cmd_calibrate(args) -> int:
             seen = _seen_elsewhere(loho, prepared, lambda c: c.row.hardware)
             header.append(f"  stack seen on other hardware: {format_summary(seen.summary(False))}")
             header += _ratio_line("LOHO CV:       ", loho)
+            header += _ratio_line("  same stack on both parts:", loho, same_stack=True)
         header.append(f"(CV refits use {cv_settings.steps} Adam steps)")
     header += format_identification(identification(fitter, params, weights))
     try:
@@ -249,19 +250,23 @@ def _seen_elsewhere(report: Report, prepared, group) -> Report:
     return _subset(report, lambda c: bool(c.family) and len(groups_of[c.family] - {group(c)}) > 0)
 
 
-def _ratio_stats(report: Report) -> tuple[float, float, int] | None:
+def _ratio_stats(report: Report, same_stack: bool = False) -> tuple[float, float, int] | None:
     """Median and p90 (%) of ``report``'s matched-row speed-ratio errors and the number of
-    pairs; None without pairs."""
+    pairs (``same_stack``: only the pairs whose two rows share a stack family, the chip-to-chip
+    ratios of one stack); None without pairs."""
     ratios = report.ratio_errors()
+    if same_stack:
+        family = {c.row.id: c.family for c in report.cases}
+        ratios = [r for r in ratios if family[r["ids"][0]] == family[r["ids"][1]]]
     if not ratios:
         return None
     e = np.asarray([r["error_pct"] for r in ratios])
     return float(np.median(e)), float(np.percentile(e, 90)), len(ratios)
 
 
-def _ratio_line(label: str, report: Report) -> list[str]:
+def _ratio_line(label: str, report: Report, same_stack: bool = False) -> list[str]:
     """The header line of ``report``'s matched-row speed-ratio errors (none without pairs)."""
-    if not (stats := _ratio_stats(report)):
+    if not (stats := _ratio_stats(report, same_stack)):
         return []
     median, p90, pairs = stats
     return [f"{label} speed-ratio error median {median:.1f}% | p90 {p90:.1f}% | pairs {pairs}"]
